@@ -1,0 +1,264 @@
+//! Users, workspaces, memberships and credentials: what `cobro user|workspace|key` manage
+//! and what authentication reads.
+//!
+//! Tokens and keys are long random secrets, so a plain SHA-256 digest is enough to store
+//! them: it cannot be reversed, and there is nothing to brute-force as with a password.
+//! The plain value is shown once, when it is made.
+
+pub mod auth;
+
+use diesel::prelude::*;
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
+
+use crate::db::schema::{memberships, secret_keys, users, workspaces};
+use crate::db::{is_unique_violation, now, write_tx, DbConnection, Scope};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("no user with email {0}")]
+    UnknownUser(String),
+    #[error("a user with email {0} already exists")]
+    UserExists(String),
+    #[error("\"{0}\" is not a valid email address")]
+    InvalidEmail(String),
+    #[error("no workspace with id {0}")]
+    UnknownWorkspace(String),
+    #[error("a workspace name may not be blank")]
+    BlankName,
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// Who a credential belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A user's API token: the workspace and mode come from the request's headers.
+    User { id: i64 },
+    /// A workspace secret key, bound to one workspace and mode.
+    Key { id: i64, scope: Scope },
+}
+
+pub fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn random(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// A new random id with a prefix (`acc_…`).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", random(20))
+}
+
+/// A user token as DRF makes them: 40 hex characters.
+fn new_token() -> String {
+    let bytes: [u8; 20] = rand::random();
+    hex::encode(bytes)
+}
+
+fn normalise_email(email: &str) -> Result<String, AccountError> {
+    use validator::ValidateEmail;
+    let email = email.trim().to_lowercase();
+    if email.validate_email() {
+        Ok(email)
+    } else {
+        Err(AccountError::InvalidEmail(email))
+    }
+}
+
+fn user_id(conn: &mut DbConnection, email: &str) -> Result<i64, AccountError> {
+    let email = normalise_email(email)?;
+    users::table
+        .filter(users::email.eq(&email))
+        .select(users::id)
+        .first(conn)
+        .optional()?
+        .ok_or(AccountError::UnknownUser(email))
+}
+
+/// Creates a user and returns their first token.
+pub fn create_user(conn: &mut DbConnection, email: &str) -> Result<String, AccountError> {
+    let email = normalise_email(email)?;
+    let token = new_token();
+    let inserted = diesel::insert_into(users::table)
+        .values((
+            users::email.eq(&email),
+            users::token_digest.eq(digest(&token)),
+            users::created.eq(now()),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(token),
+        Err(e) if is_unique_violation(&e) => Err(AccountError::UserExists(email)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives a user a new token; the old one stops working at once.
+pub fn rotate_token(conn: &mut DbConnection, email: &str) -> Result<String, AccountError> {
+    let id = user_id(conn, email)?;
+    let token = new_token();
+    diesel::update(users::table.find(id))
+        .set(users::token_digest.eq(digest(&token)))
+        .execute(conn)?;
+    Ok(token)
+}
+
+pub fn create_workspace(
+    conn: &mut DbConnection,
+    name: &str,
+    owner_email: &str,
+) -> Result<String, AccountError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AccountError::BlankName);
+    }
+    let owner = user_id(conn, owner_email)?;
+    let id = new_id("acc_");
+    write_tx(conn, |conn| {
+        let at = now();
+        diesel::insert_into(workspaces::table)
+            .values((
+                workspaces::id.eq(&id),
+                workspaces::name.eq(name),
+                workspaces::created.eq(at),
+            ))
+            .execute(conn)?;
+        diesel::insert_into(memberships::table)
+            .values((
+                memberships::workspace_id.eq(&id),
+                memberships::user_id.eq(owner),
+                memberships::created.eq(at),
+            ))
+            .execute(conn)?;
+        Ok::<_, AccountError>(())
+    })?;
+    Ok(id)
+}
+
+fn require_workspace(conn: &mut DbConnection, workspace_id: &str) -> Result<String, AccountError> {
+    workspaces::table
+        .find(workspace_id)
+        .select(workspaces::name)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| AccountError::UnknownWorkspace(workspace_id.to_string()))
+}
+
+/// The workspace's name, for pages that show it.
+pub fn workspace_name(conn: &mut DbConnection, scope: &Scope) -> Result<String, AccountError> {
+    require_workspace(conn, scope.workspace_id())
+}
+
+/// Adds a member; adding one twice is not an error.
+pub fn add_member(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    email: &str,
+) -> Result<(), AccountError> {
+    require_workspace(conn, workspace_id)?;
+    let user = user_id(conn, email)?;
+    let inserted = diesel::insert_into(memberships::table)
+        .values((
+            memberships::workspace_id.eq(workspace_id),
+            memberships::user_id.eq(user),
+            memberships::created.eq(now()),
+        ))
+        .execute(conn);
+    match inserted {
+        Err(e) if !is_unique_violation(&e) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Makes a workspace secret key (`sk_test_…` or `sk_live_…`).
+pub fn create_key(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    test_mode: bool,
+) -> Result<String, AccountError> {
+    require_workspace(conn, workspace_id)?;
+    let key = format!(
+        "sk_{}_{}",
+        if test_mode { "test" } else { "live" },
+        random(32)
+    );
+    diesel::insert_into(secret_keys::table)
+        .values((
+            secret_keys::workspace_id.eq(workspace_id),
+            secret_keys::test_mode.eq(test_mode),
+            secret_keys::digest.eq(digest(&key)),
+            secret_keys::prefix.eq(&key[..12]),
+            secret_keys::created.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(key)
+}
+
+/// Whom a token or key belongs to, or None for an unknown or revoked one.
+pub fn authenticate(conn: &mut DbConnection, credential: &str) -> QueryResult<Option<Principal>> {
+    let digest = digest(credential);
+    if credential.starts_with("sk_") {
+        let key = secret_keys::table
+            .filter(secret_keys::digest.eq(&digest))
+            .select((
+                secret_keys::id,
+                secret_keys::workspace_id,
+                secret_keys::test_mode,
+            ))
+            .first::<(i64, String, bool)>(conn)
+            .optional()?;
+        return Ok(key.map(|(id, workspace, test_mode)| Principal::Key {
+            id,
+            scope: Scope::new(workspace, test_mode),
+        }));
+    }
+    let user = users::table
+        .filter(users::token_digest.eq(&digest))
+        .select(users::id)
+        .first(conn)
+        .optional()?;
+    Ok(user.map(|id| Principal::User { id }))
+}
+
+pub fn is_member(conn: &mut DbConnection, user_id: i64, workspace_id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        memberships::table
+            .filter(memberships::user_id.eq(user_id))
+            .filter(memberships::workspace_id.eq(workspace_id)),
+    ))
+    .get_result(conn)
+}
+
+pub fn has_users(conn: &mut DbConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(users::table.select(users::id))).get_result(conn)
+}
+
+/// What a first start on an empty database creates and prints once.
+pub struct Bootstrap {
+    pub email: String,
+    pub token: String,
+    pub workspace_id: String,
+}
+
+/// On an empty database, creates a first user, workspace and token. None when users exist.
+pub fn bootstrap(conn: &mut DbConnection) -> Result<Option<Bootstrap>, AccountError> {
+    if has_users(conn)? {
+        return Ok(None);
+    }
+    let email = "admin@cobro.local".to_string();
+    let token = match create_user(conn, &email) {
+        Ok(token) => token,
+        // Another process bootstrapped at the same moment.
+        Err(AccountError::UserExists(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let workspace_id = create_workspace(conn, "My workspace", &email)?;
+    Ok(Some(Bootstrap {
+        email,
+        token,
+        workspace_id,
+    }))
+}

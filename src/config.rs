@@ -1,0 +1,80 @@
+//! Settings, read once from the environment (and a `.env` file, if present).
+//! `.env.example` lists every one of them.
+
+use std::env;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `DATABASE_URL`: a SQLite file path (default `cobro.db`) or `postgres://…`.
+    pub database_url: String,
+    /// `COBRO_BIND`: the address `cobro serve` listens on.
+    pub bind: String,
+    /// `COBRO_CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser;
+    /// `*` allows any. Empty: no cross-origin access.
+    pub cors_origins: Vec<String>,
+    /// `COBRO_PUBLIC_URL`: the base of links the API hands out (pagination, checkout);
+    /// by default taken from each request's Host.
+    pub public_url: Option<String>,
+    /// `COBRO_DB_POOL_SIZE`: database connections in the pool.
+    pub pool_size: u32,
+    /// `COBRO_SQLITE_SYNCHRONOUS`: SQLite's durability level, FULL (default) or NORMAL.
+    pub sqlite_synchronous: String,
+    /// `COBRO_BODY_LIMIT`: the largest request body, in bytes.
+    pub body_limit: usize,
+    /// `COBRO_WORKERS`: HTTP worker threads (default: one per core).
+    pub workers: usize,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "cobro.db";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, String> {
+        let var = |name: &str| {
+            env::var(name)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str, default: usize| -> Result<usize, String> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("{name} must be a whole number, not \"{v}\"")),
+            }
+        };
+        let sqlite_synchronous = var("COBRO_SQLITE_SYNCHRONOUS")
+            .unwrap_or_else(|| "FULL".into())
+            .to_ascii_uppercase();
+        if !matches!(sqlite_synchronous.as_str(), "FULL" | "NORMAL" | "EXTRA") {
+            return Err(format!("COBRO_SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA, not \"{sqlite_synchronous}\""));
+        }
+        let public_url = var("COBRO_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string());
+        if let Some(url) = &public_url {
+            if !crate::http::fields::is_web_url(url) {
+                return Err(format!(
+                    "COBRO_PUBLIC_URL must be an absolute http(s) URL, not \"{url}\""
+                ));
+            }
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Settings {
+            database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            bind: var("COBRO_BIND").unwrap_or_else(|| DEFAULT_BIND.into()),
+            cors_origins: var("COBRO_CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            public_url,
+            pool_size: number("COBRO_DB_POOL_SIZE", 16)? as u32,
+            sqlite_synchronous,
+            body_limit: number("COBRO_BODY_LIMIT", 64 * 1024)?,
+            workers: number("COBRO_WORKERS", cores)?.max(1),
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! The database: one schema and one connection type for SQLite and PostgreSQL.
+//!
+//! `DbConnection` is diesel's MultiConnection over both backends; the URL scheme picks one.
+//! Every write runs in [`write_tx`], which starts SQLite transactions IMMEDIATE so that
+//! read-then-write never fails with "database is locked" halfway through.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::ApiError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+}
+
+/// A parsed `DATABASE_URL`: `postgres://…` or `postgresql://…` selects PostgreSQL; anything
+/// else is a SQLite file path, with an optional `sqlite://` or `sqlite:` prefix.
+#[derive(Clone, Debug)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    /// What the backend's driver is given: the full URL for PostgreSQL, a path for SQLite.
+    pub target: String,
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err("DATABASE_URL is empty".into());
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self {
+                backend: Backend::Postgres,
+                target: url.to_string(),
+            });
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            if scheme != "sqlite" {
+                return Err(format!(
+                    "DATABASE_URL has an unknown scheme \"{scheme}\": use postgres://… or a SQLite file path"
+                ));
+            }
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || path == ":memory:" {
+            // Every pooled connection would get its own empty in-memory database.
+            return Err("DATABASE_URL must name a SQLite file (an in-memory database cannot be shared by the pool)".into());
+        }
+        Ok(Self {
+            backend: Backend::Sqlite,
+            target: path.to_string(),
+        })
+    }
+}
+
+/// An r2d2 manager that picks the backend by URL scheme, so that a failed connection reports
+/// the driver's own error (diesel's generic manager only says the URL is invalid).
+#[derive(Clone, Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+    sqlite_synchronous: String,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        match self.url.backend {
+            Backend::Postgres => Ok(DbConnection::Pg(PgConnection::establish(&self.url.target)?)),
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::establish(&self.url.target)?;
+                // WAL lets readers run beside the writer; busy_timeout makes writers queue
+                // instead of failing; `synchronous` is the durability setting (README).
+                conn.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    self.sqlite_synchronous
+                ))
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        // A connection left inside a transaction (a panic mid-write) must not be reused.
+        std::thread::panicking()
+            || DbConnection::is_broken_transaction_manager(conn)
+            || DbConnection::transaction_manager_status_mut(conn)
+                .transaction_depth()
+                .map_or(true, |depth| depth.is_some())
+    }
+}
+
+/// The pool and what the rest of the app needs to know about the database.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: Pool,
+    pub backend: Backend,
+}
+
+impl Db {
+    pub fn connect(
+        url: &DatabaseUrl,
+        pool_size: u32,
+        sqlite_synchronous: &str,
+    ) -> Result<Db, String> {
+        let manager = Manager {
+            url: url.clone(),
+            sqlite_synchronous: sqlite_synchronous.to_string(),
+        };
+        // Build lazily, then take one connection at once, so that a wrong URL fails now
+        // with the driver's message instead of after the pool's timeout.
+        let mut first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
+            format!(
+                "cannot connect to the {} database: {}",
+                url.backend.name(),
+                e.to_string().trim()
+            )
+        })?;
+        run_migrations(&mut first).map_err(|e| format!("cannot run migrations: {e}"))?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| format!("cannot open the database pool: {e}"))?;
+        Ok(Db {
+            pool,
+            backend: url.backend,
+        })
+    }
+
+    /// Runs blocking database work on actix's blocking thread pool.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get().map_err(ApiError::internal)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+}
+
+/// Runs the embedded migrations of the connection's backend. On PostgreSQL an advisory lock
+/// keeps two servers starting at once from migrating the same database together.
+pub fn run_migrations(
+    conn: &mut DbConnection,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    const LOCK: i64 = 0x636f_6272_6f; // "cobro"
+    match conn {
+        DbConnection::Pg(pg) => {
+            diesel::sql_query(format!("SELECT pg_advisory_lock({LOCK})")).execute(pg)?;
+            let result = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({LOCK})")).execute(pg)?;
+            result
+        }
+        DbConnection::Sqlite(lite) => lite.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+    }
+}
+
+/// Runs `work` in a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken
+/// up front, so a read-then-write cannot be refused halfway), a plain `BEGIN` on PostgreSQL
+/// (guarded updates decide races there). Rolls back on error.
+pub fn write_tx<T, E>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConnection::Sqlite(lite) => {
+            AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Pg(_) => DbConnection::begin_transaction(conn)?,
+    }
+    match work(conn) {
+        Ok(value) => {
+            DbConnection::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) = DbConnection::rollback_transaction(conn) {
+                log::error!("rollback failed: {rollback}");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The workspace and mode that a request acts in. Storage functions for tenant data take a
+/// `&Scope` and filter by it in one place; the fields are private so that only
+/// authentication (or an operator command) can make one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    workspace_id: String,
+    test_mode: bool,
+}
+
+impl Scope {
+    pub(crate) fn new(workspace_id: String, test_mode: bool) -> Self {
+        Self {
+            workspace_id,
+            test_mode,
+        }
+    }
+    pub fn workspace_id(&self) -> &str {
+        &self.workspace_id
+    }
+    pub fn test_mode(&self) -> bool {
+        self.test_mode
+    }
+}
+
+/// Now, in UTC, truncated to microseconds: what both backends store exactly.
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// True when the error is a unique-constraint violation (reported alike by both backends).
+pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
+    matches!(
+        err,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,96 @@
+// Kept by hand: `diesel print-schema` differs per backend, and this one file serves both.
+// Tenant tables (payments, payment_metadata, events) are reached only through the
+// scoped helpers in their modules' store.rs; see `crate::db::Scope`.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        email -> Text,
+        token_digest -> Nullable<Text>,
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    workspaces (id) {
+        id -> Text,
+        name -> Text,
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    memberships (workspace_id, user_id) {
+        workspace_id -> Text,
+        user_id -> BigInt,
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    secret_keys (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        digest -> Text,
+        prefix -> Text,
+        created -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        amount -> BigInt,
+        collected -> BigInt,
+        currency -> Text,
+        unit -> BigInt,
+        date -> Date,
+        description -> Text,
+        invoice -> Nullable<Text>,
+        subscription -> Nullable<Text>,
+        customer -> Nullable<Text>,
+        payment_date -> Nullable<Timestamp>,
+        source -> Nullable<BigInt>,
+        sources -> Text,
+        status -> Text,
+        failed_reason -> Nullable<Text>,
+        return_url -> Nullable<Text>,
+        enable_checkout -> Bool,
+        metadata -> Text,
+        checkout_key -> Text,
+        version -> BigInt,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payment_metadata (payment_id, key) {
+        payment_id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        event_type -> Text,
+        object_type -> Text,
+        object_id -> Text,
+        data -> Text,
+        created -> Timestamp,
+    }
+}
+
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(memberships -> workspaces (workspace_id));
+
+diesel::allow_tables_to_appear_in_same_query!(payments, payment_metadata);

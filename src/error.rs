@@ -1,0 +1,177 @@
+//! One error type for the API, mapped to Django REST Framework's bodies in one place.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::json;
+
+/// Field-level validation errors, in the order the fields were checked:
+/// `{"amount": ["This field is required."], "non_field_errors": [...]}`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors(Vec<(String, Vec<String>)>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn one(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::new();
+        errors.add(field, message);
+        errors
+    }
+
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        match self.0.iter_mut().find(|(name, _)| name == field) {
+            Some((_, messages)) => messages.push(message.into()),
+            None => self.0.push((field.to_string(), vec![message.into()])),
+        }
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.0.iter().any(|(name, _)| name == field)
+    }
+
+    /// Every (field, message) pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().flat_map(|(field, messages)| {
+            messages.iter().map(move |m| (field.as_str(), m.as_str()))
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when empty, otherwise the errors as an API error.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self))
+        }
+    }
+}
+
+impl Serialize for FieldErrors {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (field, messages) in &self.0 {
+            map.serialize_entry(field, messages)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed: {0:?}")]
+    Validation(FieldErrors),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("authentication credentials were not provided")]
+    NotAuthenticated,
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(&'static str),
+    #[error("permission denied")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("invalid page")]
+    InvalidPage,
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(String),
+    #[error("unsupported media type {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("request body over {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("JSON parse error - {0}")]
+    JsonParse(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// Anything unexpected. The cause is logged; the client sees a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::Internal(cause.to_string())
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation(FieldErrors::one(field, message))
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        ApiError::Internal(format!("database: {err}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::BadRequest(_) | ApiError::JsonParse(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::NotAuthenticated | ApiError::AuthenticationFailed(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound | ApiError::InvalidPage => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = match self {
+            ApiError::Validation(errors) => serde_json::to_value(errors).unwrap_or_default(),
+            ApiError::BadRequest(detail) => json!({ "detail": detail }),
+            ApiError::NotAuthenticated => {
+                json!({ "detail": "Authentication credentials were not provided." })
+            }
+            ApiError::AuthenticationFailed(detail) => json!({ "detail": detail }),
+            ApiError::Forbidden => {
+                json!({ "detail": "You do not have permission to perform this action." })
+            }
+            ApiError::NotFound => json!({ "detail": "Not found." }),
+            ApiError::InvalidPage => json!({ "detail": "Invalid page." }),
+            ApiError::MethodNotAllowed(method) => {
+                json!({ "detail": format!("Method \"{method}\" not allowed.") })
+            }
+            ApiError::UnsupportedMediaType(media) => {
+                json!({ "detail": format!("Unsupported media type \"{media}\" in request.") })
+            }
+            ApiError::PayloadTooLarge(limit) => {
+                json!({ "detail": format!("Request body is too large: the limit is {limit} bytes.") })
+            }
+            ApiError::JsonParse(cause) => {
+                json!({ "detail": format!("JSON parse error - {cause}") })
+            }
+            ApiError::Unavailable(_) => {
+                json!({ "detail": "Service temporarily unavailable, try again later." })
+            }
+            ApiError::Internal(cause) => {
+                log::error!("internal error: {cause}");
+                json!({ "detail": "A server error occurred." })
+            }
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(
+            self,
+            ApiError::NotAuthenticated | ApiError::AuthenticationFailed(_)
+        ) {
+            // As DRF's TokenAuthentication: tells the client which scheme to use.
+            response.insert_header((header::WWW_AUTHENTICATE, "Token"));
+        }
+        response.json(body)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,61 @@
+//! `GET /events/` and `GET /events/{id}/`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::store::{self, EventFilter};
+use super::EventView;
+use crate::accounts::auth::Auth;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::http::pagination::{Page, PageRequest};
+use crate::http::query::QueryParams;
+use crate::http::{object_id, resource};
+use crate::openapi::{ErrorDetail, EventListParams, ScopeHeaders};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/events").route(web::get().to(list)))
+        .service(resource("/events/{id}").route(web::get().to(retrieve)));
+}
+
+/// List events, newest first.
+#[utoipa::path(get, path = "/events/", tag = "events", params(ScopeHeaders, EventListParams),
+    responses(
+        (status = 200, body = Page<EventView>),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail),
+        (status = 404, description = "Invalid page.", body = ErrorDetail),
+    ))]
+pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
+    let params = QueryParams::parse(req.query_string())?;
+    let filter = EventFilter {
+        event_type: params.get("type").map(str::to_string),
+        object_id: params.get("object_id").map(str::to_string),
+    };
+    let page = PageRequest::new(&req, &params)?;
+    let page = db
+        .run(move |conn| {
+            let count = store::count(conn, &auth.scope, &filter)?;
+            page.fetch(count, |offset, limit| {
+                store::list(conn, &auth.scope, &filter, offset, limit)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Retrieve an event.
+#[utoipa::path(get, path = "/events/{id}/", tag = "events", params(ScopeHeaders, ("id" = i64, Path)),
+    responses(
+        (status = 200, body = EventView),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+    ))]
+pub async fn retrieve(
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let event = db
+        .run(move |conn| store::find(conn, &auth.scope, id)?.ok_or(ApiError::NotFound))
+        .await?;
+    Ok(HttpResponse::Ok().json(event))
+}

@@ -1,0 +1,136 @@
+//! Event storage; scoped like every tenant table (see `in_scope`).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::EventView;
+use crate::db::schema::events;
+use crate::db::{now, DbConnection, MultiBackend, Scope};
+use crate::error::ApiError;
+use crate::payments::domain::timestamp;
+
+type InScope = diesel::dsl::And<
+    diesel::dsl::Eq<events::workspace_id, String>,
+    diesel::dsl::Eq<events::test_mode, bool>,
+>;
+
+fn in_scope(scope: &Scope) -> InScope {
+    events::workspace_id
+        .eq(scope.workspace_id().to_string())
+        .and(events::test_mode.eq(scope.test_mode()))
+}
+
+fn scoped(scope: &Scope) -> events::BoxedQuery<'static, MultiBackend> {
+    events::table.filter(in_scope(scope)).into_boxed()
+}
+
+/// Appends an event; call it inside the transaction of the change it records.
+pub fn record(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    event_type: &str,
+    object_type: &str,
+    object_id: &str,
+    data: &impl Serialize,
+) -> Result<(), ApiError> {
+    let data = serde_json::to_string(data).map_err(ApiError::internal)?;
+    diesel::insert_into(events::table)
+        .values((
+            events::workspace_id.eq(scope.workspace_id()),
+            events::test_mode.eq(scope.test_mode()),
+            events::event_type.eq(event_type),
+            events::object_type.eq(object_type),
+            events::object_id.eq(object_id),
+            events::data.eq(data),
+            events::created.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub object_id: Option<String>,
+}
+
+type Row = (i64, String, String, String, NaiveDateTime, bool);
+
+fn filtered<'a>(scope: &Scope, filter: &'a EventFilter) -> events::BoxedQuery<'a, MultiBackend> {
+    let mut query = scoped(scope);
+    if let Some(event_type) = &filter.event_type {
+        query = query.filter(events::event_type.eq(event_type));
+    }
+    if let Some(object_id) = &filter.object_id {
+        query = query.filter(events::object_id.eq(object_id));
+    }
+    query
+}
+
+fn columns() -> (
+    events::id,
+    events::event_type,
+    events::object_id,
+    events::data,
+    events::created,
+    events::test_mode,
+) {
+    (
+        events::id,
+        events::event_type,
+        events::object_id,
+        events::data,
+        events::created,
+        events::test_mode,
+    )
+}
+
+fn view((id, event_type, object_id, data, created, test_mode): Row) -> EventView {
+    EventView {
+        id,
+        event_type,
+        object_id,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        created: timestamp(created),
+        test_mode,
+    }
+}
+
+pub fn count(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    filter: &EventFilter,
+) -> Result<i64, ApiError> {
+    Ok(filtered(scope, filter).count().get_result(conn)?)
+}
+
+/// Newest first.
+pub fn list(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    filter: &EventFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<EventView>, ApiError> {
+    let rows: Vec<Row> = filtered(scope, filter)
+        .select(columns())
+        .order_by(events::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .load(conn)?;
+    Ok(rows.into_iter().map(view).collect())
+}
+
+pub fn find(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<EventView>, ApiError> {
+    let row: Option<Row> = scoped(scope)
+        .filter(events::id.eq(id))
+        .select(columns())
+        .first(conn)
+        .optional()?;
+    Ok(row.map(view))
+}

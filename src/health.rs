@@ -1,0 +1,38 @@
+//! `GET /health/`: 200 with the backend's name when the database answers, 503 otherwise.
+
+use actix_web::{web, HttpResponse};
+use diesel::connection::SimpleConnection;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::Db;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// `sqlite` or `postgresql`.
+    pub database: &'static str,
+}
+
+/// Liveness and database check (no authentication).
+#[utoipa::path(get, path = "/health/", tag = "operations", security(()),
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn health(db: web::Data<Db>) -> HttpResponse {
+    let database = db.backend.name();
+    let answered = db
+        .run(|conn| conn.batch_execute("SELECT 1").map_err(Into::into))
+        .await
+        .is_ok();
+    if answered {
+        HttpResponse::Ok().json(Health {
+            status: "ok",
+            database,
+        })
+    } else {
+        HttpResponse::ServiceUnavailable().json(Health {
+            status: "unavailable",
+            database,
+        })
+    }
+}

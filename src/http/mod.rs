@@ -1,0 +1,48 @@
+//! What every route shares: body and query parsing, pagination, and the routing helpers
+//! that give DRF's trailing-slash, 404 and 405 behaviour.
+
+pub mod body;
+pub mod fields;
+pub mod pagination;
+pub mod query;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::ApiError;
+
+/// A resource reachable with and without its trailing slash (`/payments/` and `/payments`),
+/// answering DRF's 405 body for a method it does not have.
+pub fn resource(path: &str) -> actix_web::Resource {
+    let trimmed = path.trim_end_matches('/');
+    web::resource([trimmed.to_string(), format!("{trimmed}/")])
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+/// Parses an object id from the path: anything but a positive integer is a 404, as DRF's
+/// `<int:pk>` route would not match it.
+pub fn object_id(raw: &str) -> Result<i64, ApiError> {
+    match raw.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// The absolute base URL of the request (`http://host`), for links the API hands out.
+pub fn base_url(req: &HttpRequest) -> String {
+    if let Some(public) = req
+        .app_data::<web::Data<crate::config::Settings>>()
+        .and_then(|s| s.public_url.clone())
+    {
+        return public;
+    }
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}

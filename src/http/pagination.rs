@@ -1,0 +1,89 @@
+//! DRF's page-number pagination: `?page=2&page_size=50`, absolute `next`/`previous` links.
+
+use actix_web::HttpRequest;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::query::QueryParams;
+use crate::error::ApiError;
+
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PageNumber {
+    Number(i64),
+    Last,
+}
+
+/// What a list request asks for, ready to cross into a blocking database call.
+#[derive(Clone, Debug)]
+pub struct PageRequest {
+    page: PageNumber,
+    pub size: i64,
+    params: QueryParams,
+    /// The list's absolute URL without query: `http://host/payments/`.
+    url: String,
+}
+
+impl PageRequest {
+    /// A page that is not a positive integer (or `last`) is DRF's 404 "Invalid page.";
+    /// a bad `page_size` falls back to the default, and a large one is capped.
+    pub fn new(req: &HttpRequest, params: &QueryParams) -> Result<Self, ApiError> {
+        let page = match params.get("page") {
+            None => PageNumber::Number(1),
+            Some("last") => PageNumber::Last,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(n) if n >= 1 => PageNumber::Number(n),
+                _ => return Err(ApiError::InvalidPage),
+            },
+        };
+        let size = params
+            .get("page_size")
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .filter(|n| *n > 0)
+            .map_or(DEFAULT_PAGE_SIZE, |n| n.min(MAX_PAGE_SIZE));
+        let url = format!(
+            "{}{}/",
+            super::base_url(req),
+            req.path().trim_end_matches('/')
+        );
+        Ok(Self {
+            page,
+            size,
+            params: params.clone(),
+            url,
+        })
+    }
+
+    /// Counts, checks the page exists, loads it: `load(offset, limit)`.
+    pub fn fetch<T>(
+        &self,
+        count: i64,
+        load: impl FnOnce(i64, i64) -> Result<Vec<T>, ApiError>,
+    ) -> Result<Page<T>, ApiError> {
+        let last = ((count + self.size - 1) / self.size).max(1);
+        let page = match self.page {
+            PageNumber::Last => last,
+            PageNumber::Number(n) if n <= last => n,
+            PageNumber::Number(_) => return Err(ApiError::InvalidPage),
+        };
+        let results = load((page - 1) * self.size, self.size)?;
+        let link = |n: i64| format!("{}?{}", self.url, self.params.with("page", &n.to_string()));
+        Ok(Page {
+            count,
+            next: (page < last).then(|| link(page + 1)),
+            previous: (page > 1).then(|| link(page - 1)),
+            results,
+        })
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub count: i64,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}

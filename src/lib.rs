@@ -1,0 +1,15 @@
+//! cobro: a multi-tenant payments backend that speaks Piriod's REST API, on SQLite or
+//! PostgreSQL. Start at `startup.rs` (routes) and `payments/` (the domain); see README.md.
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod http;
+pub mod money;
+pub mod openapi;
+pub mod payments;
+pub mod startup;

@@ -1,0 +1,153 @@
+//! The OpenAPI description (`GET /openapi.json`) and the shapes that exist only to document
+//! it. Every route's handler carries its own `#[utoipa::path]`; list it in `paths` here.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use crate::events::EventView;
+use crate::payments::domain::PaymentView;
+use crate::payments::status::PaymentStatus;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "cobro", description = "A payments API compatible with Piriod's REST API."),
+    paths(
+        crate::payments::handlers::create,
+        crate::payments::handlers::list,
+        crate::payments::handlers::retrieve,
+        crate::payments::handlers::update,
+        crate::payments::handlers::partial_update,
+        crate::payments::handlers::destroy,
+        crate::payments::handlers::cancel,
+        crate::events::handlers::list,
+        crate::events::handlers::retrieve,
+        crate::health::health,
+    ),
+    components(schemas(PaymentView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, crate::health::Health)),
+    modifiers(&Security),
+    security(("token" = [])),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Token <user token>` (with x-simple-workspace), or `Token sk_…` / `Bearer sk_…` (a workspace secret key).",
+            ))),
+        );
+    }
+}
+
+/// `{"detail": "…"}`: every error that belongs to no field.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub detail: String,
+}
+
+/// A 400 with a list of messages per field, and `non_field_errors` for the rest.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"amount": ["This field is required."]}))]
+pub struct ValidationErrors(pub BTreeMap<String, Vec<String>>);
+
+/// The request's workspace and mode (not needed with a workspace secret key).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct ScopeHeaders {
+    /// The workspace the request acts in (`acc_…`).
+    #[param(rename = "x-simple-workspace")]
+    workspace: Option<String>,
+    /// Test-mode data when true (`true`/`false`/`1`/`0`, any case). Default false.
+    #[param(rename = "x-piriod-test-mode")]
+    test_mode: Option<String>,
+}
+
+/// The writable fields of a payment. Create and PUT require amount, currency, date and
+/// description; PATCH takes any of them.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct PaymentWrite {
+    /// > 0, with no more decimal places than the currency has. A number or a numeric string.
+    #[schema(value_type = f64, example = 10.5)]
+    amount: Option<String>,
+    /// An ISO 4217 code (lower case accepted).
+    #[schema(example = "USD")]
+    currency: Option<String>,
+    date: Option<chrono::NaiveDate>,
+    #[schema(max_length = 256)]
+    description: Option<String>,
+    invoice: Option<String>,
+    subscription: Option<String>,
+    customer: Option<String>,
+    #[schema(format = DateTime)]
+    payment_date: Option<String>,
+    source: Option<i64>,
+    sources: Option<Vec<i64>>,
+    /// On create: requires_payment_method, processing or succeeded. On update: a move.
+    status: Option<PaymentStatus>,
+    /// With a move to `failed`: the reason code.
+    failed_reason: Option<String>,
+    /// With a move to `incomplete`: the amount received by this partial collection.
+    #[schema(value_type = Option<f64>)]
+    amount_collected: Option<String>,
+    return_url: Option<String>,
+    enable_checkout: Option<bool>,
+    /// At most 50 keys of at most 40 characters; values strings (≤ 500), numbers or booleans.
+    /// In PATCH keys merge, and a key sent as null or "" is removed.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// Filters of `GET /payments/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, non_snake_case)]
+pub struct PaymentListParams {
+    page: Option<i64>,
+    /// Default 20, at most 100.
+    page_size: Option<i64>,
+    status: Option<PaymentStatus>,
+    /// Comma-separated statuses.
+    status__in: Option<String>,
+    customer: Option<String>,
+    invoice: Option<String>,
+    subscription: Option<String>,
+    currency: Option<String>,
+    source: Option<i64>,
+    #[param(value_type = Option<f64>)]
+    amount__gte: Option<String>,
+    #[param(value_type = Option<f64>)]
+    amount__lte: Option<String>,
+    date__gte: Option<chrono::NaiveDate>,
+    date__lte: Option<chrono::NaiveDate>,
+    created__gte: Option<String>,
+    created__lte: Option<String>,
+    payment_date__gte: Option<String>,
+    payment_date__lte: Option<String>,
+    /// Case-insensitive match in the description.
+    search: Option<String>,
+    /// created, date, payment_date, amount or id, each optionally with `-`. Default -created.
+    ordering: Option<String>,
+}
+
+/// Filters of `GET /events/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct EventListParams {
+    page: Option<i64>,
+    page_size: Option<i64>,
+    /// An event type, e.g. `payment.succeeded`.
+    #[param(rename = "type")]
+    event_type: Option<String>,
+    object_id: Option<String>,
+}

@@ -1,0 +1,117 @@
+//! The list filters and orderings of `GET /payments/`, parsed from the query string once.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use rust_decimal::Decimal;
+
+use super::status::PaymentStatus;
+use crate::error::ApiError;
+use crate::http::query::{FilterReader, QueryParams};
+use crate::money::Currency;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderField {
+    Created,
+    Date,
+    PaymentDate,
+    Amount,
+    Id,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ordering {
+    pub field: OrderField,
+    pub descending: bool,
+}
+
+impl std::str::FromStr for Ordering {
+    type Err = ();
+    fn from_str(raw: &str) -> Result<Self, ()> {
+        let (descending, name) = match raw.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, raw),
+        };
+        let field = match name {
+            "created" => OrderField::Created,
+            "date" => OrderField::Date,
+            "payment_date" => OrderField::PaymentDate,
+            "amount" => OrderField::Amount,
+            "id" => OrderField::Id,
+            _ => return Err(()),
+        };
+        Ok(Ordering { field, descending })
+    }
+}
+
+struct CurrencyCode(Currency);
+
+impl std::str::FromStr for CurrencyCode {
+    type Err = ();
+    fn from_str(raw: &str) -> Result<Self, ()> {
+        Currency::parse(raw).map(CurrencyCode).ok_or(())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PaymentFilter {
+    pub statuses: Option<Vec<PaymentStatus>>,
+    pub customer: Option<String>,
+    pub invoice: Option<String>,
+    pub subscription: Option<String>,
+    pub currency: Option<Currency>,
+    pub source: Option<i64>,
+    pub amount_gte: Option<Decimal>,
+    pub amount_lte: Option<Decimal>,
+    pub date_gte: Option<NaiveDate>,
+    pub date_lte: Option<NaiveDate>,
+    pub created_gte: Option<NaiveDateTime>,
+    pub created_lte: Option<NaiveDateTime>,
+    pub payment_date_gte: Option<NaiveDateTime>,
+    pub payment_date_lte: Option<NaiveDateTime>,
+    /// `metadata__key=value` pairs; all must match.
+    pub metadata: Vec<(String, String)>,
+    pub search: Option<String>,
+    /// Default `-created` (newest first); ties always break by id in the same direction.
+    pub ordering: Option<Ordering>,
+}
+
+impl PaymentFilter {
+    pub fn parse(params: &QueryParams) -> Result<Self, ApiError> {
+        let mut r = FilterReader::new(params);
+        let status = r.choice::<PaymentStatus>("status");
+        let status_in = r.choices::<PaymentStatus>("status__in");
+        let statuses = match (status, status_in) {
+            (Some(one), Some(many)) => Some(many.into_iter().filter(|s| *s == one).collect()),
+            (Some(one), None) => Some(vec![one]),
+            (None, many) => many,
+        };
+        let filter = PaymentFilter {
+            statuses,
+            customer: r.text("customer"),
+            invoice: r.text("invoice"),
+            subscription: r.text("subscription"),
+            currency: r.choice::<CurrencyCode>("currency").map(|c| c.0),
+            source: r.integer("source"),
+            amount_gte: r.decimal("amount__gte"),
+            amount_lte: r.decimal("amount__lte"),
+            date_gte: r.date("date__gte"),
+            date_lte: r.date("date__lte"),
+            created_gte: r.datetime("created__gte"),
+            created_lte: r.datetime("created__lte"),
+            payment_date_gte: r.datetime("payment_date__gte"),
+            payment_date_lte: r.datetime("payment_date__lte"),
+            metadata: params
+                .0
+                .iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix("metadata__")
+                        .map(|key| (key.to_string(), v.clone()))
+                })
+                .filter(|(key, _)| !key.is_empty())
+                .collect(),
+            search: r.text("search"),
+            ordering: r.choice::<Ordering>("ordering"),
+        };
+        r.finish()?;
+        Ok(filter)
+    }
+}

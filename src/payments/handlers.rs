@@ -1,0 +1,190 @@
+//! HTTP for payments: extract, call an operation on the database thread pool, answer.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::domain::{PaymentInput, PaymentView};
+use super::filter::PaymentFilter;
+use super::operations;
+use crate::accounts::auth::Auth;
+use crate::db::Db;
+use crate::error::ApiResult;
+use crate::http::body::Body;
+use crate::http::fields::Presence;
+use crate::http::pagination::{Page, PageRequest};
+use crate::http::query::QueryParams;
+use crate::http::{base_url, object_id, resource};
+use crate::openapi::{
+    ErrorDetail, PaymentListParams, PaymentWrite, ScopeHeaders, ValidationErrors,
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/payments")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/payments/{id}")
+            .route(web::get().to(retrieve))
+            .route(web::put().to(update))
+            .route(web::patch().to(partial_update))
+            .route(web::delete().to(destroy)),
+    )
+    .service(resource("/payments/{id}/cancel").route(web::post().to(cancel)));
+}
+
+/// Create a payment.
+#[utoipa::path(post, path = "/payments/", tag = "payments", params(ScopeHeaders), request_body = PaymentWrite,
+    responses(
+        (status = 201, description = "Payment created.", body = PaymentView),
+        (status = 400, description = "Invalid fields.", body = ValidationErrors),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail),
+        (status = 413, body = ErrorDetail), (status = 415, body = ErrorDetail),
+    ))]
+pub async fn create(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    let input = PaymentInput::parse(&body.0, Presence::Full)?;
+    let base = base_url(&req);
+    let view = db
+        .run(move |conn| operations::create(conn, &auth.scope, input, &base))
+        .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// List payments, newest first, with filters.
+#[utoipa::path(get, path = "/payments/", tag = "payments", params(ScopeHeaders, PaymentListParams),
+    responses(
+        (status = 200, description = "A page of payments.", body = Page<PaymentView>),
+        (status = 400, description = "An invalid filter.", body = ValidationErrors),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail),
+        (status = 404, description = "Invalid page.", body = ErrorDetail),
+    ))]
+pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
+    let params = QueryParams::parse(req.query_string())?;
+    let filter = PaymentFilter::parse(&params)?;
+    let page = PageRequest::new(&req, &params)?;
+    let base = base_url(&req);
+    let page = db
+        .run(move |conn| operations::list(conn, &auth.scope, &filter, &page, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Retrieve a payment.
+#[utoipa::path(get, path = "/payments/{id}/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+    responses(
+        (status = 200, body = PaymentView),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+    ))]
+pub async fn retrieve(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let base = base_url(&req);
+    let view = db
+        .run(move |conn| operations::retrieve(conn, &auth.scope, id, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Replace a payment's fields (amount, currency, date and description required).
+#[utoipa::path(put, path = "/payments/{id}/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+    request_body = PaymentWrite,
+    responses(
+        (status = 200, body = PaymentView),
+        (status = 400, description = "Invalid fields or a refused status move.", body = ValidationErrors),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+    ))]
+pub async fn update(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    write(req, auth, db, id, body, Presence::Full).await
+}
+
+/// Change some of a payment's fields, or move its status.
+#[utoipa::path(patch, path = "/payments/{id}/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+    request_body = PaymentWrite,
+    responses(
+        (status = 200, body = PaymentView),
+        (status = 400, description = "Invalid fields or a refused status move.", body = ValidationErrors),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+    ))]
+pub async fn partial_update(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    write(req, auth, db, id, body, Presence::Partial).await
+}
+
+async fn write(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+    body: Body,
+    presence: Presence,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let input = PaymentInput::parse(&body.0, presence)?;
+    let base = base_url(&req);
+    let merge = presence == Presence::Partial;
+    let view = db
+        .run(move |conn| operations::update(conn, &auth.scope, id, &input, merge, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Delete a payment with nothing collected or in flight.
+#[utoipa::path(delete, path = "/payments/{id}/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, description = "Money moved or is in flight.", body = ErrorDetail),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+    ))]
+pub async fn destroy(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let base = base_url(&req);
+    db.run(move |conn| operations::delete(conn, &auth.scope, id, &base))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Cancel a payment (from requires_payment_method or failed).
+#[utoipa::path(post, path = "/payments/{id}/cancel/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+    responses(
+        (status = 200, body = PaymentView),
+        (status = 400, description = "The payment cannot be cancelled from its status.", body = ValidationErrors),
+        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+    ))]
+pub async fn cancel(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let base = base_url(&req);
+    let view = db
+        .run(move |conn| operations::cancel(conn, &auth.scope, id, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,17 @@
+//! Payments: `/payments/` and its actions.
+//!
+//! - `status`: the status machine (pure).
+//! - `domain`: the payment value, request input, and the rules of every change (pure).
+//! - `filter`: list filters and orderings, parsed from the query string.
+//! - `store`: the only code that touches the payments tables, always scoped.
+//! - `operations`: read, decide, write flows, each in one transaction with its event.
+//! - `handlers`: HTTP in and out, nothing else.
+
+pub mod domain;
+pub mod filter;
+pub mod handlers;
+pub mod operations;
+pub mod status;
+pub mod store;
+
+pub use handlers::routes;

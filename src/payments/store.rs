@@ -1,0 +1,405 @@
+//! Payment storage. Every query starts from `scoped()` or filters with `in_scope()`: the
+//! workspace-and-mode filter is written here once, and nowhere else touches the table.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
+use serde_json::{Map, Value};
+
+use super::domain::Payment;
+use super::filter::{OrderField, PaymentFilter};
+use super::status::PaymentStatus;
+use crate::db::schema::{payment_metadata, payments};
+use crate::db::{DbConnection, MultiBackend, Scope};
+use crate::error::ApiError;
+use crate::money::Currency;
+
+type InScope = diesel::dsl::And<
+    diesel::dsl::Eq<payments::workspace_id, String>,
+    diesel::dsl::Eq<payments::test_mode, bool>,
+>;
+type Boxed<'a> = payments::BoxedQuery<'a, MultiBackend>;
+type Condition = Box<dyn BoxableExpression<payments::table, MultiBackend, SqlType = Bool>>;
+
+/// The tenant filter: this workspace, this mode.
+fn in_scope(scope: &Scope) -> InScope {
+    payments::workspace_id
+        .eq(scope.workspace_id().to_string())
+        .and(payments::test_mode.eq(scope.test_mode()))
+}
+
+fn scoped(scope: &Scope) -> Boxed<'static> {
+    payments::table.filter(in_scope(scope)).into_boxed()
+}
+
+#[derive(Queryable)]
+struct PaymentRow {
+    id: i64,
+    _workspace_id: String,
+    test_mode: bool,
+    amount: i64,
+    collected: i64,
+    currency: String,
+    _unit: i64,
+    date: NaiveDate,
+    description: String,
+    invoice: Option<String>,
+    subscription: Option<String>,
+    customer: Option<String>,
+    payment_date: Option<NaiveDateTime>,
+    source: Option<i64>,
+    sources: String,
+    status: String,
+    failed_reason: Option<String>,
+    return_url: Option<String>,
+    enable_checkout: bool,
+    metadata: String,
+    checkout_key: String,
+    version: i64,
+    created: NaiveDateTime,
+    updated: NaiveDateTime,
+}
+
+impl PaymentRow {
+    fn into_payment(self) -> Result<Payment, ApiError> {
+        let corrupt =
+            |what: &str| ApiError::internal(format!("payment {} has an invalid {what}", self.id));
+        Ok(Payment {
+            currency: Currency::parse(&self.currency).ok_or_else(|| corrupt("currency"))?,
+            status: self
+                .status
+                .parse::<PaymentStatus>()
+                .map_err(|_| corrupt("status"))?,
+            sources: serde_json::from_str(&self.sources).map_err(|_| corrupt("sources"))?,
+            metadata: serde_json::from_str(&self.metadata).map_err(|_| corrupt("metadata"))?,
+            id: self.id,
+            test_mode: self.test_mode,
+            amount: self.amount,
+            collected: self.collected,
+            date: self.date,
+            description: self.description,
+            invoice: self.invoice,
+            subscription: self.subscription,
+            customer: self.customer,
+            payment_date: self.payment_date,
+            source: self.source,
+            failed_reason: self.failed_reason,
+            return_url: self.return_url,
+            enable_checkout: self.enable_checkout,
+            checkout_key: self.checkout_key,
+            version: self.version,
+            created: self.created,
+            updated: self.updated,
+        })
+    }
+}
+
+/// The columns a write sets (all but id, scope and creation).
+#[derive(AsChangeset, Insertable)]
+#[diesel(table_name = payments, treat_none_as_null = true)]
+struct PaymentChanges {
+    amount: i64,
+    collected: i64,
+    currency: String,
+    unit: i64,
+    date: NaiveDate,
+    description: String,
+    invoice: Option<String>,
+    subscription: Option<String>,
+    customer: Option<String>,
+    payment_date: Option<NaiveDateTime>,
+    source: Option<i64>,
+    sources: String,
+    status: String,
+    failed_reason: Option<String>,
+    return_url: Option<String>,
+    enable_checkout: bool,
+    metadata: String,
+    version: i64,
+    updated: NaiveDateTime,
+}
+
+impl From<&Payment> for PaymentChanges {
+    fn from(p: &Payment) -> Self {
+        PaymentChanges {
+            amount: p.amount,
+            collected: p.collected,
+            currency: p.currency.code.to_string(),
+            unit: p.currency.unit(),
+            date: p.date,
+            description: p.description.clone(),
+            invoice: p.invoice.clone(),
+            subscription: p.subscription.clone(),
+            customer: p.customer.clone(),
+            payment_date: p.payment_date,
+            source: p.source,
+            sources: serde_json::to_string(&p.sources).unwrap_or_else(|_| "[]".into()),
+            status: p.status.as_str().to_string(),
+            failed_reason: p.failed_reason.clone(),
+            return_url: p.return_url.clone(),
+            enable_checkout: p.enable_checkout,
+            metadata: Value::Object(p.metadata.clone()).to_string(),
+            version: p.version,
+            updated: p.updated,
+        }
+    }
+}
+
+pub fn find(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<Option<Payment>, ApiError> {
+    let row = scoped(scope)
+        .filter(payments::id.eq(id))
+        .first::<PaymentRow>(conn)
+        .optional()?;
+    row.map(PaymentRow::into_payment).transpose()
+}
+
+/// Inserts a new payment (in the caller's transaction) and returns it with its id.
+pub fn insert(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+) -> Result<Payment, ApiError> {
+    let changes = PaymentChanges::from(payment);
+    let row: PaymentRow = diesel::insert_into(payments::table)
+        .values((
+            payments::workspace_id.eq(scope.workspace_id()),
+            payments::test_mode.eq(scope.test_mode()),
+            payments::checkout_key.eq(&payment.checkout_key),
+            payments::created.eq(payment.created),
+            changes,
+        ))
+        .get_result(conn)?;
+    let saved = row.into_payment()?;
+    write_metadata(conn, scope, saved.id, &saved.metadata)?;
+    Ok(saved)
+}
+
+/// Saves a changed payment if nobody changed it since `read_version`; false when someone
+/// did (the caller reads again and decides again).
+pub fn save(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    read_version: i64,
+    payment: &Payment,
+) -> Result<bool, ApiError> {
+    let updated = diesel::update(payments::table)
+        .filter(in_scope(scope))
+        .filter(payments::id.eq(payment.id))
+        .filter(payments::version.eq(read_version))
+        .set(PaymentChanges::from(payment))
+        .execute(conn)?;
+    if updated == 1 {
+        write_metadata(conn, scope, payment.id, &payment.metadata)?;
+    }
+    Ok(updated == 1)
+}
+
+/// Deletes a payment if unchanged since `read_version`; false when it changed meanwhile.
+pub fn delete(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    read_version: i64,
+) -> Result<bool, ApiError> {
+    diesel::delete(payment_metadata::table)
+        .filter(payment_metadata::workspace_id.eq(scope.workspace_id()))
+        .filter(payment_metadata::test_mode.eq(scope.test_mode()))
+        .filter(payment_metadata::payment_id.eq(id))
+        .execute(conn)?;
+    let deleted = diesel::delete(payments::table)
+        .filter(in_scope(scope))
+        .filter(payments::id.eq(id))
+        .filter(payments::version.eq(read_version))
+        .execute(conn)?;
+    Ok(deleted == 1)
+}
+
+/// Keeps one row per metadata key so that `metadata__key=value` is an indexed lookup.
+fn write_metadata(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    metadata: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    diesel::delete(payment_metadata::table)
+        .filter(payment_metadata::workspace_id.eq(scope.workspace_id()))
+        .filter(payment_metadata::test_mode.eq(scope.test_mode()))
+        .filter(payment_metadata::payment_id.eq(id))
+        .execute(conn)?;
+    if metadata.is_empty() {
+        return Ok(());
+    }
+    // One statement a key: multi-row VALUES does not go through diesel's MultiConnection.
+    for (key, value) in metadata {
+        diesel::insert_into(payment_metadata::table)
+            .values((
+                payment_metadata::payment_id.eq(id),
+                payment_metadata::workspace_id.eq(scope.workspace_id()),
+                payment_metadata::test_mode.eq(scope.test_mode()),
+                payment_metadata::key.eq(key),
+                payment_metadata::value.eq(metadata_text(value)),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// How a metadata value is compared with a query-string value: strings as themselves,
+/// numbers and booleans as their JSON text.
+fn metadata_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One page of payments matching `filter`, and how many match in all.
+pub fn list(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    filter: &PaymentFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Payment>, ApiError> {
+    let mut query = filtered(scope, filter);
+    let ordering = filter.ordering.unwrap_or(super::filter::Ordering {
+        field: OrderField::Created,
+        descending: true,
+    });
+    let desc = ordering.descending;
+    query = match (ordering.field, desc) {
+        (OrderField::Created, false) => query.order_by(payments::created.asc()),
+        (OrderField::Created, true) => query.order_by(payments::created.desc()),
+        (OrderField::Date, false) => query.order_by(payments::date.asc()),
+        (OrderField::Date, true) => query.order_by(payments::date.desc()),
+        (OrderField::PaymentDate, false) => query.order_by(payments::payment_date.asc()),
+        (OrderField::PaymentDate, true) => query.order_by(payments::payment_date.desc()),
+        // Minor units mean different sizes in different currencies: order by the whole
+        // part, then by the fraction scaled to four digits (integer arithmetic, exact).
+        (OrderField::Amount, false) => query
+            .order_by(sql::<BigInt>("amount / unit").asc())
+            .then_order_by(sql::<BigInt>("(amount - (amount / unit) * unit) * 10000 / unit").asc()),
+        (OrderField::Amount, true) => query
+            .order_by(sql::<BigInt>("amount / unit").desc())
+            .then_order_by(
+                sql::<BigInt>("(amount - (amount / unit) * unit) * 10000 / unit").desc(),
+            ),
+        (OrderField::Id, _) => query,
+    };
+    query = if desc {
+        query.then_order_by(payments::id.desc())
+    } else {
+        query.then_order_by(payments::id.asc())
+    };
+    let rows = query.offset(offset).limit(limit).load::<PaymentRow>(conn)?;
+    rows.into_iter().map(PaymentRow::into_payment).collect()
+}
+
+pub fn count(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    filter: &PaymentFilter,
+) -> Result<i64, ApiError> {
+    Ok(filtered(scope, filter).count().get_result(conn)?)
+}
+
+fn filtered<'a>(scope: &Scope, f: &'a PaymentFilter) -> Boxed<'a> {
+    let mut q = scoped(scope);
+    if let Some(statuses) = &f.statuses {
+        q = q.filter(
+            payments::status.eq_any(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if let Some(customer) = &f.customer {
+        q = q.filter(payments::customer.eq(customer));
+    }
+    if let Some(invoice) = &f.invoice {
+        q = q.filter(payments::invoice.eq(invoice));
+    }
+    if let Some(subscription) = &f.subscription {
+        q = q.filter(payments::subscription.eq(subscription));
+    }
+    if let Some(currency) = f.currency {
+        q = q.filter(payments::currency.eq(currency.code));
+    }
+    if let Some(source) = f.source {
+        q = q.filter(payments::source.eq(source));
+    }
+    if let Some(min) = f.amount_gte {
+        q = q.filter(amount_bound(min, true));
+    }
+    if let Some(max) = f.amount_lte {
+        q = q.filter(amount_bound(max, false));
+    }
+    if let Some(d) = f.date_gte {
+        q = q.filter(payments::date.ge(d));
+    }
+    if let Some(d) = f.date_lte {
+        q = q.filter(payments::date.le(d));
+    }
+    if let Some(at) = f.created_gte {
+        q = q.filter(payments::created.ge(at));
+    }
+    if let Some(at) = f.created_lte {
+        q = q.filter(payments::created.le(at));
+    }
+    if let Some(at) = f.payment_date_gte {
+        q = q.filter(payments::payment_date.ge(at));
+    }
+    if let Some(at) = f.payment_date_lte {
+        q = q.filter(payments::payment_date.le(at));
+    }
+    for (key, value) in &f.metadata {
+        q = q.filter(
+            payments::id.eq_any(
+                payment_metadata::table
+                    .filter(payment_metadata::workspace_id.eq(scope.workspace_id().to_string()))
+                    .filter(payment_metadata::test_mode.eq(scope.test_mode()))
+                    .filter(payment_metadata::key.eq(key))
+                    .filter(payment_metadata::value.eq(value))
+                    .select(payment_metadata::payment_id),
+            ),
+        );
+    }
+    if let Some(term) = &f.search {
+        let escaped = term
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        q = q.filter(
+            lower(payments::description)
+                .like(format!("%{escaped}%"))
+                .escape('\\'),
+        );
+    }
+    q
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// `amount >= value` (or `<=`) in the payment's own currency: for each scale a currency can
+/// have, the bound in minor units, exact (no float anywhere).
+fn amount_bound(value: rust_decimal::Decimal, at_least: bool) -> Condition {
+    let mut condition: Condition = Box::new(sql::<Bool>("1 = 0"));
+    for unit in [1i64, 100, 1000, 10000] {
+        let scaled = value.checked_mul(rust_decimal::Decimal::from(unit));
+        let bound =
+            scaled.and_then(|s| i64::try_from(if at_least { s.ceil() } else { s.floor() }).ok());
+        let Some(bound) = bound else {
+            // Beyond any storable amount: `>=` matches nothing, `<=` everything.
+            if !at_least {
+                condition = Box::new(condition.or(payments::unit.eq(unit)));
+            }
+            continue;
+        };
+        let side: Condition = if at_least {
+            Box::new(payments::unit.eq(unit).and(payments::amount.ge(bound)))
+        } else {
+            Box::new(payments::unit.eq(unit).and(payments::amount.le(bound)))
+        };
+        condition = Box::new(condition.or(side));
+    }
+    condition
+}

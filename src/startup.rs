@@ -1,0 +1,92 @@
+//! Builds the HTTP application and server from settings and a database.
+
+use std::net::TcpListener;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::Logger;
+use actix_web::{web, App, HttpServer};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::http::body::BodyLimit;
+use crate::http::{not_found, resource};
+use crate::openapi::ApiDoc;
+use crate::{events, health, payments};
+
+/// Every route of the API; shared by the server and the tests' in-process app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(payments::routes)
+        .configure(events::routes)
+        .service(resource("/health").route(web::get().to(health::health)))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
+}
+
+/// Starts serving on `listener`. The returned server runs until SIGINT/SIGTERM (graceful:
+/// requests in flight finish) unless `handle_signals` is false.
+pub fn serve(
+    settings: &Settings,
+    db: Db,
+    listener: TcpListener,
+    handle_signals: bool,
+) -> std::io::Result<Server> {
+    let settings = settings.clone();
+    let workers = settings.workers;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(db.clone()))
+            .app_data(web::Data::new(settings.clone()))
+            .app_data(BodyLimit(settings.body_limit))
+            .configure(configure)
+            .default_service(web::to(not_found))
+            .wrap(cors(&settings.cors_origins))
+            // One line per request: method, path (never the query or headers, so never a
+            // token), status and time.
+            .wrap(
+                Logger::new("%a \"%{METHOD}xi %U\" %s %Dms")
+                    .custom_request_replace("METHOD", |req| req.method().to_string()),
+            )
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .listen(listener)?;
+    let server = if handle_signals {
+        server
+    } else {
+        server.disable_signals()
+    };
+    Ok(server.run())
+}
+
+/// CORS for browser dashboards: the origins in COBRO_CORS_ORIGINS (`*` for any) and, always,
+/// the server's own origin (so the /docs/ page can call the API).
+fn cors(origins: &[String]) -> Cors {
+    let origins = origins.to_vec();
+    Cors::default()
+        .allowed_origin_fn(move |origin, head| {
+            let origin = origin.to_str().unwrap_or("");
+            let same_host = head
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .is_some_and(|host| {
+                    origin
+                        .split_once("://")
+                        .is_some_and(|(_, rest)| rest == host)
+                });
+            same_host || origins.iter().any(|o| o == "*" || o == origin)
+        })
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-simple-workspace"),
+            header::HeaderName::from_static("x-piriod-test-mode"),
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(3600)
+}
