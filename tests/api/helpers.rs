@@ -1,0 +1,308 @@
+//! The test harness: one real cobro server per backend (SQLite file, and PostgreSQL when
+//! `TEST_DATABASE_URL` is set), started once per test process, and a fresh user and
+//! workspace for every test, so that tests run in parallel without seeing each other.
+
+use std::net::TcpListener;
+use std::sync::OnceLock;
+
+use cobro::accounts;
+use cobro::config::Settings;
+use cobro::db::{DatabaseUrl, Db};
+pub use serde_json::{json, Value};
+
+pub const ALLOWED_ORIGIN: &str = "https://dashboard.example";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Server {
+    pub base: String,
+    pub db: Db,
+}
+
+static SQLITE: OnceLock<Server> = OnceLock::new();
+static POSTGRES: OnceLock<Option<Server>> = OnceLock::new();
+
+fn start(database_url: &str) -> Server {
+    let url = DatabaseUrl::parse(database_url).expect("database url");
+    let db = Db::connect(&url, 8, "NORMAL").expect("connect to the test database");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut settings = Settings::from_env().expect("settings");
+    settings.workers = 2;
+    settings.public_url = None;
+    settings.cors_origins = vec![ALLOWED_ORIGIN.to_string()];
+    settings.body_limit = 64 * 1024;
+    let server_db = db.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            cobro::startup::serve(&settings, server_db, listener, false)
+                .expect("server")
+                .await
+        })
+    });
+    Server { base, db }
+}
+
+pub fn server(backend: Backend) -> Option<&'static Server> {
+    match backend {
+        Backend::Sqlite => Some(SQLITE.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("cobro-test.db");
+            std::mem::forget(dir); // lives as long as the test process
+            start(path.to_str().unwrap())
+        })),
+        Backend::Postgres => POSTGRES
+            .get_or_init(|| match std::env::var("TEST_DATABASE_URL") {
+                Ok(url) if !url.is_empty() => Some(start(&url)),
+                _ => {
+                    if std::env::var("REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                        panic!("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set");
+                    }
+                    eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
+                    None
+                }
+            })
+            .as_ref(),
+    }
+}
+
+/// A response: status, headers and the body as JSON (Null when not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+}
+
+/// Sends a request and returns the response whatever its status.
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    let mut request = ureq::request(method, url);
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let result = match body {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(err) => panic!("{method} {url}: {err}"),
+    };
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            response
+                .header(&name)
+                .map(|v| (name.clone(), v.to_string()))
+        })
+        .collect();
+    let text = response.into_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        body,
+        text,
+        headers,
+    }
+}
+
+/// A user with a workspace of their own on one server, acting in live or test mode.
+#[derive(Clone)]
+pub struct App {
+    pub server: &'static Server,
+    pub email: String,
+    pub token: String,
+    pub workspace: String,
+    pub test_mode: bool,
+}
+
+pub fn unique(prefix: &str) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!(
+        "{prefix}{}",
+        Alphanumeric
+            .sample_string(&mut rand::rng(), 12)
+            .to_lowercase()
+    )
+}
+
+impl App {
+    pub fn new(backend: Backend) -> Option<App> {
+        let server = server(backend)?;
+        let mut conn = server.db.pool.get().unwrap();
+        let email = format!("{}@example.com", unique("user-"));
+        let token = accounts::create_user(&mut conn, &email).unwrap();
+        let workspace = accounts::create_workspace(&mut conn, "Test workspace", &email).unwrap();
+        Some(App {
+            server,
+            email,
+            token,
+            workspace,
+            test_mode: false,
+        })
+    }
+
+    /// Another user with another workspace on the same server.
+    pub fn stranger(&self) -> App {
+        let mut conn = self.server.db.pool.get().unwrap();
+        let email = format!("{}@example.com", unique("user-"));
+        let token = accounts::create_user(&mut conn, &email).unwrap();
+        let workspace = accounts::create_workspace(&mut conn, "Other workspace", &email).unwrap();
+        App {
+            server: self.server,
+            email,
+            token,
+            workspace,
+            test_mode: false,
+        }
+    }
+
+    /// The same user and workspace in test mode.
+    pub fn in_test_mode(&self) -> App {
+        App {
+            test_mode: true,
+            ..self.clone()
+        }
+    }
+
+    pub fn secret_key(&self, test_mode: bool) -> String {
+        let mut conn = self.server.db.pool.get().unwrap();
+        accounts::create_key(&mut conn, &self.workspace, test_mode).unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base)
+    }
+
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let authorization = format!("Token {}", self.token);
+        let mode = if self.test_mode { "true" } else { "false" };
+        let mut headers = vec![
+            ("Authorization", authorization.as_str()),
+            ("x-simple-workspace", self.workspace.as_str()),
+            ("x-piriod-test-mode", mode),
+        ];
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        // A header in `extra` replaces the default one of the same name.
+        headers.retain(|(name, _)| {
+            !extra
+                .iter()
+                .any(|(other, _)| other.eq_ignore_ascii_case(name))
+        });
+        headers.extend_from_slice(extra);
+        send(method, &self.url(path), &headers, body)
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, None, &[])
+    }
+    pub fn post(&self, path: &str, body: Value) -> Resp {
+        self.send("POST", path, Some(&body.to_string()), &[])
+    }
+    pub fn patch(&self, path: &str, body: Value) -> Resp {
+        self.send("PATCH", path, Some(&body.to_string()), &[])
+    }
+    pub fn put(&self, path: &str, body: Value) -> Resp {
+        self.send("PUT", path, Some(&body.to_string()), &[])
+    }
+    pub fn delete(&self, path: &str) -> Resp {
+        self.send("DELETE", path, None, &[])
+    }
+
+    /// Creates a payment from a valid body with `fields` laid over it; returns it.
+    #[track_caller]
+    pub fn create_payment(&self, fields: Value) -> Value {
+        let mut body = json!({"amount": 1000, "currency": "CLP", "date": "2026-11-23", "description": "Order 1"});
+        for (key, value) in fields.as_object().expect("an object") {
+            body[key] = value.clone();
+        }
+        self.post("/payments/", body).expect(201).body
+    }
+
+    /// Event types recorded for one object, oldest first.
+    pub fn event_types(&self, object_id: &Value) -> Vec<String> {
+        let page = self
+            .get(&format!("/events/?object_id={}&page_size=100", object_id))
+            .expect(200)
+            .body;
+        let mut types: Vec<String> = page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect();
+        types.reverse();
+        types
+    }
+}
+
+/// A JSON number exactly as the server wrote it.
+pub fn num(value: &Value) -> String {
+    assert!(value.is_number(), "not a number: {value}");
+    value.to_string()
+}
+
+pub fn ids(page: &Value) -> Vec<i64> {
+    page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Writes each test once and runs it against both backends:
+/// `both! { fn name(app) { ... } }` makes `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both {
+    ($(fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn sqlite() {
+                if let Some($app) = $crate::helpers::App::new($crate::helpers::Backend::Sqlite) $body
+            }
+            #[test]
+            fn postgres() {
+                if let Some($app) = $crate::helpers::App::new($crate::helpers::Backend::Postgres) $body
+            }
+        }
+    )*};
+}

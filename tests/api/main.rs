@@ -1,0 +1,12 @@
+//! API tests: every test drives the real server over HTTP, against SQLite and against
+//! PostgreSQL (when TEST_DATABASE_URL is set). See helpers.rs.
+
+mod helpers;
+
+mod auth;
+mod events;
+mod lists;
+mod operations;
+mod payments;
+mod status;
+mod tenancy;
