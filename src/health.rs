@@ -1,5 +1,7 @@
 //! `GET /health/`: 200 with the backend's name when the database answers, 503 otherwise.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpResponse};
 use diesel::connection::SimpleConnection;
 use serde::Serialize;

@@ -192,7 +192,7 @@ impl Db {
 pub fn run_migrations(
     conn: &mut DbConnection,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    const LOCK: i64 = 0x636f_6272_6f; // "cobro"
+    const LOCK: i64 = 0x0063_6f62_726f; // "cobro"
     match conn {
         DbConnection::Pg(pg) => {
             diesel::sql_query(format!("SELECT pg_advisory_lock({LOCK})")).execute(pg)?;
@@ -269,4 +269,118 @@ pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
         err,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
+}
+
+/// Tenant tables and the one store module that may touch each. A new table with a
+/// `workspace_id` column must be listed here (or in ACCOUNT_TABLES); the test below holds
+/// the code to the rule.
+#[cfg(test)]
+const TENANT_TABLES: &[(&str, &str)] = &[
+    ("payments", "src/payments/store.rs"),
+    ("payment_metadata", "src/payments/store.rs"),
+    ("events", "src/events/store.rs"),
+];
+
+/// Tables that carry a workspace but hold credentials and membership, not tenant data.
+#[cfg(test)]
+const ACCOUNT_TABLES: &[&str] = &["memberships", "secret_keys"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    /// Every statement that names a tenant table lives in that table's store and either
+    /// filters with the scope helper (`in_scope(…)`) or, for an insert, writes the
+    /// workspace column. So a query of tenant data that forgets its scope fails this test.
+    #[test]
+    fn tenant_tables_are_reached_only_through_scoped_store_code() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        rust_files(&root.join("src"), &mut files);
+        for file in files {
+            let relative = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if relative == "src/db/schema.rs" || relative == "src/db/mod.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (table, store) in TENANT_TABLES {
+                let needle = format!("{table}::table");
+                for (at, _) in text.match_indices(&needle) {
+                    let before = text[..at].chars().last().unwrap_or(' ');
+                    if before.is_alphanumeric() || before == '_' {
+                        continue; // another table whose name ends the same way
+                    }
+                    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                    if text[line_start..at].trim_start().starts_with("type ") {
+                        continue; // a type alias, not a query
+                    }
+                    assert_eq!(
+                        &relative, store,
+                        "{relative} touches the tenant table {table}: go through {store}"
+                    );
+                    let statement = &text[at..at + text[at..].find(';').unwrap_or(text.len() - at)];
+                    let scoped = statement.contains("in_scope(")
+                        || (text[..at].ends_with("insert_into(")
+                            && statement.contains("workspace_id.eq("));
+                    assert!(
+                        scoped,
+                        "an unscoped query of {table} in {relative}:\n{statement}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_table_with_a_workspace_is_classified() {
+        let schema = include_str!("schema.rs");
+        for block in schema.split("diesel::table! {").skip(1) {
+            let name = block.split_whitespace().next().unwrap();
+            if block.contains("workspace_id ->") {
+                let known =
+                    TENANT_TABLES.iter().any(|(t, _)| *t == name) || ACCOUNT_TABLES.contains(&name);
+                assert!(
+                    known,
+                    "table {name} has a workspace_id: list it in TENANT_TABLES or ACCOUNT_TABLES"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn database_urls_pick_the_backend() {
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u@h/db").unwrap().backend,
+            Backend::Postgres
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://u@h/db").unwrap().backend,
+            Backend::Postgres
+        );
+        let lite = DatabaseUrl::parse("sqlite://data/cobro.db").unwrap();
+        assert_eq!(
+            (lite.backend, lite.target.as_str()),
+            (Backend::Sqlite, "data/cobro.db")
+        );
+        assert_eq!(DatabaseUrl::parse("cobro.db").unwrap().target, "cobro.db");
+        assert!(DatabaseUrl::parse("mysql://u@h/db").is_err());
+        assert!(DatabaseUrl::parse(":memory:").is_err());
+        assert!(DatabaseUrl::parse("").is_err());
+    }
 }

@@ -441,7 +441,9 @@ pub fn update(
     // A currency change alone must still fit the amount in the new currency's scale.
     if input.currency.is_some() && input.amount.is_none() && currency != current.currency {
         let decimal = Decimal::new(current.amount, current.currency.exponent);
-        to_minor(&mut errors, "amount", currency, decimal).map(|minor| next.amount = minor);
+        if let Some(minor) = to_minor(&mut errors, "amount", currency, decimal) {
+            next.amount = minor;
+        }
     } else {
         next.amount = new_amount;
     }

@@ -29,6 +29,18 @@ fn in_scope(scope: &Scope) -> InScope {
         .and(payments::test_mode.eq(scope.test_mode()))
 }
 
+type MetadataInScope = diesel::dsl::And<
+    diesel::dsl::Eq<payment_metadata::workspace_id, String>,
+    diesel::dsl::Eq<payment_metadata::test_mode, bool>,
+>;
+
+/// The tenant filter of the metadata rows.
+fn metadata_in_scope(scope: &Scope) -> MetadataInScope {
+    payment_metadata::workspace_id
+        .eq(scope.workspace_id().to_string())
+        .and(payment_metadata::test_mode.eq(scope.test_mode()))
+}
+
 fn scoped(scope: &Scope) -> Boxed<'static> {
     payments::table.filter(in_scope(scope)).into_boxed()
 }
@@ -203,8 +215,7 @@ pub fn delete(
     read_version: i64,
 ) -> Result<bool, ApiError> {
     diesel::delete(payment_metadata::table)
-        .filter(payment_metadata::workspace_id.eq(scope.workspace_id()))
-        .filter(payment_metadata::test_mode.eq(scope.test_mode()))
+        .filter(metadata_in_scope(scope))
         .filter(payment_metadata::payment_id.eq(id))
         .execute(conn)?;
     let deleted = diesel::delete(payments::table)
@@ -223,8 +234,7 @@ fn write_metadata(
     metadata: &Map<String, Value>,
 ) -> Result<(), ApiError> {
     diesel::delete(payment_metadata::table)
-        .filter(payment_metadata::workspace_id.eq(scope.workspace_id()))
-        .filter(payment_metadata::test_mode.eq(scope.test_mode()))
+        .filter(metadata_in_scope(scope))
         .filter(payment_metadata::payment_id.eq(id))
         .execute(conn)?;
     if metadata.is_empty() {
@@ -354,8 +364,7 @@ fn filtered<'a>(scope: &Scope, f: &'a PaymentFilter) -> Boxed<'a> {
         q = q.filter(
             payments::id.eq_any(
                 payment_metadata::table
-                    .filter(payment_metadata::workspace_id.eq(scope.workspace_id().to_string()))
-                    .filter(payment_metadata::test_mode.eq(scope.test_mode()))
+                    .filter(metadata_in_scope(scope))
                     .filter(payment_metadata::key.eq(key))
                     .filter(payment_metadata::value.eq(value))
                     .select(payment_metadata::payment_id),
