@@ -22,10 +22,16 @@ pub struct Health {
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(db: web::Data<Db>) -> HttpResponse {
     let database = db.backend.name();
-    let answered = db
-        .run(|conn| conn.batch_execute("SELECT 1").map_err(Into::into))
-        .await
-        .is_ok();
+    // A short wait for a connection: a health check must answer fast, also when it fails.
+    let pool = db.pool.clone();
+    let answered = web::block(move || {
+        let mut conn = pool.get_timeout(Duration::from_secs(2)).ok()?;
+        conn.batch_execute("SELECT 1").ok()
+    })
+    .await
+    .ok()
+    .flatten()
+    .is_some();
     if answered {
         HttpResponse::Ok().json(Health {
             status: "ok",

@@ -116,25 +116,31 @@ pub fn create_workspace(
         return Err(AccountError::BlankName);
     }
     let owner = user_id(conn, owner_email)?;
+    write_tx(conn, |conn| insert_workspace(conn, name, owner))
+}
+
+/// Inserts a workspace and its owner's membership (in the caller's transaction).
+fn insert_workspace(
+    conn: &mut DbConnection,
+    name: &str,
+    owner: i64,
+) -> Result<String, AccountError> {
     let id = new_id("acc_");
-    write_tx(conn, |conn| {
-        let at = now();
-        diesel::insert_into(workspaces::table)
-            .values((
-                workspaces::id.eq(&id),
-                workspaces::name.eq(name),
-                workspaces::created.eq(at),
-            ))
-            .execute(conn)?;
-        diesel::insert_into(memberships::table)
-            .values((
-                memberships::workspace_id.eq(&id),
-                memberships::user_id.eq(owner),
-                memberships::created.eq(at),
-            ))
-            .execute(conn)?;
-        Ok::<_, AccountError>(())
-    })?;
+    let at = now();
+    diesel::insert_into(workspaces::table)
+        .values((
+            workspaces::id.eq(&id),
+            workspaces::name.eq(name),
+            workspaces::created.eq(at),
+        ))
+        .execute(conn)?;
+    diesel::insert_into(memberships::table)
+        .values((
+            memberships::workspace_id.eq(&id),
+            memberships::user_id.eq(owner),
+            memberships::created.eq(at),
+        ))
+        .execute(conn)?;
     Ok(id)
 }
 
@@ -243,22 +249,25 @@ pub struct Bootstrap {
     pub workspace_id: String,
 }
 
-/// On an empty database, creates a first user, workspace and token. None when users exist.
+/// On an empty database, creates a first user, workspace and token, all or nothing. None
+/// when users exist (or another process bootstrapped at the same moment).
 pub fn bootstrap(conn: &mut DbConnection) -> Result<Option<Bootstrap>, AccountError> {
-    if has_users(conn)? {
-        return Ok(None);
-    }
     let email = "admin@cobro.local".to_string();
-    let token = match create_user(conn, &email) {
-        Ok(token) => token,
-        // Another process bootstrapped at the same moment.
-        Err(AccountError::UserExists(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let workspace_id = create_workspace(conn, "My workspace", &email)?;
-    Ok(Some(Bootstrap {
-        email,
-        token,
-        workspace_id,
-    }))
+    let created = write_tx(conn, |conn| {
+        if has_users(conn)? {
+            return Ok(None);
+        }
+        let token = create_user(conn, &email)?;
+        let owner = user_id(conn, &email)?;
+        let workspace_id = insert_workspace(conn, "My workspace", owner)?;
+        Ok(Some(Bootstrap {
+            email: email.clone(),
+            token,
+            workspace_id,
+        }))
+    });
+    match created {
+        Err(AccountError::UserExists(_)) => Ok(None),
+        other => other,
+    }
 }

@@ -59,9 +59,16 @@ impl DatabaseUrl {
             return Err("DATABASE_URL is empty".into());
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // libpq waits minutes for a host that does not answer; fail in seconds instead.
+            let target = if url.contains("connect_timeout=") {
+                url.to_string()
+            } else {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}connect_timeout=10")
+            };
             return Ok(Self {
                 backend: Backend::Postgres,
-                target: url.to_string(),
+                target,
             });
         }
         if let Some((scheme, _)) = url.split_once("://") {
@@ -151,11 +158,18 @@ impl Db {
         // Build lazily, then take one connection at once, so that a wrong URL fails now
         // with the driver's message instead of after the pool's timeout.
         let mut first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
-            format!(
-                "cannot connect to the {} database: {}",
-                url.backend.name(),
-                e.to_string().trim()
-            )
+            // libpq's messages span lines; an operator's error is one line.
+            let cause = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            match url.backend {
+                Backend::Sqlite => {
+                    format!("cannot open the SQLite database {}: {cause}", url.target)
+                }
+                Backend::Postgres => format!("cannot connect to the PostgreSQL database: {cause}"),
+            }
         })?;
         run_migrations(&mut first).map_err(|e| format!("cannot run migrations: {e}"))?;
         drop(first);
