@@ -79,8 +79,8 @@ pub enum ApiError {
     NotFound,
     #[error("invalid page")]
     InvalidPage,
-    #[error("method {0} not allowed")]
-    MethodNotAllowed(String),
+    #[error("method {method} not allowed")]
+    MethodNotAllowed { method: String, allow: &'static str },
     #[error("unsupported media type {0:?}")]
     UnsupportedMediaType(String),
     #[error("request body over {0} bytes")]
@@ -121,7 +121,7 @@ impl ResponseError for ApiError {
             }
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::InvalidPage => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -142,7 +142,7 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound => json!({ "detail": "Not found." }),
             ApiError::InvalidPage => json!({ "detail": "Invalid page." }),
-            ApiError::MethodNotAllowed(method) => {
+            ApiError::MethodNotAllowed { method, .. } => {
                 json!({ "detail": format!("Method \"{method}\" not allowed.") })
             }
             ApiError::UnsupportedMediaType(media) => {
@@ -163,6 +163,9 @@ impl ResponseError for ApiError {
             }
         };
         let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, *allow));
+        }
         if matches!(
             self,
             ApiError::NotAuthenticated | ApiError::AuthenticationFailed(_)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
 use crate::events::EventView;
 use crate::payments::domain::PaymentView;
@@ -26,7 +26,7 @@ use crate::payments::status::PaymentStatus;
         crate::events::handlers::retrieve,
         crate::health::health,
     ),
-    components(schemas(PaymentView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, crate::health::Health)),
+    components(schemas(PaymentView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, crate::health::Health)),
     modifiers(&Security),
     security(("token" = [])),
 )]
@@ -58,16 +58,52 @@ pub struct ErrorDetail {
 #[schema(example = json!({"amount": ["This field is required."]}))]
 pub struct ValidationErrors(pub BTreeMap<String, Vec<String>>);
 
+/// A 400: messages per field, or a `detail` (malformed JSON, a refused delete).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ErrorBody {
+    Fields(ValidationErrors),
+    Detail(ErrorDetail),
+}
+
+/// The errors any authenticated route can answer, besides its own.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ScopedErrors {
+    /// Invalid fields, filters or headers, or a refused change.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No credentials, or unknown ones.
+    #[response(status = 401)]
+    Unauthorized(ErrorDetail),
+    /// Not a member of the workspace, or headers that contradict a secret key.
+    #[response(status = 403)]
+    Forbidden(ErrorDetail),
+    /// Not in this workspace and mode, or a page past the end ("Invalid page.").
+    #[response(status = 404)]
+    NotFound(ErrorDetail),
+    /// A body over the size limit.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorDetail),
+    /// A body that is neither JSON nor a form.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorDetail),
+    /// The object kept changing under concurrent writes; retry.
+    #[response(status = 503)]
+    Unavailable(ErrorDetail),
+}
+
 /// The request's workspace and mode (not needed with a workspace secret key).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub struct ScopeHeaders {
     /// The workspace the request acts in (`acc_…`).
-    #[param(rename = "x-simple-workspace")]
+    #[param(rename = "x-simple-workspace", required = false, value_type = String)]
     workspace: Option<String>,
     /// Test-mode data when true (`true`/`false`/`1`/`0`, any case). Default false.
-    #[param(rename = "x-piriod-test-mode")]
+    #[param(rename = "x-piriod-test-mode", required = false, value_type = String, pattern = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$")]
     test_mode: Option<String>,
 }
 

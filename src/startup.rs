@@ -21,7 +21,7 @@ use crate::{events, health, payments};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(payments::routes)
         .configure(events::routes)
-        .service(resource("/health").route(web::get().to(health::health)))
+        .service(resource("/health", "GET").route(web::get().to(health::health)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }
 

@@ -10,19 +10,18 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::query::QueryParams;
 use crate::http::{object_id, resource};
-use crate::openapi::{ErrorDetail, EventListParams, ScopeHeaders};
+use crate::openapi::{EventListParams, ScopeHeaders, ScopedErrors};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/events").route(web::get().to(list)))
-        .service(resource("/events/{id}").route(web::get().to(retrieve)));
+    cfg.service(resource("/events", "GET").route(web::get().to(list)))
+        .service(resource("/events/{id}", "GET").route(web::get().to(retrieve)));
 }
 
 /// List events, newest first.
 #[utoipa::path(get, path = "/events/", tag = "events", params(ScopeHeaders, EventListParams),
     responses(
         (status = 200, body = Page<EventView>),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail),
-        (status = 404, description = "Invalid page.", body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
     let params = QueryParams::parse(req.query_string())?;
@@ -46,7 +45,7 @@ pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<
 #[utoipa::path(get, path = "/events/{id}/", tag = "events", params(ScopeHeaders, ("id" = i64, Path)),
     responses(
         (status = 200, body = EventView),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn retrieve(
     auth: Auth,

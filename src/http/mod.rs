@@ -11,15 +11,17 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::error::ApiError;
 
 /// A resource reachable with and without its trailing slash (`/payments/` and `/payments`),
-/// answering DRF's 405 body for a method it does not have.
-pub fn resource(path: &str) -> actix_web::Resource {
+/// answering other methods with DRF's 405 and an `Allow` header naming `allow`.
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     let trimmed = path.trim_end_matches('/');
+    let method_not_allowed = move |req: HttpRequest| async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow,
+        })
+    };
     web::resource([trimmed.to_string(), format!("{trimmed}/")])
         .default_service(web::to(method_not_allowed))
-}
-
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -13,33 +13,29 @@ use crate::http::fields::Presence;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::query::QueryParams;
 use crate::http::{base_url, object_id, resource};
-use crate::openapi::{
-    ErrorDetail, PaymentListParams, PaymentWrite, ScopeHeaders, ValidationErrors,
-};
+use crate::openapi::{PaymentListParams, PaymentWrite, ScopeHeaders, ScopedErrors};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/payments")
+        resource("/payments", "GET, POST")
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
     .service(
-        resource("/payments/{id}")
+        resource("/payments/{id}", "GET, PUT, PATCH, DELETE")
             .route(web::get().to(retrieve))
             .route(web::put().to(update))
             .route(web::patch().to(partial_update))
             .route(web::delete().to(destroy)),
     )
-    .service(resource("/payments/{id}/cancel").route(web::post().to(cancel)));
+    .service(resource("/payments/{id}/cancel", "POST").route(web::post().to(cancel)));
 }
 
 /// Create a payment.
 #[utoipa::path(post, path = "/payments/", tag = "payments", params(ScopeHeaders), request_body = PaymentWrite,
     responses(
         (status = 201, description = "Payment created.", body = PaymentView),
-        (status = 400, description = "Invalid fields.", body = ValidationErrors),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail),
-        (status = 413, body = ErrorDetail), (status = 415, body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn create(
     req: HttpRequest,
@@ -59,9 +55,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/payments/", tag = "payments", params(ScopeHeaders, PaymentListParams),
     responses(
         (status = 200, description = "A page of payments.", body = Page<PaymentView>),
-        (status = 400, description = "An invalid filter.", body = ValidationErrors),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail),
-        (status = 404, description = "Invalid page.", body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
     let params = QueryParams::parse(req.query_string())?;
@@ -78,7 +72,7 @@ pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<
 #[utoipa::path(get, path = "/payments/{id}/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
     responses(
         (status = 200, body = PaymentView),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn retrieve(
     req: HttpRequest,
@@ -99,8 +93,7 @@ pub async fn retrieve(
     request_body = PaymentWrite,
     responses(
         (status = 200, body = PaymentView),
-        (status = 400, description = "Invalid fields or a refused status move.", body = ValidationErrors),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn update(
     req: HttpRequest,
@@ -117,8 +110,7 @@ pub async fn update(
     request_body = PaymentWrite,
     responses(
         (status = 200, body = PaymentView),
-        (status = 400, description = "Invalid fields or a refused status move.", body = ValidationErrors),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn partial_update(
     req: HttpRequest,
@@ -152,8 +144,7 @@ async fn write(
 #[utoipa::path(delete, path = "/payments/{id}/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 400, description = "Money moved or is in flight.", body = ErrorDetail),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn destroy(
     req: HttpRequest,
@@ -172,8 +163,7 @@ pub async fn destroy(
 #[utoipa::path(post, path = "/payments/{id}/cancel/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
     responses(
         (status = 200, body = PaymentView),
-        (status = 400, description = "The payment cannot be cancelled from its status.", body = ValidationErrors),
-        (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail),
+        ScopedErrors,
     ))]
 pub async fn cancel(
     req: HttpRequest,

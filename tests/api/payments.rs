@@ -279,6 +279,7 @@ both! {
     fn methods_a_path_lacks_are_405(app) {
         let resp = app.put("/payments/", json!({})).expect(405);
         assert_eq!(resp.body, json!({"detail": "Method \"PUT\" not allowed."}));
+        assert_eq!(resp.header("allow"), Some("GET, POST"));
         let p = app.create_payment(json!({}));
         assert_eq!(app.post(&format!("/payments/{}/", p["id"]), json!({})).expect(405).body,
             json!({"detail": "Method \"POST\" not allowed."}));
