@@ -218,6 +218,13 @@ pub fn run_migrations(
     }
 }
 
+/// SQLite has one writer at a time. This process's writers queue here, in memory, rather
+/// than on the file lock, whose busy handler sleeps up to 100 ms between tries (that sleep
+/// made the slowest writes under load take over a second). Other processes on the same
+/// file still meet the file lock and its busy_timeout. One lock per process, shared by every
+/// SQLite database it opens (in practice one).
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `work` in a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken
 /// up front, so a read-then-write cannot be refused halfway), a plain `BEGIN` on PostgreSQL
 /// (guarded updates decide races there). Rolls back on error.
@@ -228,8 +235,13 @@ pub fn write_tx<T, E>(
 where
     E: From<diesel::result::Error>,
 {
+    // Held until the transaction ends (SQLite only).
+    let _writer;
     match conn {
         DbConnection::Sqlite(lite) => {
+            _writer = SQLITE_WRITER
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")?
         }
         DbConnection::Pg(_) => DbConnection::begin_transaction(conn)?,
