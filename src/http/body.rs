@@ -1,8 +1,5 @@
 //! The request body as DRF reads it: JSON or a form, as a map of fields, under a size limit.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -15,42 +12,54 @@ use crate::error::{ApiError, FieldErrors};
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
 
-/// A request body's fields. An empty body is an empty map, as in DRF.
-#[derive(Debug, Default)]
-pub struct Body(pub Map<String, Value>);
+/// A request body, read only when the handler asks (`read`), after authentication: as in
+/// DRF, a request with bad credentials gets its 401 whatever its body is.
+pub struct Body {
+    payload: Payload,
+    media: Option<String>,
+    declared_length: Option<usize>,
+    limit: usize,
+}
 
 impl FromRequest for Body {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Body, ApiError>>>>;
+    type Future = std::future::Ready<Result<Body, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<BodyLimit>().map_or(64 * 1024, |l| l.0);
-        let media = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string());
-        let declared_length = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
-        Box::pin(async move {
-            if declared_length.is_some_and(|length| length > limit) {
-                return Err(ApiError::PayloadTooLarge(limit));
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .map(|v: &header::HeaderValue| String::from_utf8_lossy(v.as_bytes()).to_string())
+        };
+        std::future::ready(Ok(Body {
+            payload: payload.take(),
+            media: header(header::CONTENT_TYPE),
+            declared_length: header(header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
+            limit: req.app_data::<BodyLimit>().map_or(64 * 1024, |l| l.0),
+        }))
+    }
+}
+
+impl Body {
+    /// Reads the body's fields: JSON or a form; an empty body is an empty map, as in DRF.
+    pub async fn read(mut self) -> Result<Map<String, Value>, ApiError> {
+        if self
+            .declared_length
+            .is_some_and(|length| length > self.limit)
+        {
+            return Err(ApiError::PayloadTooLarge(self.limit));
+        }
+        let mut bytes = web::BytesMut::new();
+        while let Some(chunk) = self.payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::BadRequest(format!("Could not read the request body: {e}"))
+            })?;
+            if bytes.len() + chunk.len() > self.limit {
+                return Err(ApiError::PayloadTooLarge(self.limit));
             }
-            let mut bytes = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::BadRequest(format!("Could not read the request body: {e}"))
-                })?;
-                if bytes.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            parse(media.as_deref(), &bytes).map(Body)
-        })
+            bytes.extend_from_slice(&chunk);
+        }
+        parse(self.media.as_deref(), &bytes)
     }
 }
 
@@ -64,9 +73,8 @@ fn parse(media: Option<&str>, bytes: &[u8]) -> Result<Map<String, Value>, ApiErr
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    if bytes.iter().all(u8::is_ascii_whitespace)
-        && (essence.is_empty() || is_json(&essence) || is_form(&essence))
-    {
+    // As DRF: no content is no data, whatever the declared type.
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
     if is_json(&essence) || essence.is_empty() {

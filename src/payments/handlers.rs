@@ -43,7 +43,7 @@ pub async fn create(
     db: web::Data<Db>,
     body: Body,
 ) -> ApiResult<HttpResponse> {
-    let input = PaymentInput::parse(&body.0, Presence::Full)?;
+    let input = PaymentInput::parse(&body.read().await?, Presence::Full)?;
     let base = base_url(&req);
     let view = db
         .run(move |conn| operations::create(conn, &auth.scope, input, &base))
@@ -131,7 +131,7 @@ async fn write(
     presence: Presence,
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
-    let input = PaymentInput::parse(&body.0, presence)?;
+    let input = PaymentInput::parse(&body.read().await?, presence)?;
     let base = base_url(&req);
     let merge = presence == Presence::Partial;
     let view = db

@@ -126,4 +126,21 @@ both! {
         let unknown = send("GET", &app.url("/payments/"), &[("Authorization", "Bearer sk_test_nothing")], None).expect(401);
         assert_eq!(detail(&unknown), "Invalid token.");
     }
+
+    fn credentials_are_checked_before_the_body(app) {
+        let url = app.url("/payments/");
+        let huge = "y".repeat(70_000);
+        let bad_token = [("Authorization", "Token 0000000000000000000000000000000000000000"), ("Content-Type", "text/plain")];
+        assert_eq!(send("POST", &url, &bad_token, Some("not json")).expect(401).body["detail"], "Invalid token.");
+        assert_eq!(send("POST", &url, &bad_token, Some(&huge)).expect(401).body["detail"], "Invalid token.");
+        let json = [("Content-Type", "application/json")];
+        send("POST", &url, &json, Some("{broken")).expect(401);
+        let auth = format!("Token {}", app.token);
+        let no_workspace = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let resp = send("POST", &url, &no_workspace, Some("{broken")).expect(400);
+        assert_eq!(resp.body, json!({"non_field_errors": ["x-simple-workspace header is required."]}));
+        let other = app.stranger();
+        let foreign = [("Authorization", auth.as_str()), ("x-simple-workspace", other.workspace.as_str()), ("Content-Type", "text/plain")];
+        send("POST", &url, &foreign, Some("x")).expect(403);
+    }
 }

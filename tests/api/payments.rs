@@ -294,6 +294,9 @@ both! {
         assert_eq!(created["enable_checkout"], false);
         let plain = app.send("POST", "/payments/", Some("amount=1"), &[("Content-Type", "text/plain")]).expect(415);
         assert_eq!(plain.body, json!({"detail": "Unsupported media type \"text/plain\" in request."}));
+        // No content is no data, whatever the declared type (DRF): the required fields are named.
+        let empty = app.send("POST", "/payments/", Some(""), &[("Content-Type", "text/plain")]).expect(400);
+        assert_eq!(empty.body["amount"], json!(["This field is required."]));
         let broken = app.send("POST", "/payments/", Some("{\"amount\": "), &[]).expect(400);
         assert!(broken.body["detail"].as_str().unwrap().starts_with("JSON parse error - "), "{}", broken.text);
         let list = app.send("POST", "/payments/", Some("[1, 2]"), &[]).expect(400);
