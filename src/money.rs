@@ -88,8 +88,20 @@ pub fn parse_decimal(value: &serde_json::Value) -> Result<Decimal, &'static str>
     if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
         return Err(INVALID);
     }
-    // More than 28 significant digits does not fit rust_decimal, nor any amount we accept.
-    Decimal::from_str(&text).map_err(|_| "Ensure that there are no more than 18 digits in total.")
+    // Trailing zeros add no precision; what is left must fit rust_decimal exactly (28
+    // digits), which every amount we accept does. `from_str_exact` refuses, never rounds.
+    let fraction = fraction.trim_end_matches('0');
+    let exact = if fraction.is_empty() {
+        whole.to_string()
+    } else {
+        format!("{whole}.{fraction}")
+    };
+    let sign = if text.starts_with('-') { "-" } else { "" };
+    Decimal::from_str_exact(&format!(
+        "{sign}{}",
+        if exact.is_empty() { "0" } else { &exact }
+    ))
+    .map_err(|_| "Ensure that there are no more than 18 digits in total.")
 }
 
 /// An amount as the API shows it: a JSON number at the currency's scale, written exactly.
@@ -192,6 +204,9 @@ mod tests {
         );
         assert!(minor("CLP", "1000000000000000000").is_err());
         assert!(minor("USD", "99999999999999999999999999999999").is_err());
+        // Past rust_decimal's 28 digits: refused, never rounded to a valid amount.
+        assert!(minor("USD", "0.0099999999999999999999999999999").is_err());
+        assert!(minor("USD", "0.01000000000000000000000000000000000").is_ok());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Reading typed fields out of a request body with DRF's rules and messages. A `Reader`
 //! collects every field's errors so that one 400 names them all, in field order.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 use serde_json::{Map, Value};
 
 use super::body::python_type;
@@ -10,6 +10,7 @@ use crate::error::FieldErrors;
 pub const REQUIRED: &str = "This field is required.";
 pub const NOT_NULL: &str = "This field may not be null.";
 pub const NOT_BLANK: &str = "This field may not be blank.";
+pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
 
 /// A field as the client sent it: left out, sent as null, or sent with a value.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -111,6 +112,10 @@ impl<'a> Reader<'a> {
                 return Given::Absent;
             }
         };
+        if text.contains('\0') {
+            self.errors.add(name, NULL_CHARACTERS);
+            return Given::Absent;
+        }
         if text.is_empty() {
             if nullable {
                 return Given::Null;
@@ -157,9 +162,7 @@ impl<'a> Reader<'a> {
         let Given::Value(value) = self.value(name, required, false) else {
             return None;
         };
-        let parsed = value
-            .as_str()
-            .and_then(|s| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok());
+        let parsed = value.as_str().and_then(parse_date);
         if parsed.is_none() {
             self.errors.add(
                 name,
@@ -279,8 +282,20 @@ fn pk_value(value: &Value) -> Result<i64, String> {
     })
 }
 
+/// `YYYY-MM-DD`, with a year from 1 to 9999 as Python's dates have (chrono alone also
+/// takes signed and six-digit years, which PostgreSQL cannot store).
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .ok()
+        .filter(|d| (1..=9999).contains(&d.year()))
+}
+
 /// ISO 8601 as DRF accepts it; a time without an offset is UTC. Returns UTC to microseconds.
 pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
+    parse_any_datetime(text).filter(|at| (1..=9999).contains(&at.year()))
+}
+
+fn parse_any_datetime(text: &str) -> Option<NaiveDateTime> {
     use chrono::SubsecRound;
     let text = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1)) {

@@ -11,9 +11,16 @@ pub struct QueryParams(pub Vec<(String, String)>);
 
 impl QueryParams {
     pub fn parse(query: &str) -> Result<Self, ApiError> {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-            .map(QueryParams)
-            .map_err(|_| ApiError::BadRequest("The query string is not valid.".into()))
+        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .map_err(|_| ApiError::BadRequest("The query string is not valid.".into()))?;
+        // No database stores a NUL in text (PostgreSQL refuses it): say so, as DRF does.
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ApiError::field(name, crate::http::fields::NULL_CHARACTERS));
+        }
+        Ok(QueryParams(pairs))
     }
 
     /// The last value given for `name`, if any and not empty (an empty filter is no filter).
@@ -117,7 +124,7 @@ impl<'a> FilterReader<'a> {
 
     pub fn date(&mut self, name: &str) -> Option<NaiveDate> {
         let raw = self.params.get(name)?;
-        let parsed = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok();
+        let parsed = super::fields::parse_date(raw);
         if parsed.is_none() {
             self.errors.add(name, "Enter a valid date.");
         }
@@ -127,11 +134,8 @@ impl<'a> FilterReader<'a> {
     /// A datetime, or a date meaning its midnight (UTC), as django-filter reads one.
     pub fn datetime(&mut self, name: &str) -> Option<NaiveDateTime> {
         let raw = self.params.get(name)?;
-        let parsed = super::fields::parse_datetime(raw).or_else(|| {
-            NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        });
+        let parsed = super::fields::parse_datetime(raw)
+            .or_else(|| super::fields::parse_date(raw).and_then(|d| d.and_hms_opt(0, 0, 0)));
         if parsed.is_none() {
             self.errors.add(name, "Enter a valid date/time.");
         }

@@ -263,6 +263,11 @@ fn read_metadata(r: &mut Reader, name: &str) -> Option<MetadataChange> {
     };
     let mut keys = Vec::with_capacity(object.len());
     for (key, value) in object {
+        let has_nul = |v: &Value| matches!(v, Value::String(s) if s.contains('\0'));
+        if key.contains('\0') || has_nul(value) {
+            r.errors.add(name, crate::http::fields::NULL_CHARACTERS);
+            continue;
+        }
         if key.trim().is_empty() || key.chars().count() > MAX_METADATA_KEY {
             r.errors.add(
                 name,

@@ -141,6 +141,11 @@ both! {
             ("created__lte=2026-13-01", "created__lte", "Enter a valid date/time."),
             ("payment_date__gte=soon", "payment_date__gte", "Enter a valid date/time."),
             ("source=abc", "source", "Enter a whole number."),
+            ("date__lte=%2B20000-01-01", "date__lte", "Enter a valid date."),
+            ("created__gte=-0044-03-15", "created__gte", "Enter a valid date/time."),
+            ("customer=%00", "customer", "Null characters are not allowed."),
+            ("metadata__k=a%00", "metadata__k", "Null characters are not allowed."),
+            ("search=%00", "search", "Null characters are not allowed."),
         ] {
             let resp = app.get(&format!("/payments/?{query}")).expect(400);
             assert_eq!(resp.body, json!({field: [message]}), "{query}");

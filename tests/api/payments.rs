@@ -85,6 +85,8 @@ both! {
         rejects(&app, json!({"amount": "1.0001", "currency": "KWD"}), "amount", "Ensure that there are no more than 3 decimal places.");
         rejects(&app, json!({"amount": "1000000000000000000"}), "amount", "Ensure that there are no more than 18 digits before the decimal point.");
         rejects(&app, json!({"amount": "99999999999999999999999999999999999"}), "amount", "Ensure that there are no more than 18 digits in total.");
+        // Never rounded into a valid amount, however many digits.
+        rejects(&app, json!({"amount": "0.0099999999999999999999999999999", "currency": "USD"}), "amount", "Ensure that there are no more than 18 digits in total.");
         // Trailing zeros are not extra precision.
         assert_eq!(num(&create_with(&app, json!({"amount": "10.500", "currency": "USD"})).expect(201).body["amount"]), "10.50");
     }
@@ -94,6 +96,16 @@ both! {
         rejects(&app, json!({"currency": ""}), "currency", "This field may not be blank.");
         rejects(&app, json!({"date": "23-11-2026"}), "date", "Date has wrong format. Use one of these formats instead: YYYY-MM-DD.");
         rejects(&app, json!({"date": "2026-02-30"}), "date", "Date has wrong format. Use one of these formats instead: YYYY-MM-DD.");
+        for year_out_of_range in ["-5000-01-01", "+20000-01-01", "0000-01-01"] {
+            rejects(&app, json!({"date": year_out_of_range}), "date", "Date has wrong format. Use one of these formats instead: YYYY-MM-DD.");
+        }
+        rejects(&app, json!({"payment_date": "-0044-03-15T12:00:00Z"}), "payment_date",
+            "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].");
+        // PostgreSQL cannot store a NUL in text: a 400, not a 500, on both backends.
+        rejects(&app, json!({"description": "a\0b"}), "description", "Null characters are not allowed.");
+        rejects(&app, json!({"customer": "\0"}), "customer", "Null characters are not allowed.");
+        rejects(&app, json!({"metadata": {"k": "v\0"}}), "metadata", "Null characters are not allowed.");
+        rejects(&app, json!({"metadata": {"k\0": "v"}}), "metadata", "Null characters are not allowed.");
         rejects(&app, json!({"description": "   "}), "description", "This field may not be blank.");
         rejects(&app, json!({"description": "x".repeat(257)}), "description", "Ensure this field has no more than 256 characters.");
         rejects(&app, json!({"description": {"a": 1}}), "description", "Not a valid string.");
