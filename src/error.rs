@@ -28,10 +28,6 @@ impl FieldErrors {
         }
     }
 
-    pub fn has(&self, field: &str) -> bool {
-        self.0.iter().any(|(name, _)| name == field)
-    }
-
     /// Every (field, message) pair, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().flat_map(|(field, messages)| {

@@ -27,6 +27,11 @@ pub enum DbConnection {
 pub type Pool = r2d2::Pool<Manager>;
 pub type PooledConnection = r2d2::PooledConnection<Manager>;
 
+diesel::define_sql_function! {
+    /// Lower case with Unicode's rules on both backends (on SQLite, replaced at connect).
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
 /// Which database a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -118,6 +123,9 @@ impl r2d2::ManageConnection for Manager {
                     self.sqlite_synchronous
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                // SQLite's own lower() is ASCII-only; searches need Ñ and É folded too.
+                lower_utils::register_impl(&mut conn, |text: String| text.to_lowercase())
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }

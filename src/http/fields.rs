@@ -22,9 +22,6 @@ pub enum Given<T> {
 }
 
 impl<T> Given<T> {
-    pub fn is_absent(&self) -> bool {
-        matches!(self, Given::Absent)
-    }
     /// The new value of a nullable field if it was sent (`Some(None)` for null).
     pub fn sent(self) -> Option<Option<T>> {
         match self {
@@ -81,10 +78,6 @@ impl<'a> Reader<'a> {
         if !self.body.contains_key(name) && self.presence == Presence::Full {
             self.errors.add(name, REQUIRED);
         }
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.body.contains_key(name)
     }
 
     pub fn raw(&self, name: &str) -> Option<&'a Value> {

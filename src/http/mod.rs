@@ -45,6 +45,12 @@ pub fn base_url(req: &HttpRequest) -> String {
     {
         return public;
     }
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    // The Host header only: X-Forwarded-Host and Forwarded come from the client unless a
+    // proxy sets them, and would let it choose the host of the links we hand out (and
+    // store in events). Behind a proxy, set COBRO_PUBLIC_URL.
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    format!("http://{}", host.unwrap_or("localhost"))
 }

@@ -106,7 +106,7 @@ impl PaymentFilter {
                     k.strip_prefix("metadata__")
                         .map(|key| (key.to_string(), v.clone()))
                 })
-                .filter(|(key, _)| !key.is_empty())
+                .filter(|(key, value)| !key.is_empty() && !value.is_empty())
                 .collect(),
             search: r.text("search"),
             ordering: r.choice::<Ordering>("ordering"),

@@ -140,7 +140,7 @@ fn change(
             let Some(change) = decide(&current)? else {
                 return Ok(Some(current.view(base_url)));
             };
-            if !store::save(conn, scope, current.version, &change.payment)? {
+            if !store::save(conn, scope, &current, &change.payment)? {
                 return Ok(None);
             }
             let view = change.payment.view(base_url);

@@ -11,7 +11,7 @@ use super::domain::Payment;
 use super::filter::{OrderField, PaymentFilter};
 use super::status::PaymentStatus;
 use crate::db::schema::{payment_metadata, payments};
-use crate::db::{DbConnection, MultiBackend, Scope};
+use crate::db::{lower, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 use crate::money::Currency;
 
@@ -187,37 +187,34 @@ pub fn insert(
     Ok(saved)
 }
 
-/// Saves a changed payment if nobody changed it since `read_version`; false when someone
-/// did (the caller reads again and decides again).
+/// Saves a changed payment if nobody changed it since it was `read`; false when someone did
+/// (then nothing was written: the caller reads again and decides again).
 pub fn save(
     conn: &mut DbConnection,
     scope: &Scope,
-    read_version: i64,
+    read: &Payment,
     payment: &Payment,
 ) -> Result<bool, ApiError> {
     let updated = diesel::update(payments::table)
         .filter(in_scope(scope))
         .filter(payments::id.eq(payment.id))
-        .filter(payments::version.eq(read_version))
+        .filter(payments::version.eq(read.version))
         .set(PaymentChanges::from(payment))
         .execute(conn)?;
-    if updated == 1 {
+    if updated == 1 && read.metadata != payment.metadata {
         write_metadata(conn, scope, payment.id, &payment.metadata)?;
     }
     Ok(updated == 1)
 }
 
-/// Deletes a payment if unchanged since `read_version`; false when it changed meanwhile.
+/// Deletes a payment if unchanged since `read_version`; false when it changed meanwhile
+/// (then nothing was written). Its metadata rows go with it (ON DELETE CASCADE).
 pub fn delete(
     conn: &mut DbConnection,
     scope: &Scope,
     id: i64,
     read_version: i64,
 ) -> Result<bool, ApiError> {
-    diesel::delete(payment_metadata::table)
-        .filter(metadata_in_scope(scope))
-        .filter(payment_metadata::payment_id.eq(id))
-        .execute(conn)?;
     let deleted = diesel::delete(payments::table)
         .filter(in_scope(scope))
         .filter(payments::id.eq(id))
@@ -283,8 +280,14 @@ pub fn list(
         (OrderField::Created, true) => query.order_by(payments::created.desc()),
         (OrderField::Date, false) => query.order_by(payments::date.asc()),
         (OrderField::Date, true) => query.order_by(payments::date.desc()),
-        (OrderField::PaymentDate, false) => query.order_by(payments::payment_date.asc()),
-        (OrderField::PaymentDate, true) => query.order_by(payments::payment_date.desc()),
+        // Unpaid payments (no payment_date) last either way, on both backends (their own
+        // defaults differ).
+        (OrderField::PaymentDate, false) => query
+            .order_by(sql::<Bool>("payment_date IS NULL").asc())
+            .then_order_by(payments::payment_date.asc()),
+        (OrderField::PaymentDate, true) => query
+            .order_by(sql::<Bool>("payment_date IS NULL").asc())
+            .then_order_by(payments::payment_date.desc()),
         // Minor units mean different sizes in different currencies: order by the whole
         // part, then by the fraction scaled to four digits (integer arithmetic, exact).
         (OrderField::Amount, false) => query
@@ -385,8 +388,6 @@ fn filtered<'a>(scope: &Scope, f: &'a PaymentFilter) -> Boxed<'a> {
     }
     q
 }
-
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 /// `amount >= value` (or `<=`) in the payment's own currency: for each scale a currency can
 /// have, the bound in minor units, exact (no float anywhere).

@@ -105,6 +105,12 @@ both! {
         assert_eq!(filtered(&app, "search=l_p"), Vec::<i64>::new());
         assert_eq!(filtered(&app, "search=t_plan"), [b]);
         assert_eq!(filtered(&app, "search=discount_"), [b]);
+        // Non-ASCII text finds itself on both backends.
+        let c = app.create_payment(json!({"description": "Pago ÑUÑOA éxito"}))["id"].as_i64().unwrap();
+        assert_eq!(filtered(&app, "search=%C3%91U%C3%91OA"), [c]);
+        assert_eq!(filtered(&app, "search=pago%20%C3%91u"), [c]);
+        // An empty metadata filter is no filter, as every other empty filter.
+        assert_eq!(filtered(&app, "metadata__order=").len(), 3);
         // Metadata changes are seen by the filter.
         app.patch(&format!("/payments/{a}/"), json!({"metadata": {"order": null}})).expect(200);
         assert_eq!(filtered(&app, "metadata__order=A-1"), Vec::<i64>::new());
@@ -123,9 +129,13 @@ both! {
         assert_eq!(filtered(&app, "ordering=-date"), [a, c, b]);
         assert_eq!(filtered(&app, "ordering=payment_date"), [b, a, c]);
         assert_eq!(filtered(&app, "ordering=-payment_date"), [c, a, b]);
+        // Not yet paid: last either way.
+        let unpaid = app.create_payment(json!({}))["id"].as_i64().unwrap();
+        assert_eq!(filtered(&app, "ordering=payment_date"), [b, a, c, unpaid]);
+        assert_eq!(filtered(&app, "ordering=-payment_date"), [c, a, b, unpaid]);
         // By value in each currency: 2.4999 < 2.50 < 3.
-        assert_eq!(filtered(&app, "ordering=amount"), [c, a, b]);
-        assert_eq!(filtered(&app, "ordering=-amount"), [b, a, c]);
+        assert_eq!(filtered(&app, "ordering=amount"), [c, a, b, unpaid]);
+        assert_eq!(filtered(&app, "ordering=-amount"), [unpaid, b, a, c]);
     }
 
     fn invalid_filters_are_400_naming_the_field(app) {

@@ -61,6 +61,10 @@ both! {
         assert_eq!(p["failed_reason"], Value::Null);
         assert!(p["created"].as_str().unwrap().ends_with('Z'));
         assert!(p["checkout_url"].as_str().unwrap().starts_with(&app.url("/pay/")));
+        // The client cannot choose the host of the links it is given.
+        let forwarded = app.send("GET", &format!("/payments/{}/", p["id"]), None,
+            &[("X-Forwarded-Host", "evil.example"), ("Forwarded", "host=evil.example;proto=https")]).expect(200);
+        assert_eq!(forwarded.body["checkout_url"], p["checkout_url"]);
         assert_eq!(app.get(&format!("/payments/{}/", p["id"])).expect(200).body, p);
     }
 
@@ -254,7 +258,8 @@ both! {
 
     fn delete_only_what_holds_no_money(app) {
         for setup in [json!({}), json!({"to": "failed"}), json!({"to": "cancelled"})] {
-            let p = app.create_payment(json!({}));
+            // With metadata: its rows go with the payment (a dangling row would break the FK).
+            let p = app.create_payment(json!({"metadata": {"order": "gone"}}));
             let path = format!("/payments/{}/", p["id"]);
             match setup["to"].as_str() {
                 Some("failed") => { app.patch(&path, json!({"status": "failed"})).expect(200); }
@@ -264,6 +269,7 @@ both! {
             assert_eq!(app.delete(&path).expect(204).text, "");
             app.get(&path).expect(404);
             app.delete(&path).expect(404);
+            assert_eq!(app.get("/payments/?metadata__order=gone").body["count"], 0);
         }
         for fields in [json!({"status": "processing"}), json!({"status": "succeeded"})] {
             let p = app.create_payment(fields);
