@@ -9,17 +9,14 @@ use utoipa::ToSchema;
 
 use super::status::PaymentStatus;
 use crate::error::{ApiError, FieldErrors};
-use crate::http::body::python_type;
 use crate::http::fields::{Given, Presence, Reader};
+use crate::http::metadata::{apply_metadata, read_metadata, MetadataChange};
 use crate::money::{parse_decimal, Amount, Currency};
 
 pub const MAX_DESCRIPTION: usize = 256;
 pub const MAX_REFERENCE: usize = 255;
 pub const MAX_URL: usize = 2048;
 pub const MAX_REASON: usize = 255;
-pub const MAX_METADATA_KEYS: usize = 50;
-pub const MAX_METADATA_KEY: usize = 40;
-pub const MAX_METADATA_VALUE: usize = 500;
 
 /// A payment as the domain sees it: typed, with money in minor units.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,15 +121,6 @@ pub struct PaymentView {
     pub updated: String,
     /// The public checkout page; null when `enable_checkout` is false.
     pub checkout_url: Option<String>,
-}
-
-/// What a metadata field in a body asks for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MetadataChange {
-    /// `metadata: null` or `""`: remove every key.
-    Clear,
-    /// Keys to set (Some) or remove (None: sent as null or "").
-    Keys(Vec<(String, Option<Value>)>),
 }
 
 /// The fields a create, PUT or PATCH body sets. Absent fields are None/`Given::Absent`.
@@ -242,81 +230,6 @@ fn read_currency(r: &mut Reader) -> Option<Currency> {
             .add("currency", format!("\"{code}\" is not a valid choice."));
     }
     currency
-}
-
-fn read_metadata(r: &mut Reader, name: &str) -> Option<MetadataChange> {
-    let value = r.raw(name)?;
-    let object = match value {
-        Value::Null => return Some(MetadataChange::Clear),
-        Value::String(s) if s.is_empty() => return Some(MetadataChange::Clear),
-        Value::Object(object) => object,
-        other => {
-            r.errors.add(
-                name,
-                format!(
-                    "Expected a dictionary of items but got type \"{}\".",
-                    python_type(other)
-                ),
-            );
-            return None;
-        }
-    };
-    let mut keys = Vec::with_capacity(object.len());
-    for (key, value) in object {
-        let has_nul = |v: &Value| matches!(v, Value::String(s) if s.contains('\0'));
-        if key.contains('\0') || has_nul(value) {
-            r.errors.add(name, crate::http::fields::NULL_CHARACTERS);
-            continue;
-        }
-        if key.trim().is_empty() || key.chars().count() > MAX_METADATA_KEY {
-            r.errors.add(
-                name,
-                format!("Keys must be 1 to {MAX_METADATA_KEY} characters long: \"{key}\" is not."),
-            );
-            continue;
-        }
-        match value {
-            Value::Null => keys.push((key.clone(), None)),
-            Value::String(s) if s.is_empty() => keys.push((key.clone(), None)),
-            Value::String(s) if s.chars().count() > MAX_METADATA_VALUE => r.errors.add(
-                name,
-                format!("Values must be at most {MAX_METADATA_VALUE} characters long: the value of \"{key}\" is not."),
-            ),
-            Value::String(_) | Value::Number(_) | Value::Bool(_) => keys.push((key.clone(), Some(value.clone()))),
-            _ => r.errors.add(
-                name,
-                format!("Values must be strings, numbers or booleans: the value of \"{key}\" is a {}.", python_type(value)),
-            ),
-        }
-    }
-    Some(MetadataChange::Keys(keys))
-}
-
-/// Applies a metadata change: merging (PATCH) or replacing (create, PUT).
-fn apply_metadata(
-    current: &Map<String, Value>,
-    change: &MetadataChange,
-    merge: bool,
-) -> Result<Map<String, Value>, ApiError> {
-    let mut metadata = if merge { current.clone() } else { Map::new() };
-    match change {
-        MetadataChange::Clear => metadata.clear(),
-        MetadataChange::Keys(keys) => {
-            for (key, value) in keys {
-                match value {
-                    Some(value) => metadata.insert(key.clone(), value.clone()),
-                    None => metadata.remove(key),
-                };
-            }
-        }
-    }
-    if metadata.len() > MAX_METADATA_KEYS {
-        return Err(ApiError::field(
-            "metadata",
-            format!("Ensure there are no more than {MAX_METADATA_KEYS} keys."),
-        ));
-    }
-    Ok(metadata)
 }
 
 /// Minor units of an amount in a currency, with the message under `field`.
