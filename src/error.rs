@@ -85,6 +85,10 @@ pub enum ApiError {
     JsonParse(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A guarded write lost a race; flows retry on it, and it reaches a client only when
+    /// they give up.
+    #[error("the object changed while being written")]
+    Contention,
     /// Anything unexpected. The cause is logged; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -120,7 +124,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Contention => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -150,7 +154,7 @@ impl ResponseError for ApiError {
             ApiError::JsonParse(cause) => {
                 json!({ "detail": format!("JSON parse error - {cause}") })
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::Contention => {
                 json!({ "detail": "Service temporarily unavailable, try again later." })
             }
             ApiError::Internal(cause) => {

@@ -22,8 +22,15 @@ use crate::payments::status::PaymentStatus;
         crate::payments::handlers::partial_update,
         crate::payments::handlers::destroy,
         crate::payments::handlers::cancel,
+        crate::payments::handlers::authorize,
+        crate::payments::handlers::settle,
+        crate::payments::handlers::attempts,
         crate::events::handlers::list,
         crate::events::handlers::retrieve,
+        crate::sources::handlers::create,
+        crate::sources::handlers::list,
+        crate::sources::handlers::retrieve,
+        crate::sources::handlers::destroy,
         crate::health::health,
     ),
     components(schemas(PaymentView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, crate::health::Health)),
@@ -173,6 +180,47 @@ pub struct PaymentListParams {
     search: Option<String>,
     /// created, date, payment_date, amount or id, each optionally with `-`. Default -created.
     ordering: Option<String>,
+}
+
+/// A new source. `gateway` is required: `sandbox` (test mode, with a test token in
+/// `gateway_data.token`) or `bank_transfer`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SourceWrite {
+    #[schema(example = "sandbox")]
+    gateway: String,
+    usage: Option<crate::sources::domain::Usage>,
+    customer: Option<String>,
+    /// What the source pays, in the payment's currency; default: the payment's balance.
+    #[schema(value_type = Option<f64>)]
+    amount: Option<String>,
+    description: Option<String>,
+    return_url: Option<String>,
+    #[schema(value_type = Option<Object>, example = json!({"token": "tok_visa"}))]
+    gateway_data: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// `POST /payments/{id}/authorize/`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct AuthorizeWrite {
+    /// A chargeable source of the same workspace and mode.
+    source: i64,
+}
+
+/// Filters of `GET /sources/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SourceListParams {
+    page: Option<i64>,
+    page_size: Option<i64>,
+    customer: Option<String>,
+    gateway: Option<String>,
+    usage: Option<crate::sources::domain::Usage>,
+    status: Option<crate::sources::domain::SourceStatus>,
 }
 
 /// Filters of `GET /events/`.

@@ -313,6 +313,8 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("payments", "src/payments/store.rs"),
     ("payment_metadata", "src/payments/store.rs"),
     ("events", "src/events/store.rs"),
+    ("sources", "src/sources/store.rs"),
+    ("payment_attempts", "src/payments/store.rs"),
 ];
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.

@@ -94,3 +94,45 @@ diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(memberships -> workspaces (workspace_id));
 
 diesel::allow_tables_to_appear_in_same_query!(payments, payment_metadata);
+
+diesel::table! {
+    sources (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        gateway -> Text,
+        usage -> Text,
+        customer -> Nullable<Text>,
+        amount -> Nullable<Text>,
+        description -> Nullable<Text>,
+        status -> Text,
+        return_url -> Nullable<Text>,
+        gateway_data -> Text,
+        card_brand -> Nullable<Text>,
+        card_last4 -> Nullable<Text>,
+        card_exp_month -> Nullable<Integer>,
+        card_exp_year -> Nullable<Integer>,
+        metadata -> Text,
+        version -> BigInt,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payment_attempts (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        payment_id -> BigInt,
+        source_id -> BigInt,
+        gateway -> Text,
+        amount -> BigInt,
+        currency -> Text,
+        status -> Text,
+        failure_code -> Nullable<Text>,
+        gateway_reference -> Nullable<Text>,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}

@@ -2,18 +2,21 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::charging::AttemptView;
 use super::domain::{PaymentInput, PaymentView};
 use super::filter::PaymentFilter;
 use super::operations;
 use crate::accounts::auth::Auth;
 use crate::db::Db;
+use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::http::body::Body;
 use crate::http::fields::Presence;
+use crate::http::fields::{Given, Reader};
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::query::QueryParams;
 use crate::http::{base_url, object_id, resource};
-use crate::openapi::{PaymentListParams, PaymentWrite, ScopeHeaders, ScopedErrors};
+use crate::openapi::{AuthorizeWrite, PaymentListParams, PaymentWrite, ScopeHeaders, ScopedErrors};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -28,7 +31,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(partial_update))
             .route(web::delete().to(destroy)),
     )
-    .service(resource("/payments/{id}/cancel", "POST").route(web::post().to(cancel)));
+    .service(resource("/payments/{id}/cancel", "POST").route(web::post().to(cancel)))
+    .service(resource("/payments/{id}/authorize", "POST").route(web::post().to(authorize)))
+    .service(resource("/payments/{id}/settle", "POST").route(web::post().to(settle)))
+    .service(resource("/payments/{id}/attempts", "GET").route(web::get().to(attempts)));
 }
 
 /// Create a payment.
@@ -177,4 +183,63 @@ pub async fn cancel(
         .run(move |conn| operations::cancel(conn, &auth.scope, id, &base))
         .await?;
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// Pay with a source: `{"source": id}` charges its amount, or the payment's balance.
+#[utoipa::path(post, path = "/payments/{id}/authorize/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+    request_body = AuthorizeWrite,
+    responses((status = 200, body = PaymentView), ScopedErrors))]
+pub async fn authorize(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let body = body.read().await?;
+    let mut reader = Reader::new(&body, Presence::Full);
+    reader.require("source");
+    let source = reader.pk("source");
+    reader.finish().into_result()?;
+    let Given::Value(source) = source else {
+        return Err(ApiError::field("source", crate::http::fields::NOT_NULL));
+    };
+    let base = base_url(&req);
+    let view = db
+        .run(move |conn| operations::authorize(conn, &auth.scope, id, source, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Test mode: settle the charge in flight now, as the sandbox would a few seconds later.
+#[utoipa::path(post, path = "/payments/{id}/settle/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+    responses((status = 200, body = PaymentView), ScopedErrors))]
+pub async fn settle(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let base = base_url(&req);
+    let view = db
+        .run(move |conn| operations::settle(conn, &auth.scope, id, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Every charge attempt of a payment, oldest first, with its gateway's answer.
+#[utoipa::path(get, path = "/payments/{id}/attempts/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+    responses((status = 200, body = Vec<AttemptView>), ScopedErrors))]
+pub async fn attempts(
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let attempts = db
+        .run(move |conn| operations::attempts(conn, &auth.scope, id))
+        .await?;
+    Ok(HttpResponse::Ok().json(attempts))
 }

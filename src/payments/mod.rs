@@ -7,6 +7,7 @@
 //! - `operations`: read, decide, write flows, each in one transaction with its event.
 //! - `handlers`: HTTP in and out, nothing else.
 
+pub mod charging;
 pub mod domain;
 pub mod filter;
 pub mod handlers;

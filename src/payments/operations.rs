@@ -3,6 +3,7 @@
 //! payment meanwhile, the flow reads again and decides again, so the loser gets the error
 //! that the payment's new state implies.
 
+use super::charging::{self, AttemptStatus, AttemptView};
 use super::domain::{self, Change, Payment, PaymentInput, PaymentView};
 use super::filter::PaymentFilter;
 use super::status::PaymentStatus;
@@ -11,9 +12,11 @@ use crate::accounts::new_id;
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
+use crate::gateways;
 use crate::http::pagination::{Page, PageRequest};
+use crate::sources::store as sources_store;
 
-/// How many times a flow decides again after losing a race before giving up with a 503.
+/// How many times a flow runs before a lost race becomes a 503.
 const MAX_ATTEMPTS: usize = 8;
 
 fn record(
@@ -40,6 +43,7 @@ pub fn create(
 ) -> Result<PaymentView, ApiError> {
     let payment = domain::new_payment(input, scope.test_mode(), new_id(""), now())?;
     write_tx(conn, |conn| {
+        check_sources(conn, scope, &payment)?;
         let saved = store::insert(conn, scope, &payment)?;
         let view = saved.view(base_url);
         record(conn, scope, "payment.created", &view)?;
@@ -50,6 +54,21 @@ pub fn create(
         }
         Ok(view)
     })
+}
+
+/// `source` and `sources` must name sources of the payment's workspace and mode.
+fn check_sources(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+) -> Result<(), ApiError> {
+    let named: Vec<i64> = payment
+        .source
+        .into_iter()
+        .chain(payment.sources.iter().copied())
+        .collect();
+    let existing = sources_store::existing(conn, scope, &named)?;
+    charging::missing_sources(payment, &existing).into_result()
 }
 
 pub fn retrieve(
@@ -76,7 +95,8 @@ pub fn list(
     })
 }
 
-/// PUT (`merge_metadata` false) and PATCH (true).
+/// PUT (`merge_metadata` false) and PATCH (true). A merchant's move out of `processing`
+/// (a bank transfer confirmed or refused) also ends the charge in flight.
 pub fn update(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -85,9 +105,46 @@ pub fn update(
     merge_metadata: bool,
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
-    change(conn, scope, id, base_url, |current| {
-        domain::update(current, input, merge_metadata, now())
+    change(conn, scope, id, base_url, |conn, current| {
+        let Some(change) = domain::update(current, input, merge_metadata, now())? else {
+            return Ok(None);
+        };
+        if (change.payment.source, &change.payment.sources) != (current.source, &current.sources) {
+            check_sources(conn, scope, &change.payment)?;
+        }
+        if current.status == PaymentStatus::Processing
+            && change.payment.status != PaymentStatus::Processing
+        {
+            end_charges_in_flight(conn, scope, &change.payment)?;
+        }
+        Ok(Some(change))
     })
+}
+
+/// Marks the payment's processing attempts with how the merchant ended them.
+fn end_charges_in_flight(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+) -> Result<(), ApiError> {
+    let failed = payment.failed_reason.is_some() || payment.status == PaymentStatus::Failed;
+    for mut attempt in store::attempts(conn, scope, payment.id)? {
+        if attempt.status == AttemptStatus::Processing {
+            attempt.status = if failed {
+                AttemptStatus::Failed
+            } else {
+                AttemptStatus::Succeeded
+            };
+            attempt.failure_code = if failed {
+                payment.failed_reason.clone()
+            } else {
+                None
+            };
+            attempt.updated = payment.updated;
+            store::save_attempt(conn, scope, &attempt)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn cancel(
@@ -96,7 +153,7 @@ pub fn cancel(
     id: i64,
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
-    change(conn, scope, id, base_url, |current| {
+    change(conn, scope, id, base_url, |_, current| {
         domain::cancel(current, now()).map(Some)
     })
 }
@@ -107,23 +164,134 @@ pub fn delete(
     id: i64,
     base_url: &str,
 ) -> Result<(), ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let deleted = write_tx(conn, |conn| -> Result<bool, ApiError> {
+    retrying(|| {
+        write_tx(conn, |conn| {
             let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
             domain::check_delete(&current)?;
             if !store::delete(conn, scope, id, current.version)? {
-                return Ok(false);
+                return Err(ApiError::Contention);
             }
-            record(conn, scope, "payment.deleted", &current.view(base_url))?;
-            Ok(true)
-        })?;
-        if deleted {
-            return Ok(());
+            record(conn, scope, "payment.deleted", &current.view(base_url))
+        })
+    })
+}
+
+/// `POST /payments/{id}/authorize/`: charges a source for its amount, or for the balance.
+/// The payment and the source are both version-guarded, so concurrent charges of one
+/// payment never collect more than its amount.
+pub fn authorize(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    source_id: i64,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    retrying(|| {
+        write_tx(conn, |conn| {
+            let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+            let source = sources_store::find(conn, scope, source_id)?.ok_or_else(|| {
+                ApiError::field(
+                    "source",
+                    format!("Invalid pk \"{source_id}\" - object does not exist."),
+                )
+            })?;
+            let amount = charging::charge_amount(&payment, &source)?;
+            let gateway = gateways::find(&source.gateway).ok_or_else(|| {
+                ApiError::internal(format!("source {source_id} has an unknown gateway"))
+            })?;
+            let charge = gateway.charge(&source.gateway_data, amount, payment.currency);
+            let charged = charging::apply_charge(&payment, &source, amount, charge, now());
+            if !store::save(conn, scope, &payment, &charged.payment)?
+                || !sources_store::save(conn, scope, &source, &charged.source)?
+            {
+                return Err(ApiError::Contention);
+            }
+            store::insert_attempt(conn, scope, &charged.attempt)?;
+            let view = charged.payment.view(base_url);
+            record(conn, scope, &charged.event_type, &view)?;
+            if charged.source.status != source.status {
+                let source_view = charged.source.view();
+                let event = format!("source.{}", charged.source.status.as_str());
+                events::record(
+                    conn,
+                    scope,
+                    &event,
+                    "source",
+                    &source_id.to_string(),
+                    &source_view,
+                )?;
+            }
+            Ok(view)
+        })
+    })
+}
+
+/// `POST /payments/{id}/settle/` (test mode): settles the charge in flight at once, as its
+/// gateway would later. Only for gateways that settle by themselves (not bank transfers).
+pub fn settle(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    if !scope.test_mode() {
+        return Err(ApiError::BadRequest(
+            "Settling a charge by hand is only possible in test mode.".into(),
+        ));
+    }
+    retrying(|| {
+        write_tx(conn, |conn| {
+            let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+            let nothing = || {
+                ApiError::BadRequest(
+                    "This payment has no charge in flight that its gateway settles.".into(),
+                )
+            };
+            let attempt = store::attempts(conn, scope, id)?
+                .into_iter()
+                .find(|a| a.status == AttemptStatus::Processing)
+                .ok_or_else(nothing)?;
+            let source =
+                sources_store::find(conn, scope, attempt.source_id)?.ok_or_else(nothing)?;
+            let settlement = gateways::find(&attempt.gateway)
+                .and_then(|g| g.settlement(&source.gateway_data))
+                .ok_or_else(nothing)?;
+            let (next, attempt) =
+                charging::apply_settlement(&payment, &attempt, &settlement, now());
+            if !store::save(conn, scope, &payment, &next)? {
+                return Err(ApiError::Contention);
+            }
+            store::save_attempt(conn, scope, &attempt)?;
+            let view = next.view(base_url);
+            record(conn, scope, &format!("payment.{}", next.status), &view)?;
+            Ok(view)
+        })
+    })
+}
+
+/// `GET /payments/{id}/attempts/`: every charge attempt, oldest first.
+pub fn attempts(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+) -> Result<Vec<AttemptView>, ApiError> {
+    store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+    Ok(store::attempts(conn, scope, id)?
+        .iter()
+        .map(|a| a.view())
+        .collect())
+}
+
+/// Runs a flow again when its guarded write lost a race (it then reads the new state and
+/// decides again), a bounded number of times.
+fn retrying<T>(mut flow: impl FnMut() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    for _ in 1..MAX_ATTEMPTS {
+        match flow() {
+            Err(ApiError::Contention) => continue,
+            other => return other,
         }
     }
-    Err(ApiError::Unavailable(format!(
-        "payment {id} kept changing while being deleted"
-    )))
+    flow()
 }
 
 /// Read, decide with `decide` (None: nothing to change), guarded write, event.
@@ -132,26 +300,20 @@ fn change(
     scope: &Scope,
     id: i64,
     base_url: &str,
-    decide: impl Fn(&Payment) -> Result<Option<Change>, ApiError>,
+    decide: impl Fn(&mut DbConnection, &Payment) -> Result<Option<Change>, ApiError>,
 ) -> Result<PaymentView, ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let outcome = write_tx(conn, |conn| -> Result<Option<PaymentView>, ApiError> {
+    retrying(|| {
+        write_tx(conn, |conn| {
             let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-            let Some(change) = decide(&current)? else {
-                return Ok(Some(current.view(base_url)));
+            let Some(change) = decide(conn, &current)? else {
+                return Ok(current.view(base_url));
             };
             if !store::save(conn, scope, &current, &change.payment)? {
-                return Ok(None);
+                return Err(ApiError::Contention);
             }
             let view = change.payment.view(base_url);
             record(conn, scope, &change.event_type, &view)?;
-            Ok(Some(view))
-        })?;
-        if let Some(view) = outcome {
-            return Ok(view);
-        }
-    }
-    Err(ApiError::Unavailable(format!(
-        "payment {id} kept changing while being updated"
-    )))
+            Ok(view)
+        })
+    })
 }

@@ -7,10 +7,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool};
 use serde_json::{Map, Value};
 
+use super::charging::{Attempt, AttemptStatus};
 use super::domain::Payment;
 use super::filter::{OrderField, PaymentFilter};
 use super::status::PaymentStatus;
-use crate::db::schema::{payment_metadata, payments};
+use crate::db::schema::{payment_attempts, payment_metadata, payments};
 use crate::db::{lower, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 use crate::money::Currency;
@@ -412,4 +413,159 @@ fn amount_bound(value: rust_decimal::Decimal, at_least: bool) -> Condition {
         condition = Box::new(condition.or(side));
     }
     condition
+}
+
+// ---- Charge attempts ------------------------------------------------------------------
+
+type AttemptsInScope = diesel::dsl::And<
+    diesel::dsl::Eq<payment_attempts::workspace_id, String>,
+    diesel::dsl::Eq<payment_attempts::test_mode, bool>,
+>;
+
+fn attempts_in_scope(scope: &Scope) -> AttemptsInScope {
+    payment_attempts::workspace_id
+        .eq(scope.workspace_id().to_string())
+        .and(payment_attempts::test_mode.eq(scope.test_mode()))
+}
+
+type AttemptRow = (
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
+fn attempt_columns() -> (
+    payment_attempts::id,
+    payment_attempts::payment_id,
+    payment_attempts::source_id,
+    payment_attempts::gateway,
+    payment_attempts::amount,
+    payment_attempts::currency,
+    payment_attempts::status,
+    payment_attempts::failure_code,
+    payment_attempts::gateway_reference,
+    payment_attempts::created,
+    payment_attempts::updated,
+) {
+    (
+        payment_attempts::id,
+        payment_attempts::payment_id,
+        payment_attempts::source_id,
+        payment_attempts::gateway,
+        payment_attempts::amount,
+        payment_attempts::currency,
+        payment_attempts::status,
+        payment_attempts::failure_code,
+        payment_attempts::gateway_reference,
+        payment_attempts::created,
+        payment_attempts::updated,
+    )
+}
+
+fn attempt(
+    (
+        id,
+        payment_id,
+        source_id,
+        gateway,
+        amount,
+        currency,
+        status,
+        failure_code,
+        gateway_reference,
+        created,
+        updated,
+    ): AttemptRow,
+) -> Result<Attempt, ApiError> {
+    let corrupt = |what: &str| ApiError::internal(format!("attempt {id} has an invalid {what}"));
+    Ok(Attempt {
+        currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency"))?,
+        status: AttemptStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        id,
+        payment_id,
+        source_id,
+        gateway,
+        amount,
+        failure_code,
+        gateway_reference,
+        created,
+        updated,
+    })
+}
+
+pub fn insert_attempt(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    a: &Attempt,
+) -> Result<Attempt, ApiError> {
+    let row: AttemptRow = diesel::insert_into(payment_attempts::table)
+        .values((
+            payment_attempts::workspace_id.eq(scope.workspace_id()),
+            payment_attempts::test_mode.eq(scope.test_mode()),
+            payment_attempts::payment_id.eq(a.payment_id),
+            payment_attempts::source_id.eq(a.source_id),
+            payment_attempts::gateway.eq(&a.gateway),
+            payment_attempts::amount.eq(a.amount),
+            payment_attempts::currency.eq(a.currency.code),
+            payment_attempts::status.eq(a.status.as_str()),
+            payment_attempts::failure_code.eq(&a.failure_code),
+            payment_attempts::gateway_reference.eq(&a.gateway_reference),
+            payment_attempts::created.eq(a.created),
+            payment_attempts::updated.eq(a.updated),
+        ))
+        .returning(attempt_columns())
+        .get_result(conn)?;
+    attempt(row)
+}
+
+/// A payment's attempts, oldest first.
+pub fn attempts(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment_id: i64,
+) -> Result<Vec<Attempt>, ApiError> {
+    let rows: Vec<AttemptRow> = payment_attempts::table
+        .filter(attempts_in_scope(scope))
+        .filter(payment_attempts::payment_id.eq(payment_id))
+        .select(attempt_columns())
+        .order_by(payment_attempts::id.asc())
+        .load(conn)?;
+    rows.into_iter().map(attempt).collect()
+}
+
+/// Records how an attempt ended.
+pub fn save_attempt(conn: &mut DbConnection, scope: &Scope, a: &Attempt) -> Result<(), ApiError> {
+    diesel::update(payment_attempts::table)
+        .filter(attempts_in_scope(scope))
+        .filter(payment_attempts::id.eq(a.id))
+        .set((
+            payment_attempts::status.eq(a.status.as_str()),
+            payment_attempts::failure_code.eq(&a.failure_code),
+            payment_attempts::updated.eq(a.updated),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Whether a source was ever charged (then it is part of the money's history).
+pub fn source_was_charged(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    source_id: i64,
+) -> Result<bool, ApiError> {
+    let charged = diesel::select(diesel::dsl::exists(
+        payment_attempts::table
+            .filter(attempts_in_scope(scope))
+            .filter(payment_attempts::source_id.eq(source_id)),
+    ))
+    .get_result(conn)?;
+    Ok(charged)
 }

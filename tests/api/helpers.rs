@@ -255,6 +255,25 @@ impl App {
         self.post("/payments/", body).expect(201).body
     }
 
+    /// Creates a source (the sandbox's `token` in test mode, a bank transfer in live mode)
+    /// with `fields` laid over it; returns it.
+    #[track_caller]
+    pub fn create_source(&self, fields: Value) -> Value {
+        let mut body = if self.test_mode {
+            json!({"gateway": "sandbox", "gateway_data": {"token": "tok_visa"}})
+        } else {
+            json!({"gateway": "bank_transfer"})
+        };
+        for (key, value) in fields.as_object().expect("an object") {
+            body[key] = value.clone();
+        }
+        self.post("/sources/", body).expect(201).body
+    }
+
+    pub fn source_id(&self) -> i64 {
+        self.create_source(json!({}))["id"].as_i64().unwrap()
+    }
+
     /// Event types recorded for one object, oldest first.
     pub fn event_types(&self, object_id: &Value) -> Vec<String> {
         let page = self

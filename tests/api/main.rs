@@ -4,9 +4,11 @@
 mod helpers;
 
 mod auth;
+mod charging;
 mod events;
 mod lists;
 mod operations;
 mod payments;
+mod sources;
 mod status;
 mod tenancy;

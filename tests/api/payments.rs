@@ -37,9 +37,10 @@ fn rejects(app: &App, fields: Value, field: &str, message: &str) {
 
 both! {
     fn create_returns_every_field(app) {
+        let (s1, s2) = (app.source_id(), app.source_id());
         let resp = app.post("/payments/", json!({
             "amount": "10.50", "currency": "usd", "date": "2026-11-23", "description": "  Invoice 42  ",
-            "invoice": "inv_1", "subscription": "sub_1", "customer": "cus_1", "source": 7, "sources": [7, 8],
+            "invoice": "inv_1", "subscription": "sub_1", "customer": "cus_1", "source": s1, "sources": [s1, s2],
             "return_url": "https://shop.example/back?x=1", "metadata": {"order": "A-1", "n": 3, "vip": true},
         })).expect(201);
         let p = resp.body;
@@ -52,8 +53,8 @@ both! {
         assert_eq!(p["currency"], "USD");
         assert_eq!(p["description"], "Invoice 42");
         assert_eq!(p["status"], "requires_payment_method");
-        assert_eq!(p["sources"], json!([7, 8]));
-        assert_eq!(p["source"], 7);
+        assert_eq!(p["sources"], json!([s1, s2]));
+        assert_eq!(p["source"], s1);
         assert_eq!(p["metadata"], json!({"order": "A-1", "n": 3, "vip": true}));
         assert_eq!(p["enable_checkout"], true);
         assert_eq!(p["test_mode"], false);
@@ -305,10 +306,11 @@ both! {
     }
 
     fn bodies_json_form_and_others(app) {
-        let form = "amount=12.50&currency=USD&date=2026-11-23&description=From+a+form&sources=1&sources=2&enable_checkout=false";
-        let created = app.send("POST", "/payments/", Some(form), &[("Content-Type", "application/x-www-form-urlencoded")]).expect(201).body;
+        let (s1, s2) = (app.source_id(), app.source_id());
+        let form = format!("amount=12.50&currency=USD&date=2026-11-23&description=From+a+form&sources={s1}&sources={s2}&enable_checkout=false");
+        let created = app.send("POST", "/payments/", Some(&form), &[("Content-Type", "application/x-www-form-urlencoded")]).expect(201).body;
         assert_eq!(num(&created["amount"]), "12.50");
-        assert_eq!(created["sources"], json!([1, 2]));
+        assert_eq!(created["sources"], json!([s1, s2]));
         assert_eq!(created["enable_checkout"], false);
         let plain = app.send("POST", "/payments/", Some("amount=1"), &[("Content-Type", "text/plain")]).expect(415);
         assert_eq!(plain.body, json!({"detail": "Unsupported media type \"text/plain\" in request."}));

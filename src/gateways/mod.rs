@@ -1,0 +1,75 @@
+//! Gateways: what charges a source. Each is one module behind the small `Gateway` trait, so
+//! a real provider is added as one more module and one line in `find`.
+
+pub mod bank_transfer;
+pub mod sandbox;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::money::Currency;
+
+/// The card a source shows (never its number: brand and last four digits only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Card {
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i32,
+    pub exp_year: i32,
+}
+
+/// What a gateway keeps of a new source: its data to store and show, and its card.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreparedSource {
+    pub gateway_data: Map<String, Value>,
+    pub card: Option<Card>,
+}
+
+/// A gateway's answer to a charge.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Charge {
+    /// The money moved.
+    Succeeded { reference: String },
+    /// Refused, with a reason code (`card_declined`, `insufficient_funds`, …).
+    Declined { reference: String, code: String },
+    /// Accepted, to be confirmed later (by the gateway, or by the merchant for a transfer).
+    Pending {
+        reference: String,
+        instructions: Option<Value>,
+    },
+}
+
+/// How a pending charge ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    Succeeded,
+    Failed { code: String },
+}
+
+pub trait Gateway: Sync {
+    fn name(&self) -> &'static str;
+    /// Whether live-mode payments may use it (the sandbox is test mode only).
+    fn live(&self) -> bool;
+    /// Checks a new source's `gateway_data`; the error is the message for that field.
+    fn prepare(&self, gateway_data: &Map<String, Value>) -> Result<PreparedSource, String>;
+    /// Charges a chargeable source `amount` minor units of `currency`.
+    fn charge(&self, gateway_data: &Map<String, Value>, amount: i64, currency: Currency) -> Charge;
+    /// How a pending charge settles when the gateway decides it (None: the merchant does).
+    fn settlement(&self, gateway_data: &Map<String, Value>) -> Option<Settlement>;
+}
+
+pub const NAMES: [&str; 2] = ["sandbox", "bank_transfer"];
+
+pub fn find(name: &str) -> Option<&'static dyn Gateway> {
+    match name {
+        "sandbox" => Some(&sandbox::Sandbox),
+        "bank_transfer" => Some(&bank_transfer::BankTransfer),
+        _ => None,
+    }
+}
+
+/// A reference for a gateway operation: `prefix_` and 20 random characters.
+fn reference(prefix: &str) -> String {
+    crate::accounts::new_id(prefix)
+}

@@ -1,0 +1,123 @@
+//! The test-mode sandbox: a gateway that behaves like a real one, driven by test tokens in
+//! the source's `gateway_data.token`. No real money, no card numbers.
+
+use chrono::Datelike;
+use serde_json::{json, Map, Value};
+
+use super::{reference, Card, Charge, Gateway, PreparedSource, Settlement};
+use crate::money::Currency;
+
+pub struct Sandbox;
+
+/// Each token, the card it shows, and what charging it does.
+struct TestToken {
+    token: &'static str,
+    last4: &'static str,
+    behaviour: Behaviour,
+}
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Succeed,
+    Decline(&'static str),
+    /// Goes `processing`, then settles to success or to this failure code.
+    Async(Option<&'static str>),
+}
+
+const TOKENS: &[TestToken] = &[
+    TestToken {
+        token: "tok_visa",
+        last4: "4242",
+        behaviour: Behaviour::Succeed,
+    },
+    TestToken {
+        token: "tok_chargeDeclined",
+        last4: "0002",
+        behaviour: Behaviour::Decline("card_declined"),
+    },
+    TestToken {
+        token: "tok_chargeDeclinedInsufficientFunds",
+        last4: "9995",
+        behaviour: Behaviour::Decline("insufficient_funds"),
+    },
+    TestToken {
+        token: "tok_async_success",
+        last4: "3155",
+        behaviour: Behaviour::Async(None),
+    },
+    TestToken {
+        token: "tok_async_fail",
+        last4: "3220",
+        behaviour: Behaviour::Async(Some("card_declined")),
+    },
+];
+
+fn token_of(data: &Map<String, Value>) -> Option<&'static TestToken> {
+    let token = data.get("token")?.as_str()?;
+    TOKENS.iter().find(|t| t.token == token)
+}
+
+impl Gateway for Sandbox {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn live(&self) -> bool {
+        false
+    }
+
+    fn prepare(&self, gateway_data: &Map<String, Value>) -> Result<PreparedSource, String> {
+        let known = TOKENS
+            .iter()
+            .map(|t| t.token)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let test = token_of(gateway_data).ok_or_else(|| {
+            format!("The sandbox needs a test token in \"token\": one of {known}.")
+        })?;
+        Ok(PreparedSource {
+            gateway_data: json!({ "token": test.token })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            card: Some(Card {
+                brand: "visa".into(),
+                last4: test.last4.into(),
+                exp_month: 12,
+                exp_year: chrono::Utc::now().year() + 3,
+            }),
+        })
+    }
+
+    fn charge(
+        &self,
+        gateway_data: &Map<String, Value>,
+        _amount: i64,
+        _currency: Currency,
+    ) -> Charge {
+        let reference = reference("sbx_");
+        match token_of(gateway_data).map(|t| t.behaviour) {
+            Some(Behaviour::Succeed) => Charge::Succeeded { reference },
+            Some(Behaviour::Async(_)) => Charge::Pending {
+                reference,
+                instructions: None,
+            },
+            Some(Behaviour::Decline(code)) => Charge::Declined {
+                reference,
+                code: code.into(),
+            },
+            None => Charge::Declined {
+                reference,
+                code: "invalid_token".into(),
+            },
+        }
+    }
+
+    fn settlement(&self, gateway_data: &Map<String, Value>) -> Option<Settlement> {
+        match token_of(gateway_data)?.behaviour {
+            Behaviour::Async(None) => Some(Settlement::Succeeded),
+            Behaviour::Async(Some(code)) => Some(Settlement::Failed { code: code.into() }),
+            _ => None,
+        }
+    }
+}

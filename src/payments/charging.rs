@@ -1,0 +1,279 @@
+//! Paying a payment with a source: which amount a charge takes, and what each gateway answer
+//! does to the payment, the source and the attempt. Pure functions, like `domain`.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::domain::{timestamp, Payment};
+use super::status::PaymentStatus;
+use crate::error::{ApiError, FieldErrors};
+use crate::gateways::{Charge, Settlement};
+use crate::money::{Amount, Currency};
+use crate::sources::domain::{Source, SourceStatus, Usage};
+
+/// An attempt's state: the gateway's answer, or still in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Processing,
+    Succeeded,
+    Failed,
+}
+
+impl AttemptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Processing => "processing",
+            AttemptStatus::Succeeded => "succeeded",
+            AttemptStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            AttemptStatus::Processing,
+            AttemptStatus::Succeeded,
+            AttemptStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// One charge of a payment through a source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    pub id: i64,
+    pub payment_id: i64,
+    pub source_id: i64,
+    pub gateway: String,
+    pub amount: i64,
+    pub currency: Currency,
+    pub status: AttemptStatus,
+    pub failure_code: Option<String>,
+    pub gateway_reference: Option<String>,
+    pub created: NaiveDateTime,
+    pub updated: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(as = PaymentAttempt)]
+pub struct AttemptView {
+    pub id: i64,
+    pub payment: i64,
+    pub source: i64,
+    pub gateway: String,
+    #[schema(value_type = f64)]
+    pub amount: Amount,
+    pub currency: String,
+    pub status: AttemptStatus,
+    pub failure_code: Option<String>,
+    pub gateway_reference: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated: String,
+}
+
+impl Attempt {
+    pub fn view(&self) -> AttemptView {
+        AttemptView {
+            id: self.id,
+            payment: self.payment_id,
+            source: self.source_id,
+            gateway: self.gateway.clone(),
+            amount: Amount::new(self.currency, self.amount),
+            currency: self.currency.code.to_string(),
+            status: self.status,
+            failure_code: self.failure_code.clone(),
+            gateway_reference: self.gateway_reference.clone(),
+            created: timestamp(self.created),
+            updated: timestamp(self.updated),
+        }
+    }
+}
+
+/// How much a charge of `source` takes from `payment`: the source's amount, or the balance.
+pub fn charge_amount(payment: &Payment, source: &Source) -> Result<i64, ApiError> {
+    match payment.status {
+        PaymentStatus::Succeeded | PaymentStatus::Cancelled => {
+            return Err(ApiError::field(
+                "non_field_errors",
+                format!(
+                    "The payment is \"{}\": there is nothing to charge.",
+                    payment.status
+                ),
+            ))
+        }
+        PaymentStatus::Processing => {
+            return Err(ApiError::field(
+                "non_field_errors",
+                "A charge of this payment is in flight: wait for it to settle.",
+            ))
+        }
+        _ => {}
+    }
+    if source.status != SourceStatus::Chargeable {
+        return Err(ApiError::field(
+            "source",
+            format!(
+                "The source is \"{}\": only chargeable sources can pay.",
+                source.status.as_str()
+            ),
+        ));
+    }
+    let Some(amount) = source.amount else {
+        return Ok(payment.balance());
+    };
+    let minor = payment
+        .currency
+        .to_minor(amount)
+        .map_err(|m| ApiError::field("source", format!("The source's amount: {m}")))?;
+    if minor > payment.balance() {
+        return Err(ApiError::field(
+            "source",
+            format!(
+                "The source's amount ({}) is more than the payment's balance ({}).",
+                payment.currency.format(minor),
+                payment.currency.format(payment.balance())
+            ),
+        ));
+    }
+    Ok(minor)
+}
+
+/// What a charge changed: the payment, the source, the attempt (without id) and the event.
+pub struct Charged {
+    pub payment: Payment,
+    pub source: Source,
+    pub attempt: Attempt,
+    pub event_type: String,
+}
+
+pub fn apply_charge(
+    payment: &Payment,
+    source: &Source,
+    amount: i64,
+    charge: Charge,
+    now: NaiveDateTime,
+) -> Charged {
+    let mut p = payment.clone();
+    let mut s = source.clone();
+    let (status, reference, code) = match charge {
+        Charge::Succeeded { reference } => {
+            collect(&mut p, amount, now);
+            (AttemptStatus::Succeeded, reference, None)
+        }
+        Charge::Declined { reference, code } => {
+            fail(&mut p, &code);
+            (AttemptStatus::Failed, reference, Some(code))
+        }
+        Charge::Pending {
+            reference,
+            instructions,
+        } => {
+            p.status = PaymentStatus::Processing;
+            p.failed_reason = None;
+            if let Some(instructions) = instructions {
+                s.gateway_data.insert("instructions".into(), instructions);
+            }
+            (AttemptStatus::Processing, reference, None)
+        }
+    };
+    if s.usage == Usage::Single {
+        s.status = if status == AttemptStatus::Failed {
+            SourceStatus::Failed
+        } else {
+            SourceStatus::Consumed
+        };
+    }
+    s.updated = now;
+    p.source.get_or_insert(s.id);
+    if !p.sources.contains(&s.id) {
+        p.sources.push(s.id);
+    }
+    p.version += 1;
+    p.updated = now;
+    let attempt = Attempt {
+        id: 0,
+        payment_id: p.id,
+        source_id: s.id,
+        gateway: s.gateway.clone(),
+        amount,
+        currency: p.currency,
+        status,
+        failure_code: code,
+        gateway_reference: Some(reference),
+        created: now,
+        updated: now,
+    };
+    let event_type = format!("payment.{}", p.status);
+    Charged {
+        payment: p,
+        source: s,
+        attempt,
+        event_type,
+    }
+}
+
+/// Settles the payment's charge in flight.
+pub fn apply_settlement(
+    payment: &Payment,
+    attempt: &Attempt,
+    settlement: &Settlement,
+    now: NaiveDateTime,
+) -> (Payment, Attempt) {
+    let mut p = payment.clone();
+    let mut a = attempt.clone();
+    match settlement {
+        Settlement::Succeeded => {
+            collect(&mut p, attempt.amount, now);
+            a.status = AttemptStatus::Succeeded;
+        }
+        Settlement::Failed { code } => {
+            fail(&mut p, code);
+            a.status = AttemptStatus::Failed;
+            a.failure_code = Some(code.clone());
+        }
+    }
+    a.updated = now;
+    p.version += 1;
+    p.updated = now;
+    (p, a)
+}
+
+fn collect(p: &mut Payment, amount: i64, now: NaiveDateTime) {
+    p.collected += amount;
+    p.failed_reason = None;
+    if p.collected >= p.amount {
+        p.collected = p.amount;
+        p.status = PaymentStatus::Succeeded;
+        p.payment_date.get_or_insert(now);
+    } else {
+        p.status = PaymentStatus::Incomplete;
+    }
+}
+
+/// A failure never hides money already collected behind `failed`.
+fn fail(p: &mut Payment, code: &str) {
+    p.failed_reason = Some(code.to_string());
+    p.status = if p.collected > 0 {
+        PaymentStatus::Incomplete
+    } else {
+        PaymentStatus::Failed
+    };
+}
+
+/// The source ids a payment names must be sources of its workspace and mode.
+pub fn missing_sources(payment: &Payment, existing: &[i64]) -> FieldErrors {
+    let mut errors = FieldErrors::new();
+    let invalid = |id: &i64| format!("Invalid pk \"{id}\" - object does not exist.");
+    if let Some(id) = payment.source.filter(|id| !existing.contains(id)) {
+        errors.add("source", invalid(&id));
+    }
+    if let Some(id) = payment.sources.iter().find(|id| !existing.contains(id)) {
+        errors.add("sources", invalid(id));
+    }
+    errors
+}

@@ -1,0 +1,240 @@
+//! Sources as values: the typed source, what a create body asks for, and the view.
+
+use chrono::NaiveDateTime;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, FieldErrors};
+use crate::gateways::{self, Card};
+use crate::http::fields::{Presence, Reader};
+use crate::http::metadata::{apply_metadata, read_metadata};
+use crate::money::parse_decimal;
+use crate::payments::domain::timestamp;
+
+/// Keys that would mean a raw card reached us: refused, never stored.
+const CARD_SECRETS: [&str; 6] = ["number", "card_number", "pan", "cvc", "cvv", "cvv2"];
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $($text => Ok($name::$variant),)* _ => Err(()) }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Single-use sources are consumed by their first charge; reusable ones stay chargeable.
+    Usage { Single = "single", Reusable = "reusable" }
+);
+
+text_enum!(
+    /// Only `chargeable` sources can pay.
+    SourceStatus {
+        Pending = "pending",
+        RequiresAuthorization = "requires_authorization",
+        WaitingAuthorization = "waiting_authorization",
+        Chargeable = "chargeable",
+        Consumed = "consumed",
+        Failed = "failed",
+        Finalized = "finalized",
+    }
+);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    pub id: i64,
+    pub test_mode: bool,
+    pub gateway: String,
+    pub usage: Usage,
+    pub customer: Option<String>,
+    /// What the source may pay, in the currency of the payment it pays; None: the balance.
+    pub amount: Option<Decimal>,
+    pub description: Option<String>,
+    pub status: SourceStatus,
+    pub return_url: Option<String>,
+    pub gateway_data: Map<String, Value>,
+    pub card: Option<Card>,
+    pub metadata: Map<String, Value>,
+    pub version: i64,
+    pub created: NaiveDateTime,
+    pub updated: NaiveDateTime,
+}
+
+/// The source object of the API.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(as = Source)]
+pub struct SourceView {
+    pub id: i64,
+    pub gateway: String,
+    pub usage: Usage,
+    pub customer: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub amount: Option<crate::money::Amount>,
+    pub description: Option<String>,
+    pub status: SourceStatus,
+    pub return_url: Option<String>,
+    #[schema(value_type = Object)]
+    pub gateway_data: Map<String, Value>,
+    pub card: Option<Card>,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub test_mode: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated: String,
+}
+
+impl Source {
+    pub fn view(&self) -> SourceView {
+        SourceView {
+            id: self.id,
+            gateway: self.gateway.clone(),
+            usage: self.usage,
+            customer: self.customer.clone(),
+            amount: self.amount.map(|a| crate::money::Amount(a.to_string())),
+            description: self.description.clone(),
+            status: self.status,
+            return_url: self.return_url.clone(),
+            gateway_data: self.gateway_data.clone(),
+            card: self.card.clone(),
+            metadata: self.metadata.clone(),
+            test_mode: self.test_mode,
+            created: timestamp(self.created),
+            updated: timestamp(self.updated),
+        }
+    }
+}
+
+/// Builds a new source from a create body: the gateway must exist and be open to the mode,
+/// and accept the `gateway_data`.
+pub fn new_source(
+    body: &Map<String, Value>,
+    test_mode: bool,
+    now: NaiveDateTime,
+) -> Result<Source, ApiError> {
+    let mut r = Reader::new(body, Presence::Full);
+    let gateway_name = r.string("gateway", true, false, 64).sent().flatten();
+    let usage = r.choice::<Usage>("usage").unwrap_or(Usage::Single);
+    let customer = r.string("customer", false, true, 255).sent().flatten();
+    let amount = match r.raw("amount") {
+        None | Some(Value::Null) => None,
+        Some(value) => match parse_decimal(value) {
+            Ok(d) if d > Decimal::ZERO => Some(d.normalize()),
+            Ok(_) => {
+                r.errors
+                    .add("amount", "Ensure this value is greater than 0.");
+                None
+            }
+            Err(message) => {
+                r.errors.add("amount", message);
+                None
+            }
+        },
+    };
+    let description = r.string("description", false, true, 256).sent().flatten();
+    let return_url = r.url("return_url", 2048).sent().flatten();
+    let metadata = read_metadata(&mut r, "metadata");
+    let gateway_data = match r.raw("gateway_data") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(data)) => data.clone(),
+        Some(other) => {
+            let kind = crate::http::body::python_type(other);
+            r.errors.add(
+                "gateway_data",
+                format!("Expected a dictionary of items but got type \"{kind}\"."),
+            );
+            Map::new()
+        }
+    };
+    let mut errors: FieldErrors = r.finish();
+    if gateway_data
+        .keys()
+        .any(|k| CARD_SECRETS.contains(&k.to_ascii_lowercase().as_str()))
+    {
+        errors.add(
+            "gateway_data",
+            "Card numbers and security codes are never accepted: send a gateway token instead.",
+        );
+    }
+    let gateway = gateway_name
+        .as_deref()
+        .and_then(|name| match gateways::find(name) {
+            Some(gateway) => Some(gateway),
+            None => {
+                errors.add("gateway", format!("\"{name}\" is not a valid choice."));
+                None
+            }
+        });
+    let mut prepared = None;
+    if let Some(gateway) = gateway {
+        if !test_mode && !gateway.live() {
+            errors.add(
+                "gateway",
+                format!(
+                    "The {} gateway is only available in test mode.",
+                    gateway.name()
+                ),
+            );
+        } else if !errors.iter().any(|(field, _)| field == "gateway_data") {
+            match gateway.prepare(&gateway_data) {
+                Ok(p) => prepared = Some(p),
+                Err(message) => errors.add("gateway_data", message),
+            }
+        }
+    }
+    let metadata = match &metadata {
+        Some(change) => apply_metadata(&Map::new(), change, false),
+        None => Ok(Map::new()),
+    };
+    if let Err(ApiError::Validation(e)) = &metadata {
+        e.iter().for_each(|(f, m)| errors.add(f, m));
+    }
+    errors.into_result()?;
+    let (Some(gateway), Some(prepared)) = (gateway, prepared) else {
+        return Err(ApiError::internal("a valid source without its gateway"));
+    };
+    Ok(Source {
+        id: 0,
+        test_mode,
+        gateway: gateway.name().to_string(),
+        usage,
+        customer,
+        amount,
+        description,
+        status: SourceStatus::Chargeable,
+        return_url,
+        gateway_data: prepared.gateway_data,
+        card: prepared.card,
+        metadata: metadata.unwrap_or_default(),
+        version: 1,
+        created: now,
+        updated: now,
+    })
+}
+
+/// A consumed source has paid: it is part of the money's history and stays.
+pub fn check_delete(source: &Source) -> Result<(), ApiError> {
+    if source.status == SourceStatus::Consumed {
+        return Err(ApiError::BadRequest(
+            "A consumed source cannot be deleted: it is part of a payment's history.".into(),
+        ));
+    }
+    Ok(())
+}
