@@ -50,7 +50,9 @@ impl Settings {
         if !matches!(sqlite_synchronous.as_str(), "FULL" | "NORMAL" | "EXTRA") {
             return Err(format!("COBRO_SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA, not \"{sqlite_synchronous}\""));
         }
-        let public_url = var("COBRO_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string());
+        let public_url = var("COBRO_PUBLIC_URL")
+            .or_else(|| var("PUBLIC_BASE_URL"))
+            .map(|u| u.trim_end_matches('/').to_string());
         if let Some(url) = &public_url {
             if !crate::http::fields::is_web_url(url) {
                 return Err(format!(

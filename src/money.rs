@@ -66,6 +66,26 @@ impl Currency {
         Ok(minor)
     }
 
+    /// For people: the code and the amount with thousands separators, `USD 1,234.50`.
+    pub fn for_people(self, minor: i64) -> String {
+        let plain = self.format(minor.abs());
+        let (whole, fraction) = plain
+            .split_once('.')
+            .map_or((plain.as_str(), None), |(w, f)| (w, Some(f)));
+        let mut grouped = String::new();
+        for (i, digit) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(digit);
+        }
+        let sign = if minor < 0 { "-" } else { "" };
+        match fraction {
+            Some(f) => format!("{} {sign}{grouped}.{f}", self.code),
+            None => format!("{} {sign}{grouped}", self.code),
+        }
+    }
+
     /// Formats minor units at the currency's scale: `1050` USD is `"10.50"`, `1000` CLP `"1000"`.
     pub fn format(self, minor: i64) -> String {
         Decimal::new(minor, self.exponent).to_string()
@@ -238,5 +258,11 @@ mod tests {
             serde_json::to_string(&Amount::new(usd, 1050)).unwrap(),
             "10.50"
         );
+        assert_eq!(usd.for_people(123450), "USD 1,234.50");
+        assert_eq!(
+            Currency::parse("CLP").unwrap().for_people(1234567),
+            "CLP 1,234,567"
+        );
+        assert_eq!(Currency::parse("CLP").unwrap().for_people(999), "CLP 999");
     }
 }

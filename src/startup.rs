@@ -15,13 +15,14 @@ use crate::db::Db;
 use crate::http::body::BodyLimit;
 use crate::http::{not_found, resource};
 use crate::openapi::ApiDoc;
-use crate::{events, health, payments, sources};
+use crate::{checkout, events, health, payments, sources};
 
 /// Every route of the API; shared by the server and the tests' in-process app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(payments::routes)
         .configure(events::routes)
         .configure(sources::routes)
+        .configure(checkout::routes)
         .service(resource("/health", "GET").route(web::get().to(health::health)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }

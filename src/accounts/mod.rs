@@ -153,6 +153,11 @@ fn require_workspace(conn: &mut DbConnection, workspace_id: &str) -> Result<Stri
         .ok_or_else(|| AccountError::UnknownWorkspace(workspace_id.to_string()))
 }
 
+/// The workspace's name, for pages that show it to payers.
+pub fn workspace_name(conn: &mut DbConnection, scope: &Scope) -> Result<String, AccountError> {
+    require_workspace(conn, scope.workspace_id())
+}
+
 /// Adds a member; adding one twice is not an error.
 pub fn add_member(
     conn: &mut DbConnection,

@@ -371,7 +371,9 @@ mod tests {
                         "{relative} touches the tenant table {table}: go through {store}"
                     );
                     let statement = &text[at..at + text[at..].find(';').unwrap_or(text.len() - at)];
+                    // The checkout lookup is the one exception: its key is the credential.
                     let scoped = statement.contains("in_scope(")
+                        || statement.contains("checkout_key.eq(key)")
                         || (text[..at].ends_with("insert_into(")
                             && statement.contains("workspace_id.eq("));
                     assert!(

@@ -14,6 +14,13 @@ struct TestToken {
     token: &'static str,
     last4: &'static str,
     behaviour: Behaviour,
+    /// What the checkout page says of it.
+    label: &'static str,
+}
+
+/// The test tokens and what each does, for the checkout page: (token, label).
+pub fn test_tokens() -> impl Iterator<Item = (&'static str, &'static str)> {
+    TOKENS.iter().map(|t| (t.token, t.label))
 }
 
 #[derive(Clone, Copy)]
@@ -29,26 +36,31 @@ const TOKENS: &[TestToken] = &[
         token: "tok_visa",
         last4: "4242",
         behaviour: Behaviour::Succeed,
+        label: "Visa ending 4242: succeeds",
     },
     TestToken {
         token: "tok_chargeDeclined",
         last4: "0002",
         behaviour: Behaviour::Decline("card_declined"),
+        label: "Visa ending 0002: declined",
     },
     TestToken {
         token: "tok_chargeDeclinedInsufficientFunds",
         last4: "9995",
         behaviour: Behaviour::Decline("insufficient_funds"),
+        label: "Visa ending 9995: declined for insufficient funds",
     },
     TestToken {
         token: "tok_async_success",
         last4: "3155",
         behaviour: Behaviour::Async(None),
+        label: "Visa ending 3155: processing, then succeeds",
     },
     TestToken {
         token: "tok_async_fail",
         last4: "3220",
         behaviour: Behaviour::Async(Some("card_declined")),
+        label: "Visa ending 3220: processing, then fails",
     },
 ];
 

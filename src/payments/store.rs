@@ -49,7 +49,7 @@ fn scoped(scope: &Scope) -> Boxed<'static> {
 #[derive(Queryable)]
 struct PaymentRow {
     id: i64,
-    _workspace_id: String,
+    workspace_id: String,
     test_mode: bool,
     amount: i64,
     collected: i64,
@@ -157,6 +157,23 @@ impl From<&Payment> for PaymentChanges {
             updated: p.updated,
         }
     }
+}
+
+/// The payment behind a public checkout key, with the scope it lives in. The one lookup
+/// without a scope: the unguessable key is the payer's credential.
+pub fn find_by_checkout_key(
+    conn: &mut DbConnection,
+    key: &str,
+) -> Result<Option<(Scope, Payment)>, ApiError> {
+    let row = payments::table
+        .filter(payments::checkout_key.eq(key))
+        .first::<PaymentRow>(conn)
+        .optional()?;
+    row.map(|row| {
+        let scope = Scope::new(row.workspace_id.clone(), row.test_mode);
+        row.into_payment().map(|payment| (scope, payment))
+    })
+    .transpose()
 }
 
 pub fn find(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<Option<Payment>, ApiError> {

@@ -101,7 +101,10 @@ impl Resp {
 
 /// Sends a request and returns the response whatever its status.
 pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
-    let mut request = ureq::request(method, url);
+    // Redirects are answers to check, not to follow.
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    let agent = AGENT.get_or_init(|| ureq::AgentBuilder::new().redirects(0).build());
+    let mut request = agent.request(method, url);
     for (name, value) in headers {
         request = request.set(name, value);
     }

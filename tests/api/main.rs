@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod charging;
+mod checkout;
 mod events;
 mod lists;
 mod operations;

@@ -1,0 +1,198 @@
+//! The public checkout page, `/pay/<key>/`: what a payer opens from `checkout_url`. The key
+//! is unguessable (not the payment's id), so payments cannot be enumerated; the page needs
+//! no token and works without JavaScript (a form post pays).
+
+pub mod page;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use crate::accounts;
+use crate::db::{Db, DbConnection, Scope};
+use crate::error::{ApiError, ApiResult};
+use crate::http::body::Body;
+use crate::http::{base_url, resource};
+use crate::payments::charging::AttemptStatus;
+use crate::payments::domain::Payment;
+use crate::payments::status::PaymentStatus;
+use crate::payments::{operations as payments, store as payment_store};
+use crate::sources::{operations as sources, store as source_store};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/pay/{key}", "GET, POST")
+            .route(web::get().to(show))
+            .route(web::post().to(pay)),
+    );
+}
+
+/// What a checkout request ends with.
+enum Outcome {
+    /// Paid (or in flight): send the payer on.
+    Redirect(String),
+    /// Show a page, with this status.
+    Page(StatusCode, String),
+}
+
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("x-frame-options", "DENY"))
+        .body(body)
+}
+
+fn respond(outcome: Outcome) -> HttpResponse {
+    match outcome {
+        Outcome::Redirect(to) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, to))
+            .finish(),
+        Outcome::Page(status, body) => html(status, body),
+    }
+}
+
+async fn show(db: web::Data<Db>, key: web::Path<String>) -> ApiResult<HttpResponse> {
+    let key = key.into_inner();
+    let outcome = db
+        .run(move |conn| render(conn, &key, None, StatusCode::OK))
+        .await?;
+    Ok(respond(outcome))
+}
+
+async fn pay(
+    req: HttpRequest,
+    db: web::Data<Db>,
+    key: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    let key = key.into_inner();
+    let form = body.read().await?;
+    let method = form
+        .get("method")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    let base = base_url(&req);
+    let outcome = db
+        .run(move |conn| charge(conn, &key, &method, &base))
+        .await?;
+    Ok(respond(outcome))
+}
+
+/// The payment behind a key, if its checkout is open.
+fn open_payment(conn: &mut DbConnection, key: &str) -> Result<Option<(Scope, Payment)>, ApiError> {
+    // Keys are 20 letters and digits; anything else (an integer id, say) is not one.
+    if key.len() != 20 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Ok(None);
+    }
+    Ok(payment_store::find_by_checkout_key(conn, key)?.filter(|(_, p)| p.enable_checkout))
+}
+
+fn render(
+    conn: &mut DbConnection,
+    key: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Result<Outcome, ApiError> {
+    let Some((scope, payment)) = open_payment(conn, key)? else {
+        return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
+    };
+    let workspace = accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
+    let instructions = transfer_instructions(conn, &scope, &payment)?;
+    let page = page::Page {
+        workspace: &workspace,
+        payment: &payment,
+        key,
+        error,
+        instructions: instructions.as_deref(),
+    };
+    Ok(Outcome::Page(status, page::payment(&page)))
+}
+
+/// For a payment waiting on a bank transfer: what the payer must do.
+fn transfer_instructions(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+) -> Result<Option<String>, ApiError> {
+    if payment.status != PaymentStatus::Processing {
+        return Ok(None);
+    }
+    let in_flight = payment_store::attempts(conn, scope, payment.id)?
+        .into_iter()
+        .find(|a| a.status == AttemptStatus::Processing);
+    let Some(attempt) = in_flight else {
+        return Ok(None);
+    };
+    let source = source_store::find(conn, scope, attempt.source_id)?;
+    Ok(source.and_then(|s| {
+        s.gateway_data
+            .get("instructions")?
+            .get("message")?
+            .as_str()
+            .map(str::to_string)
+    }))
+}
+
+/// Pays with the chosen method: a source for it, then a charge, as the API would do.
+fn charge(
+    conn: &mut DbConnection,
+    key: &str,
+    method: &str,
+    base: &str,
+) -> Result<Outcome, ApiError> {
+    let Some((scope, payment)) = open_payment(conn, key)? else {
+        return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
+    };
+    let source = match method.split_once(':') {
+        Some(("sandbox", token)) => json!({"gateway": "sandbox", "gateway_data": {"token": token}}),
+        None if method == "bank_transfer" => json!({"gateway": "bank_transfer"}),
+        _ => {
+            return render(
+                conn,
+                key,
+                Some("Choose a way to pay."),
+                StatusCode::BAD_REQUEST,
+            )
+        }
+    };
+    let source = match sources::create(
+        conn,
+        &scope,
+        source.as_object().unwrap_or(&Default::default()),
+    ) {
+        Ok(source) => source,
+        Err(ApiError::Validation(_)) => {
+            return render(
+                conn,
+                key,
+                Some("That way to pay is not available here."),
+                StatusCode::BAD_REQUEST,
+            )
+        }
+        Err(other) => return Err(other),
+    };
+    let paid = match payments::authorize(conn, &scope, payment.id, source.id, base) {
+        Ok(paid) => paid,
+        // Paid or cancelled meanwhile: the page says so.
+        Err(ApiError::Validation(_)) => return render(conn, key, None, StatusCode::CONFLICT),
+        Err(other) => return Err(other),
+    };
+    if let (Some(reason), PaymentStatus::Failed | PaymentStatus::Incomplete) =
+        (&paid.failed_reason, paid.status)
+    {
+        let message = format!("The payment was declined ({reason}); nothing was charged this time. Choose another way to pay.");
+        return render(conn, key, Some(&message), StatusCode::OK);
+    }
+    Ok(Outcome::Redirect(match &paid.return_url {
+        Some(url) => {
+            let mut url = url::Url::parse(url).map_err(ApiError::internal)?;
+            url.query_pairs_mut()
+                .append_pair("payment", &paid.id.to_string())
+                .append_pair("status", paid.status.as_str());
+            url.to_string()
+        }
+        None => format!("{base}/pay/{key}/"),
+    }))
+}

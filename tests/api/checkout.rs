@@ -1,0 +1,108 @@
+//! The public checkout page: what it shows, paying through it, and what it refuses.
+
+use crate::both;
+use crate::helpers::*;
+
+fn key_of(payment: &Value) -> String {
+    let url = payment["checkout_url"].as_str().expect("a checkout_url");
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn page(payment: &Value) -> Resp {
+    send("GET", payment["checkout_url"].as_str().unwrap(), &[], None)
+}
+
+fn pay(app: &App, payment: &Value, method: &str) -> Resp {
+    let form = format!("method={}", method.replace(':', "%3A"));
+    send(
+        "POST",
+        &app.url(&format!("/pay/{}/", key_of(payment))),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(&form),
+    )
+}
+
+both! {
+    fn the_page_shows_the_payment_to_anyone_with_the_link(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({"amount": "1234.50", "currency": "USD", "description": "Order <b>42</b>"}));
+        let resp = page(&p).expect(200);
+        assert_eq!(resp.header("content-type"), Some("text/html; charset=utf-8"));
+        let html = &resp.text;
+        assert!(html.contains("Test workspace"), "the merchant's workspace name");
+        assert!(html.contains("Order &lt;b&gt;42&lt;/b&gt;"), "the description, escaped");
+        assert!(html.contains("USD 1,234.50"));
+        assert!(html.contains("<label for=") && html.contains("name=\"method\""), "labelled choices");
+        assert!(html.contains("value=\"sandbox:tok_visa\"") && html.contains("value=\"bank_transfer\""));
+        assert!(html.contains("name=\"viewport\"") && !html.contains("<script"));
+        // Live mode offers no test cards.
+        let live = app.create_payment(json!({}));
+        let live_page = page(&live).expect(200).text;
+        assert!(!live_page.contains("sandbox") && live_page.contains("bank_transfer"));
+    }
+
+    fn paying_redirects_to_the_merchant(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({"return_url": "https://shop.example/done?order=42"}));
+        let resp = pay(&test, &p, "sandbox:tok_visa").expect(303);
+        assert_eq!(resp.header("location"), Some(&*format!("https://shop.example/done?order=42&payment={}&status=succeeded", p["id"])));
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "succeeded");
+        // Paid: a receipt, never a form again.
+        let receipt = page(&p).expect(200).text;
+        assert!(receipt.contains("Paid") && !receipt.contains("<form"));
+        pay(&test, &p, "sandbox:tok_visa").expect(409);
+        assert_eq!(test.get(&format!("/payments/{}/attempts/", p["id"])).body.as_array().unwrap().len(), 1);
+        // Without a return_url the payer lands on the receipt.
+        let q = test.create_payment(json!({}));
+        let resp = pay(&test, &q, "sandbox:tok_visa").expect(303);
+        assert_eq!(resp.header("location"), q["checkout_url"].as_str());
+    }
+
+    fn a_decline_shows_on_the_page_and_the_payment_stays_payable(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({"return_url": "https://shop.example/done"}));
+        let resp = pay(&test, &p, "sandbox:tok_chargeDeclined").expect(200);
+        assert!(resp.text.contains("declined (card_declined)") && resp.text.contains("role=\"alert\""));
+        assert!(resp.text.contains("<form"), "still payable");
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "failed");
+        pay(&test, &p, "sandbox:tok_visa").expect(303);
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "succeeded");
+    }
+
+    fn bank_transfers_show_their_instructions(app) {
+        let p = app.create_payment(json!({"amount": 5000}));
+        pay(&app, &p, "bank_transfer").expect(303);
+        let html = page(&p).expect(200).text;
+        assert!(html.contains("being processed") && html.contains("Transfer 5000 CLP quoting the reference bt_"));
+        assert!(!html.contains("<form"));
+        // The sandbox is not offered, nor accepted, in live mode.
+        let q = app.create_payment(json!({}));
+        assert!(pay(&app, &q, "sandbox:tok_visa").expect(400).text.contains("not available"));
+        assert!(pay(&app, &q, "cash").expect(400).text.contains("Choose a way to pay."));
+        assert_eq!(app.get(&format!("/payments/{}/", q["id"])).body["status"], "requires_payment_method");
+    }
+
+    fn closed_checkouts_and_wrong_keys(app) {
+        let test = app.in_test_mode();
+        let hidden = test.create_payment(json!({"enable_checkout": false}));
+        let visible = test.create_payment(json!({}));
+        let key = key_of(&visible);
+        test.patch(&format!("/payments/{}/", visible["id"]), json!({"enable_checkout": false})).expect(200);
+        for path in [format!("/pay/{key}/"), format!("/pay/{}/", visible["id"]), format!("/pay/{}/", hidden["id"]), "/pay/AAAAAAAAAAAAAAAAAAAA/".to_string()] {
+            let resp = send("GET", &test.url(&path), &[], None).expect(404);
+            assert!(resp.text.contains("Payment not found"));
+            let post = send("POST", &test.url(&path), &[("Content-Type", "application/x-www-form-urlencoded")], Some("method=sandbox%3Atok_visa")).expect(404);
+            assert!(post.text.contains("Payment not found"));
+        }
+        assert_eq!(test.get(&format!("/payments/{}/", visible["id"])).body["status"], "requires_payment_method");
+        let cancelled = test.create_payment(json!({}));
+        test.post(&format!("/payments/{}/cancel/", cancelled["id"]), json!({})).expect(200);
+        let html = page(&cancelled).expect(200).text;
+        assert!(html.contains("cancelled") && !html.contains("<form"));
+        pay(&test, &cancelled, "sandbox:tok_visa").expect(409);
+    }
+}
