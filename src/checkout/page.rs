@@ -45,7 +45,7 @@ dt{color:#3f3f46}dd{margin:0;text-align:right;font-weight:600}\
 fieldset{border:0;padding:0;margin:1rem 0}\
 legend{font-weight:600;margin-bottom:.5rem}\
 label{display:flex;gap:.6rem;align-items:center;padding:.7rem;border:1px solid #a1a1aa;border-radius:.5rem;margin-bottom:.5rem;cursor:pointer}\
-input[type=radio]{width:1.2rem;height:1.2rem;margin:0}\
+input[type=radio]{flex:none;width:1.2rem;height:1.2rem;margin:0}\
 button{width:100%;padding:.9rem;font:inherit;font-weight:700;color:#fff;background:#1d4ed8;border:0;border-radius:.5rem;cursor:pointer}\
 button:hover{background:#1e40af}\
 a,button,input{outline-offset:3px}\
