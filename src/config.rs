@@ -21,6 +21,9 @@ pub struct Settings {
     pub sqlite_synchronous: String,
     /// `COBRO_BODY_LIMIT`: the largest request body, in bytes.
     pub body_limit: usize,
+    /// `COBRO_SANDBOX_SETTLE_SECONDS`: how long asynchronous sandbox charges stay
+    /// `processing` before they settle by themselves.
+    pub sandbox_settle_seconds: u64,
     /// `COBRO_WORKERS`: HTTP worker threads (default: one per core).
     pub workers: usize,
 }
@@ -77,6 +80,7 @@ impl Settings {
             sqlite_synchronous,
             body_limit: number("COBRO_BODY_LIMIT", 64 * 1024)?,
             workers: number("COBRO_WORKERS", cores)?.max(1),
+            sandbox_settle_seconds: number("COBRO_SANDBOX_SETTLE_SECONDS", 3)? as u64,
         })
     }
 }

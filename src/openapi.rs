@@ -234,4 +234,6 @@ pub struct EventListParams {
     #[param(rename = "type")]
     event_type: Option<String>,
     object_id: Option<String>,
+    /// `payment` or `source` (their ids may be equal).
+    object_type: Option<String>,
 }

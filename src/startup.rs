@@ -37,6 +37,8 @@ pub fn serve(
 ) -> std::io::Result<Server> {
     let settings = settings.clone();
     let workers = settings.workers;
+    let address = listener.local_addr()?;
+    settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(db.clone()))
@@ -91,4 +93,25 @@ fn cors(origins: &[String]) -> Cors {
             header::HeaderName::from_static("idempotency-key"),
         ])
         .max_age(3600)
+}
+
+/// Every second, settles the sandbox's asynchronous charges that are due (test mode).
+fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
+    let after = chrono::Duration::seconds(settings.sandbox_settle_seconds as i64);
+    let base_url = settings.public_url.clone().unwrap_or(own_url);
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let base_url = base_url.clone();
+            let result = db
+                .run(move |conn| {
+                    crate::payments::operations::settle_due_sandbox_charges(conn, after, &base_url)
+                })
+                .await;
+            if let Err(err) = result {
+                log::warn!("settling sandbox charges: {err}");
+            }
+        }
+    });
 }

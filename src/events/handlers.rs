@@ -28,6 +28,7 @@ pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<
     let filter = EventFilter {
         event_type: params.get("type").map(str::to_string),
         object_id: params.get("object_id").map(str::to_string),
+        object_type: params.get("object_type").map(str::to_string),
     };
     let page = PageRequest::new(&req, &params)?;
     let page = db

@@ -53,6 +53,8 @@ pub fn record(
 pub struct EventFilter {
     pub event_type: Option<String>,
     pub object_id: Option<String>,
+    /// `payment` or `source`: ids of different kinds of object may be equal.
+    pub object_type: Option<String>,
 }
 
 type Row = (i64, String, String, String, NaiveDateTime, bool);
@@ -61,6 +63,9 @@ fn filtered<'a>(scope: &Scope, filter: &'a EventFilter) -> events::BoxedQuery<'a
     let mut query = scoped(scope);
     if let Some(event_type) = &filter.event_type {
         query = query.filter(events::event_type.eq(event_type));
+    }
+    if let Some(object_type) = &filter.object_type {
+        query = query.filter(events::object_type.eq(object_type));
     }
     if let Some(object_id) = &filter.object_id {
         query = query.filter(events::object_id.eq(object_id));

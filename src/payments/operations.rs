@@ -269,6 +269,26 @@ pub fn settle(
     })
 }
 
+/// Settles the sandbox charges in flight for longer than `after`, as a real gateway's
+/// confirmation would arrive: what `cobro serve` runs every second. Returns how many.
+pub fn settle_due_sandbox_charges(
+    conn: &mut DbConnection,
+    after: chrono::Duration,
+    base_url: &str,
+) -> Result<usize, ApiError> {
+    let due = store::due_sandbox_charges(conn, now() - after, 100)?;
+    let mut settled = 0;
+    for (scope, id) in due {
+        match settle(conn, &scope, id, base_url) {
+            Ok(_) => settled += 1,
+            // Settled or moved meanwhile (by hand, or by another server): nothing to do.
+            Err(ApiError::BadRequest(_) | ApiError::NotFound) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(settled)
+}
+
 /// `GET /payments/{id}/attempts/`: every charge attempt, oldest first.
 pub fn attempts(
     conn: &mut DbConnection,

@@ -586,3 +586,30 @@ pub fn source_was_charged(
     .get_result(conn)?;
     Ok(charged)
 }
+
+/// Sandbox charges in flight since before `before`, with the scope each lives in, oldest
+/// first: what the settling loop works through.
+pub fn due_sandbox_charges(
+    conn: &mut DbConnection,
+    before: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<(Scope, i64)>, ApiError> {
+    // tenancy: across workspaces by design; each row brings its own scope, and the work on it
+    // goes through the scoped functions.
+    let rows: Vec<(String, bool, i64)> = payment_attempts::table
+        .filter(payment_attempts::status.eq(AttemptStatus::Processing.as_str()))
+        .filter(payment_attempts::gateway.eq("sandbox"))
+        .filter(payment_attempts::created.lt(before))
+        .select((
+            payment_attempts::workspace_id,
+            payment_attempts::test_mode,
+            payment_attempts::payment_id,
+        ))
+        .order_by(payment_attempts::id.asc())
+        .limit(limit)
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(workspace, test_mode, id)| (Scope::new(workspace, test_mode), id))
+        .collect())
+}

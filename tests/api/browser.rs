@@ -118,6 +118,22 @@ impl Browser {
             .to_string()
     }
 
+    /// The page once it contains `text` (a navigation may still be under way).
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = self.source();
+            if page.contains(text) {
+                return page;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {text:?}:\n{page}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn screenshot(&self, name: &str) {
         let png = self.call("GET", "/screenshot", None);
         let bytes = base64::engine::general_purpose::STANDARD
@@ -185,8 +201,7 @@ fn a_payer_pays_in_a_browser_and_returns_to_the_shop() {
     browser.screenshot("checkout-form");
     browser.click("input[value='sandbox:tok_chargeDeclined']");
     browser.click("button[type=submit]");
-    let page = browser.source();
-    assert!(page.contains("declined (card_declined)"), "{page}");
+    let page = browser.wait_for("declined (card_declined)");
     browser.screenshot("checkout-declined");
     let after = app.get(&format!("/payments/{}/", declined["id"])).body;
     assert_eq!(
@@ -211,6 +226,6 @@ fn a_payer_pays_in_a_browser_and_returns_to_the_shop() {
         "succeeded"
     );
     browser.go(declined["checkout_url"].as_str().unwrap());
-    assert!(browser.source().contains("Paid"));
+    browser.wait_for("Keep this page as your receipt");
     browser.screenshot("checkout-receipt");
 }

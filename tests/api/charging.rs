@@ -43,7 +43,7 @@ both! {
         assert_eq!((tried[0]["status"].as_str(), tried[0]["source"].as_i64(), num(&tried[0]["amount"])), (Some("succeeded"), Some(s), "25.00".to_string()));
         assert!(tried[0]["gateway_reference"].as_str().unwrap().starts_with("sbx_"));
         assert_eq!(test.event_types(&p["id"]), ["payment.created", "payment.succeeded"]);
-        assert_eq!(test.event_types(&json!(s)), ["source.created", "source.consumed"]);
+        assert_eq!(test.events_of("source", &json!(s)), ["source.created", "source.consumed"]);
         // Nothing more to charge.
         let again = authorize(&test, &p, token(&test, "tok_visa", json!({}))).expect(400);
         assert_eq!(again.body["non_field_errors"], json!(["The payment is \"succeeded\": there is nothing to charge."]));
@@ -216,5 +216,23 @@ both! {
                 None => assert_eq!((wins, final_state["status"].as_str()), (1, Some("succeeded"))),
             }
         }
+    }
+
+    fn asynchronous_charges_settle_by_themselves(app) {
+        let test = app.in_test_mode();
+        let ok = test.create_payment(json!({}));
+        let bad = test.create_payment(json!({}));
+        authorize(&test, &ok, token(&test, "tok_async_success", json!({}))).expect(200);
+        authorize(&test, &bad, token(&test, "tok_async_fail", json!({}))).expect(200);
+        // COBRO_SANDBOX_SETTLE_SECONDS is 3 by default; the server looks every second.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let status = |p: &Value| test.get(&format!("/payments/{}/", p["id"])).body["status"].as_str().unwrap().to_string();
+        while (status(&ok), status(&bad)) != ("succeeded".to_string(), "failed".to_string()) {
+            assert!(std::time::Instant::now() < deadline, "not settled: {} and {}", status(&ok), status(&bad));
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        assert_eq!(attempts(&test, &ok)[0]["status"], "succeeded");
+        assert_eq!(attempts(&test, &bad)[0]["failure_code"], "card_declined");
+        assert_eq!(test.event_types(&bad["id"]), ["payment.created", "payment.processing", "payment.failed"]);
     }
 }

@@ -14,7 +14,7 @@ both! {
         app.delete(&path).expect(204);
         assert_eq!(app.event_types(&p["id"]),
             ["payment.created", "payment.updated", "payment.processing", "payment.failed", "payment.cancelled", "payment.deleted"]);
-        let page = app.get(&format!("/events/?object_id={}", p["id"])).expect(200).body;
+        let page = app.get(&format!("/events/?object_type=payment&object_id={}", p["id"])).expect(200).body;
         let events = page["results"].as_array().unwrap();
         // Newest first; each carries the object as it was right after the change.
         let datas: Vec<&Value> = events.iter().map(|e| &e["data"]).collect();
@@ -59,9 +59,9 @@ both! {
         let created = app.get("/events/?type=payment.created").expect(200).body;
         assert_eq!(created["count"], 2);
         assert!(created["results"].as_array().unwrap().iter().all(|e| e["type"] == "payment.created"));
-        let of_b = app.get(&format!("/events/?object_id={}", b["id"])).expect(200).body;
+        let of_b = app.get(&format!("/events/?object_type=payment&object_id={}", b["id"])).expect(200).body;
         assert_eq!(of_b["count"], 1);
-        let both_filters = app.get(&format!("/events/?object_id={}&type=payment.succeeded", a["id"])).expect(200).body;
+        let both_filters = app.get(&format!("/events/?object_type=payment&object_id={}&type=payment.succeeded", a["id"])).expect(200).body;
         assert_eq!(both_filters["count"], 1);
         let page = app.get("/events/?page_size=2&page=2").expect(200).body;
         assert_eq!((page["count"].clone(), page["results"].as_array().unwrap().len()), (json!(3), 1));

@@ -277,12 +277,16 @@ impl App {
         self.create_source(json!({}))["id"].as_i64().unwrap()
     }
 
-    /// Event types recorded for one object, oldest first.
+    /// Event types recorded for one payment, oldest first.
     pub fn event_types(&self, object_id: &Value) -> Vec<String> {
-        let page = self
-            .get(&format!("/events/?object_id={}&page_size=100", object_id))
-            .expect(200)
-            .body;
+        self.events_of("payment", object_id)
+    }
+
+    /// Event types recorded for one object of a kind (`payment`, `source`), oldest first.
+    pub fn events_of(&self, object_type: &str, object_id: &Value) -> Vec<String> {
+        let query =
+            format!("/events/?object_type={object_type}&object_id={object_id}&page_size=100");
+        let page = self.get(&query).expect(200).body;
         let mut types: Vec<String> = page["results"]
             .as_array()
             .unwrap()

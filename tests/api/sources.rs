@@ -17,7 +17,7 @@ both! {
         // A source has no currency of its own: its amount shows without trailing zeros.
         assert_eq!(num(&s["amount"]), "10.5");
         assert_eq!(test.get(&format!("/sources/{}/", s["id"])).expect(200).body, s);
-        assert_eq!(test.event_types(&s["id"]), ["source.created"]);
+        assert_eq!(test.events_of("source", &s["id"]), ["source.created"]);
         let declined = test.create_source(json!({"gateway_data": {"token": "tok_chargeDeclined"}}));
         assert_eq!(declined["card"]["last4"], "0002");
     }
@@ -83,7 +83,7 @@ both! {
         let unused = test.source_id();
         test.delete(&format!("/sources/{unused}/")).expect(204);
         test.get(&format!("/sources/{unused}/")).expect(404);
-        assert_eq!(test.event_types(&json!(unused)), ["source.created", "source.deleted"]);
+        assert_eq!(test.events_of("source", &json!(unused)), ["source.created", "source.deleted"]);
         let paid_with = test.source_id();
         let p = test.create_payment(json!({}));
         test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": paid_with})).expect(200);
