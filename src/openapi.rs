@@ -200,6 +200,8 @@ pub struct SourceWrite {
     gateway_data: Option<serde_json::Value>,
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
+    /// Without credentials (a payer's browser): the checkout key of the payment it is for.
+    checkout: Option<String>,
 }
 
 /// `POST /payments/{id}/authorize/`.
@@ -208,6 +210,8 @@ pub struct SourceWrite {
 pub struct AuthorizeWrite {
     /// A chargeable source of the same workspace and mode.
     source: i64,
+    /// Without credentials (from the checkout page): the payment's checkout key.
+    checkout: Option<String>,
 }
 
 /// Filters of `GET /sources/`.

@@ -196,3 +196,39 @@ fn charge(
         None => format!("{base}/pay/{key}/"),
     }))
 }
+
+/// Who a payer-facing API call acts for: the caller's credentials when it sends any (checked
+/// before the body, as everywhere), otherwise the payment behind the `checkout` key in the
+/// body. Returns the scope, the body, and the payment's id when it came by key.
+pub async fn caller(
+    req: &HttpRequest,
+    body: Body,
+) -> Result<
+    (
+        Scope,
+        serde_json::Map<String, serde_json::Value>,
+        Option<i64>,
+    ),
+    ApiError,
+> {
+    use actix_web::FromRequest;
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        let auth = crate::accounts::auth::Auth::extract(req).await?;
+        return Ok((auth.scope, body.read().await?, None));
+    }
+    let fields = body.read().await?;
+    let Some(key) = fields
+        .get("checkout")
+        .and_then(|k| k.as_str())
+        .map(str::to_string)
+    else {
+        return Err(ApiError::NotAuthenticated);
+    };
+    let db = req
+        .app_data::<web::Data<Db>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no database"))?;
+    let found = db.run(move |conn| open_payment(conn, &key)).await?;
+    let (scope, payment) = found.ok_or(ApiError::NotFound)?;
+    Ok((scope, fields, Some(payment.id)))
+}

@@ -191,13 +191,16 @@ pub async fn cancel(
     responses((status = 200, body = PaymentView), ScopedErrors))]
 pub async fn authorize(
     req: HttpRequest,
-    auth: Auth,
     db: web::Data<Db>,
     id: web::Path<String>,
     body: Body,
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
-    let body = body.read().await?;
+    // Also callable from the checkout with the payment's key: the id alone is never enough.
+    let (scope, body, by_key) = crate::checkout::caller(&req, body).await?;
+    if by_key.is_some_and(|payment| payment != id) {
+        return Err(ApiError::NotFound);
+    }
     let mut reader = Reader::new(&body, Presence::Full);
     reader.require("source");
     let source = reader.pk("source");
@@ -207,7 +210,7 @@ pub async fn authorize(
     };
     let base = base_url(&req);
     let view = db
-        .run(move |conn| operations::authorize(conn, &auth.scope, id, source, &base))
+        .run(move |conn| operations::authorize(conn, &scope, id, source, &base))
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }

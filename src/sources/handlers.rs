@@ -30,10 +30,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// Create a source (test mode: the sandbox's test tokens; both modes: bank_transfer).
 #[utoipa::path(post, path = "/sources/", tag = "sources", params(ScopeHeaders), request_body = SourceWrite,
     responses((status = 201, body = SourceView), ScopedErrors))]
-pub async fn create(auth: Auth, db: web::Data<Db>, body: Body) -> ApiResult<HttpResponse> {
-    let body = body.read().await?;
+pub async fn create(req: HttpRequest, db: web::Data<Db>, body: Body) -> ApiResult<HttpResponse> {
+    // Publishable: a payer's browser may call it with the payment's checkout key instead.
+    let (scope, body, _) = crate::checkout::caller(&req, body).await?;
     let view = db
-        .run(move |conn| operations::create(conn, &auth.scope, &body))
+        .run(move |conn| operations::create(conn, &scope, &body))
         .await?;
     Ok(HttpResponse::Created().json(view))
 }

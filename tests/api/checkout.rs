@@ -105,4 +105,40 @@ both! {
         assert!(html.contains("cancelled") && !html.contains("<form"));
         pay(&test, &cancelled, "sandbox:tok_visa").expect(409);
     }
+
+    fn payers_call_the_api_with_the_checkout_key(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({"amount": 700}));
+        let key = key_of(&p);
+        let json_type = [("Content-Type", "application/json")];
+        // A source for this payment, from the payer's browser: no token, the key instead.
+        let body = json!({"gateway": "sandbox", "gateway_data": {"token": "tok_visa"}, "checkout": key}).to_string();
+        let source = send("POST", &test.url("/sources/"), &json_type, Some(&body)).expect(201).body;
+        assert_eq!(source["test_mode"], true);
+        test.get(&format!("/sources/{}/", source["id"])).expect(200);
+        // The id alone is never enough; the key must be this payment's.
+        let authorize = format!("/payments/{}/authorize/", p["id"]);
+        let no_key = json!({"source": source["id"]}).to_string();
+        send("POST", &test.url(&authorize), &json_type, Some(&no_key)).expect(401);
+        let other = test.create_payment(json!({}));
+        let wrong_key = json!({"source": source["id"], "checkout": key_of(&other)}).to_string();
+        send("POST", &test.url(&authorize), &json_type, Some(&wrong_key)).expect(404);
+        let with_key = json!({"source": source["id"], "checkout": key}).to_string();
+        let paid = send("POST", &test.url(&authorize), &json_type, Some(&with_key)).expect(200).body;
+        assert_eq!(paid["status"], "succeeded");
+        // Closed checkouts and unknown keys open nothing.
+        let closed = test.create_payment(json!({"enable_checkout": false}));
+        let hidden_key = json!({"gateway": "bank_transfer", "checkout": key_of(&other)}).to_string();
+        test.patch(&format!("/payments/{}/", other["id"]), json!({"enable_checkout": false})).expect(200);
+        send("POST", &test.url("/sources/"), &json_type, Some(&hidden_key)).expect(404);
+        let unknown = json!({"gateway": "bank_transfer", "checkout": "AAAAAAAAAAAAAAAAAAAA"}).to_string();
+        send("POST", &test.url("/sources/"), &json_type, Some(&unknown)).expect(404);
+        send("POST", &test.url(&format!("/payments/{}/authorize/", closed["id"])), &json_type, Some(&unknown)).expect(404);
+        let nothing = json!({"gateway": "bank_transfer"}).to_string();
+        send("POST", &test.url("/sources/"), &json_type, Some(&nothing)).expect(401);
+        // A token still wins over a key, and is checked first.
+        let bad_token = [("Content-Type", "application/json"), ("Authorization", "Token 0000000000000000000000000000000000000000")];
+        send("POST", &test.url("/sources/"), &bad_token, Some(&body)).expect(401);
+        assert_eq!(test.get("/sources/").body["count"], 1);
+    }
 }
