@@ -24,6 +24,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         resource("/pay/{key}", "GET, POST")
             .route(web::get().to(show))
             .route(web::post().to(pay)),
+    )
+    .service(
+        resource("/payments/{id}/pay", "GET, POST")
+            .route(web::get().to(continue_payment))
+            .route(web::post().to(authorize_redirect)),
     );
 }
 
@@ -100,12 +105,14 @@ fn render(
     };
     let workspace = accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
     let instructions = transfer_instructions(conn, &scope, &payment)?;
+    let awaiting_payer = payments::awaiting_payer(conn, &scope, payment.id)?.is_some();
     let page = page::Page {
         workspace: &workspace,
         payment: &payment,
         key,
         error,
         instructions: instructions.as_deref(),
+        awaiting_payer,
     };
     Ok(Outcome::Page(status, page::payment(&page)))
 }
@@ -185,7 +192,23 @@ fn charge(
         let message = format!("The payment was declined ({reason}); nothing was charged this time. Choose another way to pay.");
         return render(conn, key, Some(&message), StatusCode::OK);
     }
-    Ok(Outcome::Redirect(match &paid.return_url {
+    if payments::awaiting_payer(conn, &scope, paid.id)?.is_some() {
+        return Ok(Outcome::Redirect(format!(
+            "{base}/payments/{}/pay/?checkout={key}",
+            paid.id
+        )));
+    }
+    landing(&paid, base, key).map(Outcome::Redirect)
+}
+
+/// Where a payer goes once a payment is settled or in flight: the merchant's `return_url`
+/// with the payment's id and status, or the checkout page (a receipt) without one.
+fn landing(
+    paid: &crate::payments::domain::PaymentView,
+    base: &str,
+    key: &str,
+) -> Result<String, ApiError> {
+    Ok(match &paid.return_url {
         Some(url) => {
             let mut url = url::Url::parse(url).map_err(ApiError::internal)?;
             url.query_pairs_mut()
@@ -194,7 +217,79 @@ fn charge(
             url.to_string()
         }
         None => format!("{base}/pay/{key}/"),
-    }))
+    })
+}
+
+/// The payment behind `?checkout=<key>` if it is payment `id` with its checkout open.
+fn keyed_payment(
+    conn: &mut DbConnection,
+    req_query: &str,
+    id: &str,
+) -> Result<Option<(Scope, Payment, String)>, ApiError> {
+    let params = crate::http::query::QueryParams::parse(req_query)?;
+    let key = params.get("checkout").unwrap_or("").to_string();
+    let found = open_payment(conn, &key)?;
+    Ok(found
+        .filter(|(_, p)| p.id.to_string() == id)
+        .map(|(scope, p)| (scope, p, key)))
+}
+
+/// `GET /payments/{id}/pay/?checkout=<key>`: continues a redirect flow. With a charge
+/// waiting for the payer, the sandbox's authorization page; otherwise on to the landing.
+async fn continue_payment(
+    req: HttpRequest,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let (query, base) = (req.query_string().to_string(), base_url(&req));
+    let outcome = db
+        .run(move |conn| {
+            let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
+                return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
+            };
+            match payments::awaiting_payer(conn, &scope, payment.id)? {
+                Some(attempt) => {
+                    let workspace =
+                        accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
+                    let amount = attempt.currency.for_people(attempt.amount);
+                    Ok(Outcome::Page(
+                        StatusCode::OK,
+                        page::sandbox_authorization(&workspace, &payment, &key, &amount),
+                    ))
+                }
+                None => landing(&payment.view(&base), &base, &key).map(Outcome::Redirect),
+            }
+        })
+        .await?;
+    Ok(respond(outcome))
+}
+
+/// The payer's answer on the authorization page; then on to the landing.
+async fn authorize_redirect(
+    req: HttpRequest,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    let (query, base) = (req.query_string().to_string(), base_url(&req));
+    let form = body.read().await?;
+    let approved = form.get("decision").and_then(|d| d.as_str()) == Some("approve");
+    let outcome = db
+        .run(move |conn| {
+            let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
+                return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
+            };
+            match payments::finish_redirect(conn, &scope, payment.id, approved, &base) {
+                Ok(paid) => landing(&paid, &base, &key).map(Outcome::Redirect),
+                // Answered already (single use): the landing says how it ended.
+                Err(ApiError::BadRequest(_)) => {
+                    landing(&payment.view(&base), &base, &key).map(Outcome::Redirect)
+                }
+                Err(other) => Err(other),
+            }
+        })
+        .await?;
+    Ok(respond(outcome))
 }
 
 /// Who a payer-facing API call acts for: the caller's credentials when it sends any (checked

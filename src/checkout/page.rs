@@ -14,6 +14,8 @@ pub struct Page<'a> {
     pub error: Option<&'a str>,
     /// Bank transfer instructions for a payment waiting on one.
     pub instructions: Option<&'a str>,
+    /// A charge waits for the payer's authorization (a redirect flow).
+    pub awaiting_payer: bool,
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -48,6 +50,7 @@ label{display:flex;gap:.6rem;align-items:center;padding:.7rem;border:1px solid #
 input[type=radio]{flex:none;width:1.2rem;height:1.2rem;margin:0}\
 button{width:100%;padding:.9rem;font:inherit;font-weight:700;color:#fff;background:#1d4ed8;border:0;border-radius:.5rem;cursor:pointer}\
 button:hover{background:#1e40af}\
+button.secondary{background:#fff;color:#1d4ed8;border:2px solid #1d4ed8}\
 a,button,input{outline-offset:3px}\
 :focus-visible{outline:3px solid #b45309}\
 .error{background:#fef2f2;border:1px solid #b91c1c;color:#7f1d1d;border-radius:.5rem;padding:.75rem;margin:1rem 0}\
@@ -106,6 +109,14 @@ pub fn payment(page: &Page) -> String {
         | PaymentStatus::Incomplete
         | PaymentStatus::Failed => {
             body.push_str(&form(page.key, p.test_mode, &balance));
+        }
+        PaymentStatus::Processing if page.awaiting_payer => {
+            body.push_str(&format!(
+                "<div class=\"notice\" role=\"status\">Your payment waits for your authorization.</div>\
+                 <p><a href=\"/payments/{}/pay/?checkout={}\">Continue to authorize it</a></p>",
+                p.id,
+                escape(page.key)
+            ));
         }
         PaymentStatus::Processing => {
             body.push_str("<div class=\"notice\" role=\"status\">Your payment is being processed. This page shows the result once it is known.</div>");
@@ -179,4 +190,27 @@ fn form(key: &str, test_mode: bool, balance: &str) -> String {
         escape(key),
         escape(balance)
     )
+}
+
+/// The sandbox's stand-in for a bank's authentication page, reached by a redirect.
+pub fn sandbox_authorization(
+    workspace: &str,
+    payment: &Payment,
+    key: &str,
+    amount: &str,
+) -> String {
+    let body = format!(
+        "<h1>Authorize this payment <span class=\"test\">Sandbox</span></h1>\
+         <p class=\"merchant\">{} asks you to confirm a payment of</p><p class=\"amount\">{}</p>\
+         <div class=\"notice\">This page stands in for your bank's authentication page (test mode: no real money).</div>\
+         <form method=\"post\" action=\"/payments/{}/pay/?checkout={}\">\
+         <p><button type=\"submit\" name=\"decision\" value=\"approve\">Authorize</button></p>\
+         <p><button type=\"submit\" name=\"decision\" value=\"decline\" class=\"secondary\">Fail authentication</button></p>\
+         </form>",
+        escape(workspace),
+        escape(amount),
+        payment.id,
+        escape(key),
+    );
+    document("Authorize this payment", &body)
 }

@@ -38,6 +38,9 @@ pub enum Charge {
         reference: String,
         instructions: Option<Value>,
     },
+    /// The payer must authorize it on the gateway's page first (a redirect flow); the
+    /// payment continues through `GET /payments/{id}/pay/`.
+    RequiresAction { reference: String },
 }
 
 /// How a pending charge ends.

@@ -29,6 +29,8 @@ enum Behaviour {
     Decline(&'static str),
     /// Goes `processing`, then settles to success or to this failure code.
     Async(Option<&'static str>),
+    /// The payer authorizes (or refuses) on the sandbox's page, reached by a redirect.
+    Redirect,
 }
 
 const TOKENS: &[TestToken] = &[
@@ -61,6 +63,12 @@ const TOKENS: &[TestToken] = &[
         last4: "3220",
         behaviour: Behaviour::Async(Some("card_declined")),
         label: "Visa ending 3220: processing, then fails",
+    },
+    TestToken {
+        token: "tok_redirect",
+        last4: "3184",
+        behaviour: Behaviour::Redirect,
+        label: "Visa ending 3184: asks you to authorize it (redirect)",
     },
 ];
 
@@ -110,6 +118,7 @@ impl Gateway for Sandbox {
         let reference = reference("sbx_");
         match token_of(gateway_data).map(|t| t.behaviour) {
             Some(Behaviour::Succeed) => Charge::Succeeded { reference },
+            Some(Behaviour::Redirect) => Charge::RequiresAction { reference },
             Some(Behaviour::Async(_)) => Charge::Pending {
                 reference,
                 instructions: None,

@@ -16,6 +16,8 @@ use crate::sources::domain::{Source, SourceStatus, Usage};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
+    /// Waiting for the payer to authorize it (a redirect flow).
+    RequiresAction,
     Processing,
     Succeeded,
     Failed,
@@ -24,6 +26,7 @@ pub enum AttemptStatus {
 impl AttemptStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            AttemptStatus::RequiresAction => "requires_action",
             AttemptStatus::Processing => "processing",
             AttemptStatus::Succeeded => "succeeded",
             AttemptStatus::Failed => "failed",
@@ -32,6 +35,7 @@ impl AttemptStatus {
 
     pub fn parse(text: &str) -> Option<Self> {
         [
+            AttemptStatus::RequiresAction,
             AttemptStatus::Processing,
             AttemptStatus::Succeeded,
             AttemptStatus::Failed,
@@ -180,13 +184,14 @@ pub fn apply_charge(
             }
             (AttemptStatus::Processing, reference, None)
         }
+        Charge::RequiresAction { reference } => {
+            p.status = PaymentStatus::Processing;
+            p.failed_reason = None;
+            (AttemptStatus::RequiresAction, reference, None)
+        }
     };
     if s.usage == Usage::Single {
-        s.status = if status == AttemptStatus::Failed {
-            SourceStatus::Failed
-        } else {
-            SourceStatus::Consumed
-        };
+        s.status = source_status(status);
     }
     s.updated = now;
     p.source.get_or_insert(s.id);
@@ -241,6 +246,15 @@ pub fn apply_settlement(
     p.version += 1;
     p.updated = now;
     (p, a)
+}
+
+/// What a single-use source becomes with its charge.
+pub fn source_status(attempt: AttemptStatus) -> SourceStatus {
+    match attempt {
+        AttemptStatus::Failed => SourceStatus::Failed,
+        AttemptStatus::RequiresAction => SourceStatus::WaitingAuthorization,
+        AttemptStatus::Processing | AttemptStatus::Succeeded => SourceStatus::Consumed,
+    }
 }
 
 fn collect(p: &mut Payment, amount: i64, now: NaiveDateTime) {

@@ -3,7 +3,7 @@
 //! payment meanwhile, the flow reads again and decides again, so the loser gets the error
 //! that the payment's new state implies.
 
-use super::charging::{self, AttemptStatus, AttemptView};
+use super::charging::{self, Attempt, AttemptStatus, AttemptView};
 use super::domain::{self, Change, Payment, PaymentInput, PaymentView};
 use super::filter::PaymentFilter;
 use super::status::PaymentStatus;
@@ -12,7 +12,7 @@ use crate::accounts::new_id;
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
-use crate::gateways;
+use crate::gateways::{self, Settlement};
 use crate::http::pagination::{Page, PageRequest};
 use crate::sources::store as sources_store;
 
@@ -129,7 +129,10 @@ fn end_charges_in_flight(
 ) -> Result<(), ApiError> {
     let failed = payment.failed_reason.is_some() || payment.status == PaymentStatus::Failed;
     for mut attempt in store::attempts(conn, scope, payment.id)? {
-        if attempt.status == AttemptStatus::Processing {
+        if matches!(
+            attempt.status,
+            AttemptStatus::Processing | AttemptStatus::RequiresAction
+        ) {
             attempt.status = if failed {
                 AttemptStatus::Failed
             } else {
@@ -200,7 +203,18 @@ pub fn authorize(
                 ApiError::internal(format!("source {source_id} has an unknown gateway"))
             })?;
             let charge = gateway.charge(&source.gateway_data, amount, payment.currency);
-            let charged = charging::apply_charge(&payment, &source, amount, charge, now());
+            let mut charged = charging::apply_charge(&payment, &source, amount, charge, now());
+            if charged.attempt.status == AttemptStatus::RequiresAction {
+                // Where to send the payer to authorize it (single use).
+                let url = format!(
+                    "{base_url}/payments/{id}/pay/?checkout={}",
+                    payment.checkout_key
+                );
+                charged
+                    .source
+                    .gateway_data
+                    .insert("redirect_url".into(), url.into());
+            }
             if !store::save(conn, scope, &payment, &charged.payment)?
                 || !sources_store::save(conn, scope, &source, &charged.source)?
             {
@@ -287,6 +301,72 @@ pub fn settle_due_sandbox_charges(
         }
     }
     Ok(settled)
+}
+
+/// The charge waiting for the payer's authorization (a redirect flow), if any.
+pub fn awaiting_payer(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<Attempt>, ApiError> {
+    let attempts = store::attempts(conn, scope, id)?;
+    Ok(attempts
+        .into_iter()
+        .find(|a| a.status == AttemptStatus::RequiresAction))
+}
+
+/// The payer's answer on the sandbox's authorization page: the charge succeeds, or fails
+/// with `authentication_failed`. Single use: a second answer finds nothing to authorize.
+pub fn finish_redirect(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    approved: bool,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    retrying(|| {
+        write_tx(conn, |conn| {
+            let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+            let attempt = awaiting_payer(conn, scope, id)?.ok_or_else(|| {
+                ApiError::BadRequest("This payment has no charge waiting for authorization.".into())
+            })?;
+            let settlement = if approved {
+                Settlement::Succeeded
+            } else {
+                Settlement::Failed {
+                    code: "authentication_failed".into(),
+                }
+            };
+            let (next, attempt) =
+                charging::apply_settlement(&payment, &attempt, &settlement, now());
+            if !store::save(conn, scope, &payment, &next)? {
+                return Err(ApiError::Contention);
+            }
+            store::save_attempt(conn, scope, &attempt)?;
+            if let Some(source) = sources_store::find(conn, scope, attempt.source_id)? {
+                if source.usage == crate::sources::domain::Usage::Single {
+                    let mut used = source.clone();
+                    used.status = charging::source_status(attempt.status);
+                    used.updated = attempt.updated;
+                    if !sources_store::save(conn, scope, &source, &used)? {
+                        return Err(ApiError::Contention);
+                    }
+                    let event = format!("source.{}", used.status.as_str());
+                    events::record(
+                        conn,
+                        scope,
+                        &event,
+                        "source",
+                        &used.id.to_string(),
+                        &used.view(),
+                    )?;
+                }
+            }
+            let view = next.view(base_url);
+            record(conn, scope, &format!("payment.{}", next.status), &view)?;
+            Ok(view)
+        })
+    })
 }
 
 /// `GET /payments/{id}/attempts/`: every charge attempt, oldest first.

@@ -141,4 +141,50 @@ both! {
         send("POST", &test.url("/sources/"), &bad_token, Some(&body)).expect(401);
         assert_eq!(test.get("/sources/").body["count"], 1);
     }
+
+    fn redirect_charges_wait_for_the_payer(app) {
+        let test = app.in_test_mode();
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        for (decision, status, source_status) in [("approve", "succeeded", "consumed"), ("decline", "failed", "failed")] {
+            let p = test.create_payment(json!({"return_url": "https://shop.example/back"}));
+            let s = test.create_source(json!({"gateway_data": {"token": "tok_redirect"}}));
+            assert_eq!(s["card"]["last4"], "3184");
+            let pending = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": s["id"]})).expect(200).body;
+            assert_eq!(pending["status"], "processing");
+            let attempts = test.get(&format!("/payments/{}/attempts/", p["id"])).body;
+            assert_eq!(attempts[0]["status"], "requires_action");
+            let source = test.get(&format!("/sources/{}/", s["id"])).body;
+            assert_eq!(source["status"], "waiting_authorization");
+            let redirect = source["gateway_data"]["redirect_url"].as_str().unwrap().to_string();
+            assert!(redirect.ends_with(&format!("/payments/{}/pay/?checkout={}", p["id"], key_of(&p))));
+            // The sandbox's authorization page, on cobro itself.
+            let page = send("GET", &redirect, &[], None).expect(200);
+            assert!(page.text.contains("Authorize this payment") && page.text.contains("value=\"decline\""));
+            // The checkout page points there too.
+            assert!(page_of(&p).contains("Continue to authorize it"));
+            let answered = send("POST", &redirect, &form, Some(&format!("decision={decision}"))).expect(303);
+            assert_eq!(answered.header("location"), Some(&*format!("https://shop.example/back?payment={}&status={status}", p["id"])));
+            let after = test.get(&format!("/payments/{}/", p["id"])).body;
+            assert_eq!(after["status"], status);
+            assert_eq!(test.get(&format!("/sources/{}/", s["id"])).body["status"], source_status);
+            // Single use: a second answer changes nothing, and the page has nothing left to ask.
+            send("POST", &redirect, &form, Some("decision=approve")).expect(303);
+            assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], status);
+            send("GET", &redirect, &[], None).expect(303);
+        }
+        let declined = test.get("/payments/?status=failed").body;
+        assert_eq!(declined["results"][0]["failed_reason"], "authentication_failed");
+        // The id with another payment's key, or no key, leads nowhere.
+        let p = test.create_payment(json!({}));
+        let other = test.create_payment(json!({}));
+        send("GET", &test.url(&format!("/payments/{}/pay/?checkout={}", p["id"], key_of(&other))), &[], None).expect(404);
+        send("GET", &test.url(&format!("/payments/{}/pay/", p["id"])), &[], None).expect(404);
+        // Paying by the checkout form with the redirect card goes straight to the authorization.
+        let paid = pay(&test, &p, "sandbox:tok_redirect").expect(303);
+        assert_eq!(paid.header("location"), Some(&*test.url(&format!("/payments/{}/pay/?checkout={}", p["id"], key_of(&p)))));
+    }
+}
+
+fn page_of(payment: &Value) -> String {
+    page(payment).expect(200).text
 }
