@@ -80,6 +80,7 @@ fn parse(media: Option<&str>, bytes: &[u8]) -> Result<Map<String, Value>, ApiErr
     if is_json(&essence) || essence.is_empty() {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| ApiError::JsonParse(e.to_string()))?;
+        super::json_guard::check(bytes).map_err(ApiError::JsonParse)?;
         return match value {
             Value::Object(map) => Ok(map),
             other => Err(ApiError::Validation(FieldErrors::one(

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod fields;
+pub mod json_guard;
 pub mod metadata;
 pub mod pagination;
 pub mod query;

@@ -319,6 +319,15 @@ both! {
         assert_eq!(empty.body["amount"], json!(["This field is required."]));
         let broken = app.send("POST", "/payments/", Some("{\"amount\": "), &[]).expect(400);
         assert!(broken.body["detail"].as_str().unwrap().starts_with("JSON parse error - "), "{}", broken.text);
+        // A body two parsers could read two ways, or nested past reason, changes nothing.
+        let twice = r#"{"amount": 1, "currency": "CLP", "date": "2026-11-23", "description": "x", "amount": 1000000}"#;
+        assert_eq!(app.send("POST", "/payments/", Some(twice), &[]).expect(400).body,
+            json!({"detail": "JSON parse error - duplicate key \"amount\""}));
+        let escaped = r#"{"amount": 1, "currency": "CLP", "date": "2026-11-23", "description": "x", "\u0061mount": 5}"#;
+        app.send("POST", "/payments/", Some(escaped), &[]).expect(400);
+        let deep = format!(r#"{{"amount": 1, "currency": "CLP", "date": "2026-11-23", "description": "x", "metadata": {}1{}}}"#, "[".repeat(30), "]".repeat(30));
+        assert_eq!(app.send("POST", "/payments/", Some(&deep), &[]).expect(400).body["detail"],
+            "JSON parse error - nesting deeper than 20 levels");
         let list = app.send("POST", "/payments/", Some("[1, 2]"), &[]).expect(400);
         assert_eq!(list.body, json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}));
         let huge = json!({"amount": 1, "currency": "CLP", "date": "2026-11-23", "description": "x", "pad": "y".repeat(70_000)});
