@@ -83,8 +83,6 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("JSON parse error - {0}")]
     JsonParse(String),
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
     /// A guarded write lost a race; flows retry on it, and it reaches a client only when
     /// they give up.
     #[error("the object changed while being written")]
@@ -124,7 +122,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) | ApiError::Contention => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Contention => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,7 +152,7 @@ impl ResponseError for ApiError {
             ApiError::JsonParse(cause) => {
                 json!({ "detail": format!("JSON parse error - {cause}") })
             }
-            ApiError::Unavailable(_) | ApiError::Contention => {
+            ApiError::Contention => {
                 json!({ "detail": "Service temporarily unavailable, try again later." })
             }
             ApiError::Internal(cause) => {

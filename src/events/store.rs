@@ -57,7 +57,17 @@ pub struct EventFilter {
     pub object_type: Option<String>,
 }
 
-type Row = (i64, String, String, String, NaiveDateTime, bool);
+#[derive(Queryable)]
+struct EventRow {
+    id: i64,
+    _workspace_id: String,
+    test_mode: bool,
+    event_type: String,
+    _object_type: String,
+    object_id: String,
+    data: String,
+    created: NaiveDateTime,
+}
 
 fn filtered<'a>(scope: &Scope, filter: &'a EventFilter) -> events::BoxedQuery<'a, MultiBackend> {
     let mut query = scoped(scope);
@@ -73,32 +83,16 @@ fn filtered<'a>(scope: &Scope, filter: &'a EventFilter) -> events::BoxedQuery<'a
     query
 }
 
-fn columns() -> (
-    events::id,
-    events::event_type,
-    events::object_id,
-    events::data,
-    events::created,
-    events::test_mode,
-) {
-    (
-        events::id,
-        events::event_type,
-        events::object_id,
-        events::data,
-        events::created,
-        events::test_mode,
-    )
-}
-
-fn view((id, event_type, object_id, data, created, test_mode): Row) -> EventView {
-    EventView {
-        id,
-        event_type,
-        object_id,
-        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-        created: timestamp(created),
-        test_mode,
+impl EventRow {
+    fn view(self) -> EventView {
+        EventView {
+            id: self.id,
+            event_type: self.event_type,
+            object_id: self.object_id,
+            data: serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null),
+            created: timestamp(self.created),
+            test_mode: self.test_mode,
+        }
     }
 }
 
@@ -118,13 +112,12 @@ pub fn list(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<EventView>, ApiError> {
-    let rows: Vec<Row> = filtered(scope, filter)
-        .select(columns())
+    let rows: Vec<EventRow> = filtered(scope, filter)
         .order_by(events::id.desc())
         .offset(offset)
         .limit(limit)
         .load(conn)?;
-    Ok(rows.into_iter().map(view).collect())
+    Ok(rows.into_iter().map(EventRow::view).collect())
 }
 
 pub fn find(
@@ -132,10 +125,9 @@ pub fn find(
     scope: &Scope,
     id: i64,
 ) -> Result<Option<EventView>, ApiError> {
-    let row: Option<Row> = scoped(scope)
+    let row: Option<EventRow> = scoped(scope)
         .filter(events::id.eq(id))
-        .select(columns())
         .first(conn)
         .optional()?;
-    Ok(row.map(view))
+    Ok(row.map(EventRow::view))
 }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::body::python_type;
 use super::fields::Reader;
-use crate::error::ApiError;
+use crate::error::FieldErrors;
 
 pub const MAX_METADATA_KEYS: usize = 50;
 pub const MAX_METADATA_KEY: usize = 40;
@@ -71,9 +71,13 @@ pub fn read_metadata(r: &mut Reader, name: &str) -> Option<MetadataChange> {
 /// Applies a metadata change: merging (PATCH) or replacing (create, PUT).
 pub fn apply_metadata(
     current: &Map<String, Value>,
-    change: &MetadataChange,
+    change: Option<&MetadataChange>,
     merge: bool,
-) -> Result<Map<String, Value>, ApiError> {
+    errors: &mut FieldErrors,
+) -> Map<String, Value> {
+    let Some(change) = change else {
+        return current.clone();
+    };
     let mut metadata = if merge { current.clone() } else { Map::new() };
     match change {
         MetadataChange::Clear => metadata.clear(),
@@ -87,10 +91,10 @@ pub fn apply_metadata(
         }
     }
     if metadata.len() > MAX_METADATA_KEYS {
-        return Err(ApiError::field(
+        errors.add(
             "metadata",
             format!("Ensure there are no more than {MAX_METADATA_KEYS} keys."),
-        ));
+        );
     }
-    Ok(metadata)
+    metadata
 }

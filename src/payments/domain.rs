@@ -278,15 +278,7 @@ pub fn new_payment(
             "Only allowed when moving a payment to \"incomplete\".",
         );
     }
-    let metadata = match &input.metadata {
-        Some(change) => apply_metadata(&Map::new(), change, false),
-        None => Ok(Map::new()),
-    };
-    if let Err(ApiError::Validation(e)) = &metadata {
-        for (field, message) in e.iter() {
-            errors.add(field, message);
-        }
-    }
+    let metadata = apply_metadata(&Map::new(), input.metadata.as_ref(), false, &mut errors);
     errors.into_result()?;
     let amount = amount.unwrap_or_default();
     let succeeded = status == PaymentStatus::Succeeded;
@@ -313,7 +305,7 @@ pub fn new_payment(
         failed_reason: None,
         return_url: input.return_url.sent().flatten(),
         enable_checkout: input.enable_checkout.unwrap_or(true),
-        metadata: metadata.unwrap_or_default(),
+        metadata,
         checkout_key,
         version: 1,
         created: now,
@@ -385,13 +377,12 @@ pub fn update(
     if let Some(enable) = input.enable_checkout {
         next.enable_checkout = enable;
     }
-    if let Some(change) = &input.metadata {
-        match apply_metadata(&current.metadata, change, merge_metadata) {
-            Ok(metadata) => next.metadata = metadata,
-            Err(ApiError::Validation(e)) => e.iter().for_each(|(f, m)| errors.add(f, m)),
-            Err(other) => return Err(other),
-        }
-    }
+    next.metadata = apply_metadata(
+        &current.metadata,
+        input.metadata.as_ref(),
+        merge_metadata,
+        &mut errors,
+    );
 
     // A move: a status other than the current one, or a further partial collection.
     let target = input.status.filter(|to| {

@@ -445,77 +445,41 @@ fn attempts_in_scope(scope: &Scope) -> AttemptsInScope {
         .and(payment_attempts::test_mode.eq(scope.test_mode()))
 }
 
-type AttemptRow = (
-    i64,
-    i64,
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    NaiveDateTime,
-    NaiveDateTime,
-);
-
-fn attempt_columns() -> (
-    payment_attempts::id,
-    payment_attempts::payment_id,
-    payment_attempts::source_id,
-    payment_attempts::gateway,
-    payment_attempts::amount,
-    payment_attempts::currency,
-    payment_attempts::status,
-    payment_attempts::failure_code,
-    payment_attempts::gateway_reference,
-    payment_attempts::created,
-    payment_attempts::updated,
-) {
-    (
-        payment_attempts::id,
-        payment_attempts::payment_id,
-        payment_attempts::source_id,
-        payment_attempts::gateway,
-        payment_attempts::amount,
-        payment_attempts::currency,
-        payment_attempts::status,
-        payment_attempts::failure_code,
-        payment_attempts::gateway_reference,
-        payment_attempts::created,
-        payment_attempts::updated,
-    )
+#[derive(Queryable)]
+struct AttemptRow {
+    id: i64,
+    _workspace_id: String,
+    _test_mode: bool,
+    payment_id: i64,
+    source_id: i64,
+    gateway: String,
+    amount: i64,
+    currency: String,
+    status: String,
+    failure_code: Option<String>,
+    gateway_reference: Option<String>,
+    created: NaiveDateTime,
+    updated: NaiveDateTime,
 }
 
-fn attempt(
-    (
-        id,
-        payment_id,
-        source_id,
-        gateway,
-        amount,
-        currency,
-        status,
-        failure_code,
-        gateway_reference,
-        created,
-        updated,
-    ): AttemptRow,
-) -> Result<Attempt, ApiError> {
-    let corrupt = |what: &str| ApiError::internal(format!("attempt {id} has an invalid {what}"));
-    Ok(Attempt {
-        currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency"))?,
-        status: AttemptStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        id,
-        payment_id,
-        source_id,
-        gateway,
-        amount,
-        failure_code,
-        gateway_reference,
-        created,
-        updated,
-    })
+impl AttemptRow {
+    fn into_attempt(self) -> Result<Attempt, ApiError> {
+        let corrupt =
+            |what: &str| ApiError::internal(format!("attempt {} has an invalid {what}", self.id));
+        Ok(Attempt {
+            currency: Currency::parse(&self.currency).ok_or_else(|| corrupt("currency"))?,
+            status: AttemptStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            id: self.id,
+            payment_id: self.payment_id,
+            source_id: self.source_id,
+            gateway: self.gateway,
+            amount: self.amount,
+            failure_code: self.failure_code,
+            gateway_reference: self.gateway_reference,
+            created: self.created,
+            updated: self.updated,
+        })
+    }
 }
 
 pub fn insert_attempt(
@@ -538,9 +502,9 @@ pub fn insert_attempt(
             payment_attempts::created.eq(a.created),
             payment_attempts::updated.eq(a.updated),
         ))
-        .returning(attempt_columns())
+        .returning(payment_attempts::all_columns)
         .get_result(conn)?;
-    attempt(row)
+    row.into_attempt()
 }
 
 /// A payment's attempts, oldest first.
@@ -552,10 +516,9 @@ pub fn attempts(
     let rows: Vec<AttemptRow> = payment_attempts::table
         .filter(attempts_in_scope(scope))
         .filter(payment_attempts::payment_id.eq(payment_id))
-        .select(attempt_columns())
         .order_by(payment_attempts::id.asc())
         .load(conn)?;
-    rows.into_iter().map(attempt).collect()
+    rows.into_iter().map(AttemptRow::into_attempt).collect()
 }
 
 /// Records how an attempt ended.

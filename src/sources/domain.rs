@@ -199,13 +199,7 @@ pub fn new_source(
             }
         }
     }
-    let metadata = match &metadata {
-        Some(change) => apply_metadata(&Map::new(), change, false),
-        None => Ok(Map::new()),
-    };
-    if let Err(ApiError::Validation(e)) = &metadata {
-        e.iter().for_each(|(f, m)| errors.add(f, m));
-    }
+    let metadata = apply_metadata(&Map::new(), metadata.as_ref(), false, &mut errors);
     errors.into_result()?;
     let (Some(gateway), Some(prepared)) = (gateway, prepared) else {
         return Err(ApiError::internal("a valid source without its gateway"));
@@ -222,7 +216,7 @@ pub fn new_source(
         return_url,
         gateway_data: prepared.gateway_data,
         card: prepared.card,
-        metadata: metadata.unwrap_or_default(),
+        metadata,
         version: 1,
         created: now,
         updated: now,

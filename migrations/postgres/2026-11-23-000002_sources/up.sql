@@ -41,3 +41,5 @@ CREATE TABLE payment_attempts (
     updated TIMESTAMP NOT NULL
 );
 CREATE INDEX payment_attempts_payment ON payment_attempts (workspace_id, test_mode, payment_id, id);
+-- The settling loop looks for charges in flight every second, across workspaces.
+CREATE INDEX payment_attempts_in_flight ON payment_attempts (status, created);
