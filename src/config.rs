@@ -26,6 +26,15 @@ pub struct Settings {
     pub sandbox_settle_seconds: u64,
     /// `COBRO_WORKERS`: HTTP worker threads (default: one per core).
     pub workers: usize,
+    /// `COBRO_IDEMPOTENCY_TTL_SECONDS`: how long an `Idempotency-Key` and its stored
+    /// answer are kept (default 24 hours).
+    pub idempotency_ttl_seconds: u64,
+    /// `COBRO_RATE_LIMIT`: requests per second allowed to each credential (token, secret
+    /// key or checkout key), in each server process; 0 turns limiting off. Default 100.
+    pub rate_limit: u32,
+    /// `COBRO_RATE_LIMIT_BURST`: how many requests a credential may send at once above
+    /// the rate (default: twice the rate).
+    pub rate_limit_burst: u32,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "cobro.db";
@@ -63,6 +72,8 @@ impl Settings {
                 ));
             }
         }
+        let rate_limit = u32::try_from(number("COBRO_RATE_LIMIT", 100)?)
+            .map_err(|_| "COBRO_RATE_LIMIT is too large".to_string())?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Settings {
             database_url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -81,6 +92,10 @@ impl Settings {
             body_limit: number("COBRO_BODY_LIMIT", 64 * 1024)?,
             workers: number("COBRO_WORKERS", cores)?.max(1),
             sandbox_settle_seconds: number("COBRO_SANDBOX_SETTLE_SECONDS", 3)? as u64,
+            idempotency_ttl_seconds: (number("COBRO_IDEMPOTENCY_TTL_SECONDS", 24 * 3600)? as u64)
+                .max(1),
+            rate_limit,
+            rate_limit_burst: number("COBRO_RATE_LIMIT_BURST", 2 * rate_limit as usize)? as u32,
         })
     }
 }

@@ -87,6 +87,12 @@ pub enum ApiError {
     /// they give up.
     #[error("the object changed while being written")]
     Contention,
+    /// A request that conflicts with another (an idempotency key reused or still running).
+    #[error("conflict: {detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// Over the credential's request rate: retry after this many seconds.
+    #[error("throttled for {0} s")]
+    Throttled(u64),
     /// Anything unexpected. The cause is logged; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -103,8 +109,28 @@ impl ApiError {
 }
 
 impl From<diesel::result::Error> for ApiError {
+    /// A transaction that the database gave up on because of another one (PostgreSQL's
+    /// serialization failures and deadlocks, SQLite's lock held past its busy timeout) is a
+    /// `Contention`: `write_tx` runs it again. Anything else is internal.
     fn from(err: diesel::result::Error) -> Self {
-        ApiError::Internal(format!("database: {err}"))
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &err {
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                ApiError::Contention
+            }
+            Error::DatabaseError(_, info)
+                if [
+                    "deadlock detected",
+                    "database is locked",
+                    "database table is locked",
+                ]
+                .iter()
+                .any(|m| info.message().contains(m)) =>
+            {
+                ApiError::Contention
+            }
+            _ => ApiError::Internal(format!("database: {err}")),
+        }
     }
 }
 
@@ -123,6 +149,8 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Contention => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,6 +183,11 @@ impl ResponseError for ApiError {
             ApiError::Contention => {
                 json!({ "detail": "Service temporarily unavailable, try again later." })
             }
+            ApiError::Conflict { code, detail } => json!({ "detail": detail, "code": code }),
+            ApiError::Throttled(wait) => {
+                let unit = if *wait == 1 { "second" } else { "seconds" };
+                json!({ "detail": format!("Request was throttled. Expected available in {wait} {unit}.") })
+            }
             ApiError::Internal(cause) => {
                 log::error!("internal error: {cause}");
                 json!({ "detail": "A server error occurred." })
@@ -163,6 +196,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, *allow));
+        }
+        if let ApiError::Throttled(wait) = self {
+            response.insert_header((header::RETRY_AFTER, wait.to_string()));
         }
         if matches!(
             self,

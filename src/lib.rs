@@ -11,6 +11,7 @@ pub mod events;
 pub mod gateways;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod money;
 pub mod openapi;
 pub mod payments;

@@ -33,7 +33,7 @@ use crate::payments::status::PaymentStatus;
         crate::sources::handlers::destroy,
         crate::health::health,
     ),
-    components(schemas(PaymentView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, crate::health::Health)),
+    components(schemas(PaymentView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, IdempotencyConflict, crate::health::Health)),
     modifiers(&Security),
     security(("token" = [])),
 )]
@@ -96,9 +96,40 @@ pub enum ScopedErrors {
     /// A body that is neither JSON nor a form.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorDetail),
+    /// Over the credential's request rate; retry after `Retry-After` seconds.
+    #[response(status = 429)]
+    TooManyRequests(ErrorDetail),
     /// The object kept changing under concurrent writes; retry.
     #[response(status = 503)]
     Unavailable(ErrorDetail),
+}
+
+/// What a POST with an `Idempotency-Key` may answer besides the rest.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum IdempotencyErrors {
+    /// The key was used for another path or other fields, or its first request still runs.
+    #[response(status = 409)]
+    Conflict(IdempotencyConflict),
+}
+
+/// `{"detail": "…", "code": "idempotency_error"}`.
+#[derive(Serialize, ToSchema)]
+pub struct IdempotencyConflict {
+    pub detail: String,
+    pub code: String,
+}
+
+/// The header that makes a POST safe to retry (API.md §6).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyHeader {
+    /// Up to 255 characters, unique per request (a UUID). A retry with the same key, path
+    /// and fields gets the first answer again (with `Idempotent-Replayed: true`) instead of
+    /// running again. Kept 24 hours.
+    #[param(rename = "Idempotency-Key", required = false, value_type = String, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$")]
+    key: Option<String>,
 }
 
 /// The request's workspace and mode (not needed with a workspace secret key).

@@ -13,6 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::http::body::BodyLimit;
+use crate::http::throttle::Throttle;
 use crate::http::{not_found, resource};
 use crate::openapi::ApiDoc;
 use crate::{checkout, events, health, payments, sources};
@@ -39,9 +40,16 @@ pub fn serve(
     let workers = settings.workers;
     let address = listener.local_addr()?;
     settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
+    purge_idempotency_keys(db.clone(), settings.idempotency_ttl_seconds);
+    // One per process, shared by its workers.
+    let throttle =
+        Throttle::new(settings.rate_limit, settings.rate_limit_burst).map(web::Data::new);
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(db.clone()))
+        let mut app = App::new();
+        if let Some(throttle) = &throttle {
+            app = app.app_data(throttle.clone());
+        }
+        app.app_data(web::Data::new(db.clone()))
             .app_data(web::Data::new(settings.clone()))
             .app_data(BodyLimit(settings.body_limit))
             .configure(configure)
@@ -111,6 +119,23 @@ fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
                 .await;
             if let Err(err) = result {
                 log::warn!("settling sandbox charges: {err}");
+            }
+        }
+    });
+}
+
+/// Deletes expired idempotency keys, every minute (or sooner when keys live less long).
+fn purge_idempotency_keys(db: Db, ttl_seconds: u64) {
+    let every = std::time::Duration::from_secs((ttl_seconds / 2).clamp(1, 60));
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(every);
+        loop {
+            tick.tick().await;
+            let result = db
+                .run(move |conn| crate::idempotency::purge_expired(conn, ttl_seconds))
+                .await;
+            if let Err(err) = result {
+                log::warn!("purging idempotency keys: {err}");
             }
         }
     });

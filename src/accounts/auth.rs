@@ -12,6 +12,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use super::{authenticate, is_member, Principal};
 use crate::db::{Db, Scope};
 use crate::error::{ApiError, FieldErrors};
+use crate::http::throttle::Throttle;
 
 pub const WORKSPACE_HEADER: &str = "x-simple-workspace";
 pub const TEST_MODE_HEADER: &str = "x-piriod-test-mode";
@@ -32,8 +33,13 @@ impl FromRequest for Auth {
         let workspace = header(req.headers(), WORKSPACE_HEADER);
         let test_mode = header(req.headers(), TEST_MODE_HEADER);
         let db = req.app_data::<web::Data<Db>>().cloned();
+        let throttle = req.app_data::<web::Data<Throttle>>().cloned();
         Box::pin(async move {
             let credential = credential?;
+            // Counted per credential as presented, before the database is asked about it.
+            if let Some(throttle) = throttle {
+                throttle.check(&super::digest(&credential))?;
+            }
             let db = db.ok_or_else(|| ApiError::internal("no database in app data"))?;
             db.run(move |conn| {
                 let principal = authenticate(conn, &credential)?

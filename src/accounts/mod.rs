@@ -39,6 +39,17 @@ pub enum Principal {
     Key { id: i64, scope: Scope },
 }
 
+impl Principal {
+    /// Who sent a request, as idempotency keys are scoped: the user (whatever their token
+    /// is now) or the secret key.
+    pub fn credential(&self) -> String {
+        match self {
+            Principal::User { id } => format!("user:{id}"),
+            Principal::Key { id, .. } => format!("key:{id}"),
+        }
+    }
+}
+
 pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -247,6 +258,12 @@ pub struct Bootstrap {
     pub email: String,
     pub token: String,
     pub workspace_id: String,
+}
+
+impl crate::db::TxError for AccountError {
+    fn is_contention(&self) -> bool {
+        false
+    }
 }
 
 /// On an empty database, creates a first user, workspace and token, all or nothing. None

@@ -292,24 +292,29 @@ async fn authorize_redirect(
     Ok(respond(outcome))
 }
 
+/// Who a payer-facing API call acts for, with its body.
+pub struct Caller {
+    pub scope: Scope,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// As idempotency keys are scoped: `Principal::credential`, or `checkout:<payment id>`.
+    pub credential: String,
+    /// The payment whose checkout key the call came with, if it came by key.
+    pub payment: Option<i64>,
+}
+
 /// Who a payer-facing API call acts for: the caller's credentials when it sends any (checked
 /// before the body, as everywhere), otherwise the payment behind the `checkout` key in the
-/// body. Returns the scope, the body, and the payment's id when it came by key.
-pub async fn caller(
-    req: &HttpRequest,
-    body: Body,
-) -> Result<
-    (
-        Scope,
-        serde_json::Map<String, serde_json::Value>,
-        Option<i64>,
-    ),
-    ApiError,
-> {
+/// body (rate-limited per key, as a credential is).
+pub async fn caller(req: &HttpRequest, body: Body) -> Result<Caller, ApiError> {
     use actix_web::FromRequest;
     if req.headers().contains_key(header::AUTHORIZATION) {
         let auth = crate::accounts::auth::Auth::extract(req).await?;
-        return Ok((auth.scope, body.read().await?, None));
+        return Ok(Caller {
+            scope: auth.scope,
+            fields: body.read().await?,
+            credential: auth.principal.credential(),
+            payment: None,
+        });
     }
     let fields = body.read().await?;
     let Some(key) = fields
@@ -319,11 +324,19 @@ pub async fn caller(
     else {
         return Err(ApiError::NotAuthenticated);
     };
+    if let Some(throttle) = req.app_data::<web::Data<crate::http::throttle::Throttle>>() {
+        throttle.check(&crate::accounts::digest(&format!("checkout:{key}")))?;
+    }
     let db = req
         .app_data::<web::Data<Db>>()
         .cloned()
         .ok_or_else(|| ApiError::internal("no database"))?;
     let found = db.run(move |conn| open_payment(conn, &key)).await?;
     let (scope, payment) = found.ok_or(ApiError::NotFound)?;
-    Ok((scope, fields, Some(payment.id)))
+    Ok(Caller {
+        scope,
+        fields,
+        credential: format!("checkout:{}", payment.id),
+        payment: Some(payment.id),
+    })
 }

@@ -233,16 +233,55 @@ pub fn run_migrations(
 /// SQLite database it opens (in practice one).
 static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// How many times a write transaction runs before its contention reaches the client (503).
+const MAX_TX_RUNS: u32 = 8;
+
 /// Runs `work` in a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken
 /// up front, so a read-then-write cannot be refused halfway), a plain `BEGIN` on PostgreSQL
 /// (guarded updates decide races there). Rolls back on error.
-pub fn write_tx<T, E>(
+///
+/// When `work` fails with [`ApiError::Contention`] (a guarded write lost a race, or the
+/// database gave up on a serialization failure, a deadlock or a busy lock) the whole
+/// transaction runs again, after a short random pause, up to [`MAX_TX_RUNS`] times: `work`
+/// then reads the new state and decides again. Inside another write transaction this is a
+/// savepoint, and the retry belongs to the outermost one.
+pub fn write_tx<T, E: TxError>(
     conn: &mut DbConnection,
-    work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
-) -> Result<T, E>
-where
-    E: From<diesel::result::Error>,
-{
+    mut work: impl FnMut(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    let depth = DbConnection::transaction_manager_status_mut(conn).transaction_depth()?;
+    if depth.is_some() {
+        return conn.transaction(|conn| work(conn));
+    }
+    let mut run = 1;
+    loop {
+        match write_tx_once(conn, &mut work) {
+            Err(err) if err.is_contention() && run < MAX_TX_RUNS => {
+                // Let the winner finish; the jitter keeps losers from colliding again.
+                let pause = rand::random_range(0..(1u64 << run.min(6)) * 1000);
+                std::thread::sleep(Duration::from_micros(pause));
+                run += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An error a write transaction can end with; a contention runs the transaction again.
+pub trait TxError: From<diesel::result::Error> {
+    fn is_contention(&self) -> bool;
+}
+
+impl TxError for ApiError {
+    fn is_contention(&self) -> bool {
+        matches!(self, ApiError::Contention)
+    }
+}
+
+fn write_tx_once<T, E: TxError>(
+    conn: &mut DbConnection,
+    work: &mut impl FnMut(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E> {
     // Held until the transaction ends (SQLite only).
     let _writer;
     match conn {
@@ -315,6 +354,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("events", "src/events/store.rs"),
     ("sources", "src/sources/store.rs"),
     ("payment_attempts", "src/payments/store.rs"),
+    ("idempotency_keys", "src/idempotency/store.rs"),
 ];
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.

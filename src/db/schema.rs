@@ -136,3 +136,19 @@ diesel::table! {
         updated -> Timestamp,
     }
 }
+
+diesel::table! {
+    idempotency_keys (workspace_id, test_mode, credential, idempotency_key) {
+        workspace_id -> Text,
+        test_mode -> Bool,
+        credential -> Text,
+        idempotency_key -> Text,
+        request_path -> Text,
+        fingerprint -> Text,
+        lock_token -> Nullable<Text>,
+        locked_at -> Nullable<Timestamp>,
+        response_status -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        created -> Timestamp,
+    }
+}

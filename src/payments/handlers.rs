@@ -1,6 +1,8 @@
 //! HTTP for payments: extract, call an operation on the database thread pool, answer.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Map;
 
 use super::charging::AttemptView;
 use super::domain::{PaymentInput, PaymentView};
@@ -16,7 +18,11 @@ use crate::http::fields::{Given, Reader};
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::query::QueryParams;
 use crate::http::{base_url, object_id, resource};
-use crate::openapi::{AuthorizeWrite, PaymentListParams, PaymentWrite, ScopeHeaders, ScopedErrors};
+use crate::idempotency;
+use crate::openapi::{
+    AuthorizeWrite, IdempotencyErrors, IdempotencyHeader, PaymentListParams, PaymentWrite,
+    ScopeHeaders, ScopedErrors,
+};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -38,10 +44,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Create a payment.
-#[utoipa::path(post, path = "/payments/", tag = "payments", params(ScopeHeaders), request_body = PaymentWrite,
+#[utoipa::path(post, path = "/payments/", tag = "payments", params(ScopeHeaders, IdempotencyHeader), request_body = PaymentWrite,
     responses(
         (status = 201, description = "Payment created.", body = PaymentView),
-        ScopedErrors,
+        ScopedErrors, IdempotencyErrors,
     ))]
 pub async fn create(
     req: HttpRequest,
@@ -49,12 +55,14 @@ pub async fn create(
     db: web::Data<Db>,
     body: Body,
 ) -> ApiResult<HttpResponse> {
-    let input = PaymentInput::parse(&body.read().await?, Presence::Full)?;
+    let fields = body.read().await?;
+    let input = PaymentInput::parse(&fields, Presence::Full)?;
+    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     let base = base_url(&req);
-    let view = db
-        .run(move |conn| operations::create(conn, &auth.scope, input, &base))
-        .await?;
-    Ok(HttpResponse::Created().json(view))
+    idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
+        operations::create(conn, &auth.scope, &input, &base)
+    })
+    .await
 }
 
 /// List payments, newest first, with filters.
@@ -166,10 +174,10 @@ pub async fn destroy(
 }
 
 /// Cancel a payment (from requires_payment_method or failed).
-#[utoipa::path(post, path = "/payments/{id}/cancel/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+#[utoipa::path(post, path = "/payments/{id}/cancel/", tag = "payments", params(ScopeHeaders, IdempotencyHeader, ("id" = i64, Path)),
     responses(
         (status = 200, body = PaymentView),
-        ScopedErrors,
+        ScopedErrors, IdempotencyErrors,
     ))]
 pub async fn cancel(
     req: HttpRequest,
@@ -178,17 +186,19 @@ pub async fn cancel(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
+    // No fields: the path alone says what the request does.
+    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &Map::new())?;
     let base = base_url(&req);
-    let view = db
-        .run(move |conn| operations::cancel(conn, &auth.scope, id, &base))
-        .await?;
-    Ok(HttpResponse::Ok().json(view))
+    idempotency::answer(&db, key, StatusCode::OK, move |conn| {
+        operations::cancel(conn, &auth.scope, id, &base)
+    })
+    .await
 }
 
 /// Pay with a source: `{"source": id}` charges its amount, or the payment's balance.
-#[utoipa::path(post, path = "/payments/{id}/authorize/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
+#[utoipa::path(post, path = "/payments/{id}/authorize/", tag = "payments", params(ScopeHeaders, IdempotencyHeader, ("id" = i64, Path)),
     request_body = AuthorizeWrite,
-    responses((status = 200, body = PaymentView), ScopedErrors))]
+    responses((status = 200, body = PaymentView), ScopedErrors, IdempotencyErrors))]
 pub async fn authorize(
     req: HttpRequest,
     db: web::Data<Db>,
@@ -197,27 +207,28 @@ pub async fn authorize(
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
     // Also callable from the checkout with the payment's key: the id alone is never enough.
-    let (scope, body, by_key) = crate::checkout::caller(&req, body).await?;
-    if by_key.is_some_and(|payment| payment != id) {
+    let caller = crate::checkout::caller(&req, body).await?;
+    if caller.payment.is_some_and(|payment| payment != id) {
         return Err(ApiError::NotFound);
     }
-    let mut reader = Reader::new(&body, Presence::Full);
+    let mut reader = Reader::new(&caller.fields, Presence::Full);
     reader.require("source");
     let source = reader.pk("source");
     reader.finish().into_result()?;
     let Given::Value(source) = source else {
         return Err(ApiError::field("source", crate::http::fields::NOT_NULL));
     };
-    let base = base_url(&req);
-    let view = db
-        .run(move |conn| operations::authorize(conn, &scope, id, source, &base))
-        .await?;
-    Ok(HttpResponse::Ok().json(view))
+    let key = idempotency::key(&req, &caller.scope, caller.credential, &caller.fields)?;
+    let (scope, base) = (caller.scope, base_url(&req));
+    idempotency::answer(&db, key, StatusCode::OK, move |conn| {
+        operations::authorize(conn, &scope, id, source, &base)
+    })
+    .await
 }
 
 /// Test mode: settle the charge in flight now, as the sandbox would a few seconds later.
-#[utoipa::path(post, path = "/payments/{id}/settle/", tag = "payments", params(ScopeHeaders, ("id" = i64, Path)),
-    responses((status = 200, body = PaymentView), ScopedErrors))]
+#[utoipa::path(post, path = "/payments/{id}/settle/", tag = "payments", params(ScopeHeaders, IdempotencyHeader, ("id" = i64, Path)),
+    responses((status = 200, body = PaymentView), ScopedErrors, IdempotencyErrors))]
 pub async fn settle(
     req: HttpRequest,
     auth: Auth,
@@ -225,11 +236,13 @@ pub async fn settle(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
+    // No fields: the path alone says what the request does.
+    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &Map::new())?;
     let base = base_url(&req);
-    let view = db
-        .run(move |conn| operations::settle(conn, &auth.scope, id, &base))
-        .await?;
-    Ok(HttpResponse::Ok().json(view))
+    idempotency::answer(&db, key, StatusCode::OK, move |conn| {
+        operations::settle(conn, &auth.scope, id, &base)
+    })
+    .await
 }
 
 /// Every charge attempt of a payment, oldest first, with its gateway's answer.

@@ -1,7 +1,7 @@
 //! Payment flows, each in the same shape: read, decide (domain), write with its event in one
 //! transaction. A write is guarded by the version it read; if another request changed the
-//! payment meanwhile, the flow reads again and decides again, so the loser gets the error
-//! that the payment's new state implies.
+//! payment meanwhile, the write is a `Contention` and `write_tx` runs the flow again: it
+//! reads again and decides again, so the loser gets the error that the new state implies.
 
 use super::charging::{self, Attempt, AttemptStatus, AttemptView};
 use super::domain::{self, Change, Payment, PaymentInput, PaymentView};
@@ -15,9 +15,6 @@ use crate::events::store as events;
 use crate::gateways::{self, Settlement};
 use crate::http::pagination::{Page, PageRequest};
 use crate::sources::store as sources_store;
-
-/// How many times a flow runs before a lost race becomes a 503.
-const MAX_ATTEMPTS: usize = 8;
 
 fn record(
     conn: &mut DbConnection,
@@ -38,10 +35,10 @@ fn record(
 pub fn create(
     conn: &mut DbConnection,
     scope: &Scope,
-    input: PaymentInput,
+    input: &PaymentInput,
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
-    let payment = domain::new_payment(input, scope.test_mode(), new_id(""), now())?;
+    let payment = domain::new_payment(input.clone(), scope.test_mode(), new_id(""), now())?;
     write_tx(conn, |conn| {
         check_sources(conn, scope, &payment)?;
         let saved = store::insert(conn, scope, &payment)?;
@@ -167,15 +164,13 @@ pub fn delete(
     id: i64,
     base_url: &str,
 ) -> Result<(), ApiError> {
-    retrying(|| {
-        write_tx(conn, |conn| {
-            let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-            domain::check_delete(&current)?;
-            if !store::delete(conn, scope, id, current.version)? {
-                return Err(ApiError::Contention);
-            }
-            record(conn, scope, "payment.deleted", &current.view(base_url))
-        })
+    write_tx(conn, |conn| {
+        let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        domain::check_delete(&current)?;
+        if !store::delete(conn, scope, id, current.version)? {
+            return Err(ApiError::Contention);
+        }
+        record(conn, scope, "payment.deleted", &current.view(base_url))
     })
 }
 
@@ -189,54 +184,52 @@ pub fn authorize(
     source_id: i64,
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
-    retrying(|| {
-        write_tx(conn, |conn| {
-            let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-            let source = sources_store::find(conn, scope, source_id)?.ok_or_else(|| {
-                ApiError::field(
-                    "source",
-                    format!("Invalid pk \"{source_id}\" - object does not exist."),
-                )
-            })?;
-            let amount = charging::charge_amount(&payment, &source)?;
-            let gateway = gateways::find(&source.gateway).ok_or_else(|| {
-                ApiError::internal(format!("source {source_id} has an unknown gateway"))
-            })?;
-            let charge = gateway.charge(&source.gateway_data, amount, payment.currency);
-            let mut charged = charging::apply_charge(&payment, &source, amount, charge, now());
-            if charged.attempt.status == AttemptStatus::RequiresAction {
-                // Where to send the payer to authorize it (single use).
-                let url = format!(
-                    "{base_url}/payments/{id}/pay/?checkout={}",
-                    payment.checkout_key
-                );
-                charged
-                    .source
-                    .gateway_data
-                    .insert("redirect_url".into(), url.into());
-            }
-            if !store::save(conn, scope, &payment, &charged.payment)?
-                || !sources_store::save(conn, scope, &source, &charged.source)?
-            {
-                return Err(ApiError::Contention);
-            }
-            store::insert_attempt(conn, scope, &charged.attempt)?;
-            let view = charged.payment.view(base_url);
-            record(conn, scope, &charged.event_type, &view)?;
-            if charged.source.status != source.status {
-                let source_view = charged.source.view();
-                let event = format!("source.{}", charged.source.status.as_str());
-                events::record(
-                    conn,
-                    scope,
-                    &event,
-                    "source",
-                    &source_id.to_string(),
-                    &source_view,
-                )?;
-            }
-            Ok(view)
-        })
+    write_tx(conn, |conn| {
+        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let source = sources_store::find(conn, scope, source_id)?.ok_or_else(|| {
+            ApiError::field(
+                "source",
+                format!("Invalid pk \"{source_id}\" - object does not exist."),
+            )
+        })?;
+        let amount = charging::charge_amount(&payment, &source)?;
+        let gateway = gateways::find(&source.gateway).ok_or_else(|| {
+            ApiError::internal(format!("source {source_id} has an unknown gateway"))
+        })?;
+        let charge = gateway.charge(&source.gateway_data, amount, payment.currency);
+        let mut charged = charging::apply_charge(&payment, &source, amount, charge, now());
+        if charged.attempt.status == AttemptStatus::RequiresAction {
+            // Where to send the payer to authorize it (single use).
+            let url = format!(
+                "{base_url}/payments/{id}/pay/?checkout={}",
+                payment.checkout_key
+            );
+            charged
+                .source
+                .gateway_data
+                .insert("redirect_url".into(), url.into());
+        }
+        if !store::save(conn, scope, &payment, &charged.payment)?
+            || !sources_store::save(conn, scope, &source, &charged.source)?
+        {
+            return Err(ApiError::Contention);
+        }
+        store::insert_attempt(conn, scope, &charged.attempt)?;
+        let view = charged.payment.view(base_url);
+        record(conn, scope, &charged.event_type, &view)?;
+        if charged.source.status != source.status {
+            let source_view = charged.source.view();
+            let event = format!("source.{}", charged.source.status.as_str());
+            events::record(
+                conn,
+                scope,
+                &event,
+                "source",
+                &source_id.to_string(),
+                &source_view,
+            )?;
+        }
+        Ok(view)
     })
 }
 
@@ -253,33 +246,29 @@ pub fn settle(
             "Settling a charge by hand is only possible in test mode.".into(),
         ));
     }
-    retrying(|| {
-        write_tx(conn, |conn| {
-            let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-            let nothing = || {
-                ApiError::BadRequest(
-                    "This payment has no charge in flight that its gateway settles.".into(),
-                )
-            };
-            let attempt = store::attempts(conn, scope, id)?
-                .into_iter()
-                .find(|a| a.status == AttemptStatus::Processing)
-                .ok_or_else(nothing)?;
-            let source =
-                sources_store::find(conn, scope, attempt.source_id)?.ok_or_else(nothing)?;
-            let settlement = gateways::find(&attempt.gateway)
-                .and_then(|g| g.settlement(&source.gateway_data))
-                .ok_or_else(nothing)?;
-            let (next, attempt) =
-                charging::apply_settlement(&payment, &attempt, &settlement, now());
-            if !store::save(conn, scope, &payment, &next)? {
-                return Err(ApiError::Contention);
-            }
-            store::save_attempt(conn, scope, &attempt)?;
-            let view = next.view(base_url);
-            record(conn, scope, &format!("payment.{}", next.status), &view)?;
-            Ok(view)
-        })
+    write_tx(conn, |conn| {
+        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let nothing = || {
+            ApiError::BadRequest(
+                "This payment has no charge in flight that its gateway settles.".into(),
+            )
+        };
+        let attempt = store::attempts(conn, scope, id)?
+            .into_iter()
+            .find(|a| a.status == AttemptStatus::Processing)
+            .ok_or_else(nothing)?;
+        let source = sources_store::find(conn, scope, attempt.source_id)?.ok_or_else(nothing)?;
+        let settlement = gateways::find(&attempt.gateway)
+            .and_then(|g| g.settlement(&source.gateway_data))
+            .ok_or_else(nothing)?;
+        let (next, attempt) = charging::apply_settlement(&payment, &attempt, &settlement, now());
+        if !store::save(conn, scope, &payment, &next)? {
+            return Err(ApiError::Contention);
+        }
+        store::save_attempt(conn, scope, &attempt)?;
+        let view = next.view(base_url);
+        record(conn, scope, &format!("payment.{}", next.status), &view)?;
+        Ok(view)
     })
 }
 
@@ -324,48 +313,45 @@ pub fn finish_redirect(
     approved: bool,
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
-    retrying(|| {
-        write_tx(conn, |conn| {
-            let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-            let attempt = awaiting_payer(conn, scope, id)?.ok_or_else(|| {
-                ApiError::BadRequest("This payment has no charge waiting for authorization.".into())
-            })?;
-            let settlement = if approved {
-                Settlement::Succeeded
-            } else {
-                Settlement::Failed {
-                    code: "authentication_failed".into(),
-                }
-            };
-            let (next, attempt) =
-                charging::apply_settlement(&payment, &attempt, &settlement, now());
-            if !store::save(conn, scope, &payment, &next)? {
-                return Err(ApiError::Contention);
+    write_tx(conn, |conn| {
+        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let attempt = awaiting_payer(conn, scope, id)?.ok_or_else(|| {
+            ApiError::BadRequest("This payment has no charge waiting for authorization.".into())
+        })?;
+        let settlement = if approved {
+            Settlement::Succeeded
+        } else {
+            Settlement::Failed {
+                code: "authentication_failed".into(),
             }
-            store::save_attempt(conn, scope, &attempt)?;
-            if let Some(source) = sources_store::find(conn, scope, attempt.source_id)? {
-                if source.usage == crate::sources::domain::Usage::Single {
-                    let mut used = source.clone();
-                    used.status = charging::source_status(attempt.status);
-                    used.updated = attempt.updated;
-                    if !sources_store::save(conn, scope, &source, &used)? {
-                        return Err(ApiError::Contention);
-                    }
-                    let event = format!("source.{}", used.status.as_str());
-                    events::record(
-                        conn,
-                        scope,
-                        &event,
-                        "source",
-                        &used.id.to_string(),
-                        &used.view(),
-                    )?;
+        };
+        let (next, attempt) = charging::apply_settlement(&payment, &attempt, &settlement, now());
+        if !store::save(conn, scope, &payment, &next)? {
+            return Err(ApiError::Contention);
+        }
+        store::save_attempt(conn, scope, &attempt)?;
+        if let Some(source) = sources_store::find(conn, scope, attempt.source_id)? {
+            if source.usage == crate::sources::domain::Usage::Single {
+                let mut used = source.clone();
+                used.status = charging::source_status(attempt.status);
+                used.updated = attempt.updated;
+                if !sources_store::save(conn, scope, &source, &used)? {
+                    return Err(ApiError::Contention);
                 }
+                let event = format!("source.{}", used.status.as_str());
+                events::record(
+                    conn,
+                    scope,
+                    &event,
+                    "source",
+                    &used.id.to_string(),
+                    &used.view(),
+                )?;
             }
-            let view = next.view(base_url);
-            record(conn, scope, &format!("payment.{}", next.status), &view)?;
-            Ok(view)
-        })
+        }
+        let view = next.view(base_url);
+        record(conn, scope, &format!("payment.{}", next.status), &view)?;
+        Ok(view)
     })
 }
 
@@ -382,18 +368,6 @@ pub fn attempts(
         .collect())
 }
 
-/// Runs a flow again when its guarded write lost a race (it then reads the new state and
-/// decides again), a bounded number of times.
-fn retrying<T>(mut flow: impl FnMut() -> Result<T, ApiError>) -> Result<T, ApiError> {
-    for _ in 1..MAX_ATTEMPTS {
-        match flow() {
-            Err(ApiError::Contention) => continue,
-            other => return other,
-        }
-    }
-    flow()
-}
-
 /// Read, decide with `decide` (None: nothing to change), guarded write, event.
 fn change(
     conn: &mut DbConnection,
@@ -402,18 +376,16 @@ fn change(
     base_url: &str,
     decide: impl Fn(&mut DbConnection, &Payment) -> Result<Option<Change>, ApiError>,
 ) -> Result<PaymentView, ApiError> {
-    retrying(|| {
-        write_tx(conn, |conn| {
-            let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-            let Some(change) = decide(conn, &current)? else {
-                return Ok(current.view(base_url));
-            };
-            if !store::save(conn, scope, &current, &change.payment)? {
-                return Err(ApiError::Contention);
-            }
-            let view = change.payment.view(base_url);
-            record(conn, scope, &change.event_type, &view)?;
-            Ok(view)
-        })
+    write_tx(conn, |conn| {
+        let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let Some(change) = decide(conn, &current)? else {
+            return Ok(current.view(base_url));
+        };
+        if !store::save(conn, scope, &current, &change.payment)? {
+            return Err(ApiError::Contention);
+        }
+        let view = change.payment.view(base_url);
+        record(conn, scope, &change.event_type, &view)?;
+        Ok(view)
     })
 }

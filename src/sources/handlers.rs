@@ -1,5 +1,6 @@
 //! HTTP for sources.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::domain::{SourceStatus, SourceView, Usage};
@@ -12,7 +13,10 @@ use crate::http::body::Body;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::query::{FilterReader, QueryParams};
 use crate::http::{object_id, resource};
-use crate::openapi::{ScopeHeaders, ScopedErrors, SourceListParams, SourceWrite};
+use crate::idempotency;
+use crate::openapi::{
+    IdempotencyErrors, IdempotencyHeader, ScopeHeaders, ScopedErrors, SourceListParams, SourceWrite,
+};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -28,15 +32,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Create a source (test mode: the sandbox's test tokens; both modes: bank_transfer).
-#[utoipa::path(post, path = "/sources/", tag = "sources", params(ScopeHeaders), request_body = SourceWrite,
-    responses((status = 201, body = SourceView), ScopedErrors))]
+#[utoipa::path(post, path = "/sources/", tag = "sources", params(ScopeHeaders, IdempotencyHeader), request_body = SourceWrite,
+    responses((status = 201, body = SourceView), ScopedErrors, IdempotencyErrors))]
 pub async fn create(req: HttpRequest, db: web::Data<Db>, body: Body) -> ApiResult<HttpResponse> {
     // Publishable: a payer's browser may call it with the payment's checkout key instead.
-    let (scope, body, _) = crate::checkout::caller(&req, body).await?;
-    let view = db
-        .run(move |conn| operations::create(conn, &scope, &body))
-        .await?;
-    Ok(HttpResponse::Created().json(view))
+    let caller = crate::checkout::caller(&req, body).await?;
+    let key = idempotency::key(&req, &caller.scope, caller.credential, &caller.fields)?;
+    let (scope, fields) = (caller.scope, caller.fields);
+    idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
+        operations::create(conn, &scope, &fields)
+    })
+    .await
 }
 
 /// List sources, newest first.

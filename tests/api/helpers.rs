@@ -29,6 +29,11 @@ static POSTGRES: OnceLock<Option<Server>> = OnceLock::new();
 fn start(database_url: &str) -> Server {
     let url = DatabaseUrl::parse(database_url).expect("database url");
     let db = Db::connect(&url, 8, "NORMAL").expect("connect to the test database");
+    serve(db, |_| {})
+}
+
+/// Starts a server on `db` with the test settings, changed by `adjust`.
+pub fn serve(db: Db, adjust: impl FnOnce(&mut Settings)) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut settings = Settings::from_env().expect("settings");
@@ -36,6 +41,9 @@ fn start(database_url: &str) -> Server {
     settings.public_url = None;
     settings.cors_origins = vec![ALLOWED_ORIGIN.to_string()];
     settings.body_limit = 64 * 1024;
+    // Tests send requests as fast as they can; throttling has its own servers.
+    settings.rate_limit = 0;
+    adjust(&mut settings);
     let server_db = db.clone();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
@@ -45,6 +53,33 @@ fn start(database_url: &str) -> Server {
         })
     });
     Server { base, db }
+}
+
+/// A second server on the same database as `backend`'s, with other settings: for tests of
+/// settings (throttling, key expiry). It lives as long as the test process.
+pub fn server_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<&'static Server> {
+    let shared = server(backend)?;
+    Some(Box::leak(Box::new(serve(shared.db.clone(), adjust))))
+}
+
+impl App {
+    pub fn backend(&self) -> Backend {
+        match self.server.db.backend {
+            cobro::db::Backend::Sqlite => Backend::Sqlite,
+            cobro::db::Backend::Postgres => Backend::Postgres,
+        }
+    }
+
+    /// The same user, workspace and mode, talking to another server.
+    pub fn on(&self, server: &'static Server) -> App {
+        App {
+            server,
+            ..self.clone()
+        }
+    }
 }
 
 pub fn server(backend: Backend) -> Option<&'static Server> {

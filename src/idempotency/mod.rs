@@ -1,0 +1,283 @@
+//! Safe retries (API.md §6, Stripe's semantics): a POST with an `Idempotency-Key` runs at
+//! most once per key, and a retry gets the first answer again, byte for byte.
+//!
+//! A key belongs to one workspace, mode and credential. The first request claims it in a
+//! short transaction of its own, then runs its work; the answer is stored in the work's
+//! own transaction, so an answer exists if and only if the work committed. A request that
+//! fails (validation, a refused move, a crash) stores nothing and frees the key.
+//!
+//! - same key, same path and fields, answered: the stored answer (`Idempotent-Replayed`);
+//! - same key, other path or fields: 409;
+//! - same key while the first still runs: 409 (the claim's lock is fresh);
+//! - a claim whose process died (its lock older than [`LEASE`]) is taken over; the old
+//!   holder, if it was only slow, can no longer store its answer and rolls back.
+//!
+//! Keys are forgotten after the TTL (24 hours by default); the server purges them.
+
+mod store;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Duration;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+use crate::db::{now, write_tx, Db, DbConnection, Scope};
+use crate::error::{ApiError, ApiResult};
+
+pub const HEADER: &str = "idempotency-key";
+/// Set on an answer that is a replay of a stored one.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// How long a claim may run before another request may presume its process dead.
+const LEASE: Duration = Duration::seconds(30);
+const MAX_KEY_LENGTH: usize = 255;
+
+/// A POST's idempotency key and what identifies its request.
+pub struct Key {
+    scope: Scope,
+    credential: String,
+    key: String,
+    path: String,
+    fingerprint: String,
+    ttl: Duration,
+}
+
+/// Reads the `Idempotency-Key` header (None without one). `credential` names who sent the
+/// request (`Principal::credential`); `fields` is its parsed body.
+pub fn key(
+    req: &HttpRequest,
+    scope: &Scope,
+    credential: String,
+    fields: &Map<String, Value>,
+) -> Result<Option<Key>, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LENGTH)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters."
+            ))
+        })?;
+    let ttl_seconds = req
+        .app_data::<web::Data<Settings>>()
+        .map_or(24 * 3600, |s| s.idempotency_ttl_seconds);
+    Ok(Some(Key {
+        scope: scope.clone(),
+        credential,
+        key: key.to_string(),
+        path: req.path().to_string(),
+        fingerprint: fingerprint(fields),
+        ttl: Duration::seconds(ttl_seconds as i64),
+    }))
+}
+
+/// Runs `work` and answers `status` with its JSON. With a key, the work runs at most once
+/// for it, and the answer is stored in the work's transaction.
+pub async fn answer<T, W>(
+    db: &Db,
+    key: Option<Key>,
+    status: StatusCode,
+    mut work: W,
+) -> ApiResult<HttpResponse>
+where
+    W: FnMut(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    T: Serialize + Send + 'static,
+{
+    let Some(key) = key else {
+        let value = db.run(move |conn| work(conn)).await?;
+        return Ok(HttpResponse::build(status).json(value));
+    };
+    let key = std::sync::Arc::new(key);
+    let claiming = key.clone();
+    let lock = match db.run(move |conn| claim(conn, &claiming)).await? {
+        Claim::Answered { status, body } => {
+            let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
+            return Ok(HttpResponse::build(status)
+                .insert_header((REPLAYED_HEADER, "true"))
+                .content_type("application/json")
+                .body(body));
+        }
+        Claim::Mine(lock) => lock,
+    };
+    let (working, lock_held) = (key.clone(), lock.clone());
+    let result = db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let value = work(conn)?;
+                let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
+                let k = &working;
+                if !store::complete(
+                    conn,
+                    &k.scope,
+                    &k.credential,
+                    &k.key,
+                    &lock_held,
+                    status.as_u16(),
+                    &body,
+                )? {
+                    // Taken over by a retry that presumed this request dead: it runs instead.
+                    return Err(in_progress());
+                }
+                Ok(body)
+            })
+        })
+        .await;
+    match result {
+        Ok(body) => Ok(HttpResponse::build(status)
+            .content_type("application/json")
+            .body(body)),
+        Err(err) => {
+            // Nothing was stored: free the key so that a corrected retry can run.
+            let released = db
+                .run(move |conn| {
+                    let k = &key;
+                    write_tx(conn, |conn| {
+                        store::delete(conn, &k.scope, &k.credential, &k.key, Some(&lock))
+                    })
+                })
+                .await;
+            if let Err(release) = released {
+                log::warn!(
+                    "could not free an idempotency key (it expires with its lease): {release}"
+                );
+            }
+            Err(err)
+        }
+    }
+}
+
+enum Claim {
+    /// The stored answer of the request that first used the key.
+    Answered { status: u16, body: String },
+    /// The key is this request's, under this lock token.
+    Mine(String),
+}
+
+fn claim(conn: &mut DbConnection, key: &Key) -> Result<Claim, ApiError> {
+    write_tx(conn, |conn| {
+        let at = now();
+        let token = crate::accounts::new_id("");
+        let existing = store::find(conn, &key.scope, &key.credential, &key.key)?;
+        match existing {
+            Some(row) if row.created > at - key.ttl => {
+                if row.request_path != key.path {
+                    return Err(conflict(format!(
+                        "This Idempotency-Key was used for another request (POST {}); use a new key for a new request.",
+                        row.request_path
+                    )));
+                }
+                if row.fingerprint != key.fingerprint {
+                    return Err(conflict(
+                        "Keys for idempotent requests can only be used with the same parameters they were first used with.".into(),
+                    ));
+                }
+                if let (Some(status), Some(body)) = (row.response_status, row.response_body) {
+                    let status = u16::try_from(status).map_err(ApiError::internal)?;
+                    return Ok(Claim::Answered { status, body });
+                }
+                let lock = row.lock_token.unwrap_or_default();
+                if row.locked_at.is_some_and(|locked| locked > at - LEASE) {
+                    return Err(in_progress());
+                }
+                if !store::relock(
+                    conn,
+                    &key.scope,
+                    &key.credential,
+                    &key.key,
+                    &lock,
+                    &token,
+                    at,
+                )? {
+                    return Err(ApiError::Contention);
+                }
+                Ok(Claim::Mine(token))
+            }
+            stale => {
+                if stale.is_some() {
+                    // Expired but not purged yet: as if it had never been.
+                    store::delete(conn, &key.scope, &key.credential, &key.key, None)?;
+                }
+                store::insert(
+                    conn,
+                    &key.scope,
+                    &store::KeyRow {
+                        credential: key.credential.clone(),
+                        idempotency_key: key.key.clone(),
+                        request_path: key.path.clone(),
+                        fingerprint: key.fingerprint.clone(),
+                        lock_token: Some(token.clone()),
+                        locked_at: Some(at),
+                        response_status: None,
+                        response_body: None,
+                        created: at,
+                    },
+                )?;
+                Ok(Claim::Mine(token))
+            }
+        }
+    })
+}
+
+fn conflict(detail: String) -> ApiError {
+    ApiError::Conflict {
+        code: "idempotency_error",
+        detail,
+    }
+}
+
+fn in_progress() -> ApiError {
+    conflict("A request with this Idempotency-Key is still in progress; retry later.".into())
+}
+
+/// Deletes the keys older than `ttl_seconds`: what `cobro serve` runs now and then.
+pub fn purge_expired(conn: &mut DbConnection, ttl_seconds: u64) -> Result<usize, ApiError> {
+    store::purge(conn, now() - Duration::seconds(ttl_seconds as i64))
+}
+
+/// SHA-256 of the fields with every object's keys sorted: the same fields in another order,
+/// or as a form instead of JSON with the same values, are the same request.
+fn fingerprint(fields: &Map<String, Value>) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    let canonical = sorted(&Value::Object(fields.clone())).to_string();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_fingerprint_ignores_key_order_but_not_values() {
+        let a = json!({"amount": "10.00", "metadata": {"a": 1, "b": [1, {"y": 2, "x": 1}]}});
+        let b = json!({"metadata": {"b": [1, {"x": 1, "y": 2}], "a": 1}, "amount": "10.00"});
+        let c = json!({"amount": "10.0", "metadata": {"a": 1, "b": [1, {"y": 2, "x": 1}]}});
+        let fp = |v: Value| fingerprint(v.as_object().unwrap());
+        assert_eq!(fp(a.clone()), fp(b));
+        assert_ne!(fp(a.clone()), fp(c));
+        // Array order is meaning, not form.
+        assert_ne!(fp(json!({"s": [1, 2]})), fp(json!({"s": [2, 1]})));
+    }
+}
