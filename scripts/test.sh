@@ -7,6 +7,7 @@
 #
 # TEST_DATABASE_URL=postgres://…      use that server instead of starting a cluster
 # REQUIRE_POSTGRES=1                  fail instead of skipping the PostgreSQL tests
+# RUN_FUZZ=1                          then fuzz the API with schemathesis (scripts/fuzz.sh)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -137,4 +138,7 @@ done
 
 status=0
 cargo test ${all_targets:+"$all_targets"} "$@" || status=$?
+if [[ $status == 0 && ${RUN_FUZZ:-} == 1 ]]; then
+    ./scripts/fuzz.sh || status=$?
+fi
 exit "$status"
