@@ -1,0 +1,716 @@
+//! Safe retries, races and crashes, with the real `cobro serve` processes:
+//!
+//! - `race_two_servers_cancel_against_success` (PostgreSQL only): two servers on one
+//!   database, and for each of 50 payments several cancels and several success marks at
+//!   the same instant, split across both servers. Exactly one move may win.
+//! - `crash_keeps_every_acknowledged_create` (SQLite and PostgreSQL): creates at full speed
+//!   while the server is killed with SIGKILL and restarted, several times; every payment
+//!   whose create got a 201 must be there afterwards, unchanged. `scripts/crash-test.sh`
+//!   runs it with its report visible.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use common::{for_each_backend, http, NoAnswer, Server, TestDb};
+
+for_each_backend!(crash_keeps_every_acknowledged_create);
+
+// ---------------------------------------------------------------------------------------
+// Two servers, one database: cancel against success
+// ---------------------------------------------------------------------------------------
+
+/// Payments raced.
+const RACED: usize = 50;
+/// Cancels, and as many success marks, sent for each payment at once.
+const EACH: usize = 3;
+/// Payments raced together: 5 × 2 × EACH = 30 requests released by one barrier.
+const AT_ONCE: usize = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Move {
+    /// `POST /payments/{id}/cancel/`
+    Cancel,
+    /// `PATCH /payments/{id}/ {"status": "succeeded"}`
+    Succeed,
+}
+
+impl Move {
+    /// The status the move asks for.
+    fn target(self) -> &'static str {
+        match self {
+            Move::Cancel => "cancelled",
+            Move::Succeed => "succeeded",
+        }
+    }
+}
+
+/// One request of the race and what it got.
+struct Sent {
+    payment: i64,
+    action: Move,
+    /// 0 for server A, 1 for server B.
+    server: usize,
+    answer: Result<(u16, Value), NoAnswer>,
+}
+
+impl Sent {
+    fn describe(&self) -> String {
+        let what = match self.action {
+            Move::Cancel => "cancel",
+            Move::Succeed => "success mark",
+        };
+        let server = ["A", "B"][self.server];
+        match &self.answer {
+            Ok((status, body)) => format!("{what} on server {server}: {status} {body}"),
+            Err(no) => format!("{what} on server {server}: no answer ({})", no.message),
+        }
+    }
+}
+
+#[test]
+fn race_two_servers_cancel_against_success() {
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let (token, workspace) = db.user_with_workspace("ada@example.com");
+    // Started together: their migrations take turns.
+    let servers = [
+        Server::start(&db, &["--no-bootstrap"]),
+        Server::start(&db, &["--no-bootstrap"]),
+    ];
+    for server in &servers {
+        server.wait_until_healthy();
+    }
+    let bases = servers.each_ref().map(|server| server.url(""));
+    let clients = bases
+        .each_ref()
+        .map(|base| Client::new(base, &token, &workspace));
+
+    let created: Vec<Value> = (0..RACED)
+        .map(|i| {
+            let fields = json!({
+                "amount": "1000", "currency": "CLP", "date": "2026-11-23",
+                "description": format!("race {i}"),
+            });
+            let (status, payment) =
+                clients[i % 2].expect_answer("POST", "/payments/", Some(&fields));
+            assert_eq!(status, 201, "creating payment {i}: {payment}");
+            assert_eq!(payment["status"], "requires_payment_method", "{payment}");
+            payment
+        })
+        .collect();
+
+    let started = Instant::now();
+    let sent: Vec<Sent> = created
+        .chunks(AT_ONCE)
+        .enumerate()
+        .flat_map(|(wave, payments)| race(wave * AT_ONCE, payments, &bases, &token, &workspace))
+        .collect();
+    let raced_for = started.elapsed();
+
+    let mut problems = Vec::new();
+    let mut won = BTreeMap::<String, usize>::new();
+    for (i, payment) in created.iter().enumerate() {
+        let id = payment["id"].as_i64().expect("an integer id");
+        let path = format!("/payments/{id}/");
+        let finals = clients
+            .each_ref()
+            .map(|client| client.expect_answer("GET", &path, None));
+        let events_path = format!("/events/?object_type=payment&object_id={id}&page_size=100");
+        let (status, events) = clients[i % 2].expect_answer("GET", &events_path, None);
+        assert_eq!(status, 200, "{events_path}: {events}");
+        let moves: Vec<&Sent> = sent.iter().filter(|s| s.payment == id).collect();
+        assert_eq!(moves.len(), 2 * EACH, "payment {id}: requests sent");
+        let found = check_race(payment, &moves, &finals, &events);
+        match found {
+            Ok(status) => *won.entry(status).or_default() += 1,
+            Err(mut found) => {
+                let requests: Vec<String> = moves.iter().map(|s| s.describe()).collect();
+                found.push(format!("the requests:\n    {}", requests.join("\n    ")));
+                problems.push(format!("payment {id}:\n  {}", found.join("\n  ")));
+            }
+        }
+    }
+    // The race created nothing.
+    let (_, page) = clients[0].expect_answer("GET", "/payments/?page_size=1", None);
+    if page["count"] != json!(RACED) {
+        problems.push(format!(
+            "{RACED} payments were created, the list counts {page}"
+        ));
+    }
+
+    let refused = sent
+        .iter()
+        .filter(|s| matches!(s.answer, Ok((400, _))))
+        .count();
+    println!(
+        "race (postgresql): {RACED} payments, {} moves through 2 servers in {raced_for:.1?}: \
+         won {won:?}; {refused} refused with 400",
+        sent.len()
+    );
+    let shown = problems.len().min(10);
+    assert!(
+        problems.is_empty(),
+        "{} of {RACED} raced payments went wrong; the first {shown}:\n\n{}\n\n\
+         server A's errors:\n{}\nserver B's errors:\n{}",
+        problems.len(),
+        problems[..shown].join("\n\n"),
+        errors_in(&servers[0].log()),
+        errors_in(&servers[1].log()),
+    );
+}
+
+/// Sends, for each payment, EACH cancels to one server and EACH success marks to the other
+/// (which is which alternates by payment), every request of the wave released at once.
+/// `first` is the index of the wave's first payment.
+fn race(
+    first: usize,
+    payments: &[Value],
+    bases: &[String; 2],
+    token: &str,
+    workspace: &str,
+) -> Vec<Sent> {
+    let mut requests = Vec::new();
+    for (i, payment) in payments.iter().enumerate() {
+        let id = payment["id"].as_i64().expect("an integer id");
+        let cancels_on = (first + i) % 2;
+        for _ in 0..EACH {
+            requests.push((id, Move::Cancel, cancels_on));
+            requests.push((id, Move::Succeed, 1 - cancels_on));
+        }
+    }
+    let start = Barrier::new(requests.len());
+    thread::scope(|scope| {
+        let threads: Vec<_> = requests
+            .iter()
+            .map(|&(id, action, server)| {
+                let start = &start;
+                scope.spawn(move || {
+                    let client = Client::new(&bases[server], token, workspace);
+                    // Connected before the start, so that the requests leave together.
+                    let _ = client.call("GET", "/health/", None);
+                    start.wait();
+                    let answer = match action {
+                        Move::Cancel => {
+                            client.call("POST", &format!("/payments/{id}/cancel/"), None)
+                        }
+                        Move::Succeed => client.call(
+                            "PATCH",
+                            &format!("/payments/{id}/"),
+                            Some(&json!({"status": "succeeded"})),
+                        ),
+                    };
+                    Sent {
+                        payment: id,
+                        action,
+                        server,
+                        answer,
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a racing request's thread"))
+            .collect()
+    })
+}
+
+/// What a raced payment must look like: Ok(final status), or Err(what is wrong).
+///
+/// Exactly one move wins. A cancel that wins is the only 200 among the cancels: a second
+/// cancel is a move from `cancelled`, refused. A success mark that wins makes the other
+/// success marks no-ops, which answer 200 with the payment as it is. Every refusal is a
+/// 400 naming the move from the winner's status. Both servers show the same final payment,
+/// whose events are its creation and the one winning move, and whose money adds up.
+fn check_race(
+    created: &Value,
+    moves: &[&Sent],
+    finals: &[(u16, Value); 2],
+    events: &Value,
+) -> Result<String, Vec<String>> {
+    let mut problems = Vec::new();
+    let answered: Vec<(&Sent, u16, &Value)> = moves
+        .iter()
+        .filter_map(|sent| match &sent.answer {
+            Ok((status, body)) => Some((*sent, *status, body)),
+            Err(_) => {
+                problems.push(format!("no answer: {}", sent.describe()));
+                None
+            }
+        })
+        .collect();
+    for (sent, status, _) in &answered {
+        if !matches!(status, 200 | 400) {
+            problems.push(format!("neither 200 nor 400: {}", sent.describe()));
+        }
+    }
+
+    let [(status_a, payment), (status_b, on_b)] = finals;
+    if (*status_a, *status_b) != (200, 200) {
+        problems.push(format!(
+            "GET: server A {status_a} {payment}, server B {status_b} {on_b}"
+        ));
+        return Err(problems);
+    }
+    if !same_payment(payment, on_b) {
+        problems.push(format!(
+            "the servers disagree:\n    A: {payment}\n    B: {on_b}"
+        ));
+    }
+    let status = payment["status"].as_str().unwrap_or_default().to_string();
+    if status != "cancelled" && status != "succeeded" {
+        problems.push(format!(
+            "final status {status:?}, neither cancelled nor succeeded"
+        ));
+        return Err(problems);
+    }
+
+    let accepted = |action: Move| {
+        answered
+            .iter()
+            .filter(|(sent, code, _)| sent.action == action && *code == 200)
+            .count()
+    };
+    let (cancels, successes) = (accepted(Move::Cancel), accepted(Move::Succeed));
+    if cancels > 0 && successes > 0 {
+        problems.push(format!(
+            "a lost update: {cancels} cancel(s) and {successes} success mark(s) answered 200, \
+             the payment ended {status}"
+        ));
+    } else if cancels + successes == 0 {
+        problems.push(format!("no move was accepted, yet the payment is {status}"));
+    } else if status == "cancelled" && cancels != 1 {
+        problems.push(format!(
+            "{cancels} cancels answered 200: only one can move the payment to cancelled"
+        ));
+    }
+    for (sent, code, body) in &answered {
+        let target = sent.action.target();
+        if target == status && (sent.action == Move::Succeed || *code == 200) {
+            // The winning move, or a success mark after the winning one: 200 with the
+            // payment as it ended.
+            if *code != 200 || !same_payment(body, payment) {
+                problems.push(format!(
+                    "expected 200 with the final payment {payment}: {}",
+                    sent.describe()
+                ));
+            }
+        } else {
+            let refusal = json!({
+                "status": [format!("Cannot move a payment from \"{status}\" to \"{target}\".")]
+            });
+            if (*code, *body) != (400, &refusal) {
+                problems.push(format!("expected 400 {refusal}: {}", sent.describe()));
+            }
+        }
+    }
+
+    // The money: all of it collected, or none.
+    match (money(&payment["amount"]), money(&payment["balance"])) {
+        (Some(amount), Some(balance)) => {
+            let collected = amount - balance;
+            let expected = if status == "succeeded" {
+                amount
+            } else {
+                Decimal::ZERO
+            };
+            if Some(amount) != money(&created["amount"]) || collected != expected {
+                problems.push(format!(
+                    "{status} with amount {amount} (created with {}) and balance {balance}: \
+                     {collected} collected, expected {expected}",
+                    created["amount"]
+                ));
+            }
+        }
+        _ => problems.push(format!("amount or balance is not a number: {payment}")),
+    }
+    if payment["payment_date"].is_null() == (status == "succeeded") {
+        problems.push(format!(
+            "{status} with payment_date {}",
+            payment["payment_date"]
+        ));
+    }
+
+    // The event trail: the creation, then the one move that won.
+    let mut trail: Vec<&Value> = events["results"].as_array().into_iter().flatten().collect();
+    trail.sort_by_key(|event| event["id"].as_i64());
+    let types: Vec<&str> = trail
+        .iter()
+        .map(|event| event["type"].as_str().unwrap_or("?"))
+        .collect();
+    let expected = ["payment.created".to_string(), format!("payment.{status}")];
+    if types != expected || events["count"] != json!(2) {
+        problems.push(format!(
+            "events {types:?} (count {}), expected {expected:?}",
+            events["count"]
+        ));
+    } else if !same_payment(&trail[1]["data"], payment) {
+        problems.push(format!(
+            "the {} event's data {} is not the final payment {payment}",
+            types[1], trail[1]["data"]
+        ));
+    }
+
+    if problems.is_empty() {
+        Ok(status)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Equal payments, whichever server wrote them: `checkout_url` is built from the host the
+/// request was sent to, so only its path is compared.
+fn same_payment(a: &Value, b: &Value) -> bool {
+    let comparable = |payment: &Value| {
+        let mut payment = payment.clone();
+        if let Some(url) = payment.get_mut("checkout_url") {
+            if let Some(path) = url.as_str().and_then(|u| url::Url::parse(u).ok()) {
+                *url = Value::String(path.path().to_string());
+            }
+        }
+        payment
+    };
+    comparable(a) == comparable(b)
+}
+
+/// A JSON amount (a number, or a numeric string) as an exact decimal.
+fn money(value: &Value) -> Option<Decimal> {
+    let text = match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        _ => return None,
+    };
+    text.parse().ok()
+}
+
+/// The log's error and warning lines, at most 20 (all of them when there are fewer).
+fn errors_in(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("ERROR") || line.contains("WARN") || line.contains("\" 5"))
+        .collect();
+    let shown = lines.len().min(20);
+    let mut text = lines[..shown].join("\n");
+    if lines.len() > shown {
+        text.push_str(&format!("\n… and {} more", lines.len() - shown));
+    }
+    if text.is_empty() {
+        text.push_str("(none)");
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------
+// kill -9 while creating
+// ---------------------------------------------------------------------------------------
+
+/// How many times the server is killed.
+const KILLS: usize = 5;
+/// Client threads creating payments as fast as the server answers.
+const CREATORS: usize = 4;
+
+fn crash_keeps_every_acknowledged_create(db: &TestDb) {
+    let (token, workspace) = db.user_with_workspace("ada@example.com");
+    let first = Server::start(db, &["--no-bootstrap"]);
+    first.wait_until_healthy();
+    let port = first.port();
+    let base = first.url("");
+
+    let stop = AtomicBool::new(false);
+    let acknowledged = AtomicUsize::new(0);
+    let mut rounds = Vec::new();
+    let (server, outcomes) = thread::scope(|scope| {
+        // However this ends (a panic included), the creators stop before the scope waits.
+        let _stop = SetOnDrop(&stop);
+        let creators: Vec<_> = (0..CREATORS)
+            .map(|creator| {
+                let client = Client::new(&base, &token, &workspace);
+                let (stop, acknowledged) = (&stop, &acknowledged);
+                scope.spawn(move || create_until(stop, acknowledged, &client, creator))
+            })
+            .collect();
+
+        let mut server = first;
+        let mut rng = rand::rng();
+        for _ in 0..KILLS {
+            let before = acknowledged.load(Ordering::SeqCst);
+            let serving = Duration::from_millis(rng.random_range(200..=1500));
+            thread::sleep(serving);
+            server.kill();
+            let during = acknowledged.load(Ordering::SeqCst) - before;
+            rounds.push((serving, during));
+            server = Server::start_on(db, port, &["--no-bootstrap"]);
+            server.wait_until_healthy();
+        }
+        // The last server serves a while too.
+        thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        let outcomes: Vec<Outcomes> = creators
+            .into_iter()
+            .map(|creator| creator.join().expect("a creator thread"))
+            .collect();
+        (server, outcomes)
+    });
+
+    let mut created = Vec::new();
+    let mut refused = Vec::new();
+    let mut no_answer = BTreeMap::<String, usize>::new();
+    for outcome in outcomes {
+        created.extend(outcome.created);
+        refused.extend(outcome.refused);
+        for (kind, count) in outcome.no_answer {
+            *no_answer.entry(kind).or_default() += count;
+        }
+    }
+
+    // Every acknowledged payment, read back from the last server.
+    let client = Client::new(&base, &token, &workspace);
+    let mut problems = Vec::new();
+    let mut ids = HashSet::new();
+    for payment in &created {
+        if !ids.insert(payment["id"].clone()) {
+            problems.push(format!("id {} was acknowledged twice", payment["id"]));
+        }
+    }
+    let found = read_back(&base, &token, &workspace, &created, &mut problems);
+    let (_, page) = client.expect_answer("GET", "/payments/?page_size=1", None);
+    let stored = page["count"].as_u64().unwrap_or_default() as usize;
+    // Each payment was written with its event in one transaction: a kill keeps both or
+    // neither.
+    let events = "/events/?object_type=payment&type=payment.created&page_size=1";
+    let (_, page) = client.expect_answer("GET", events, None);
+    let announced = page["count"].as_u64().unwrap_or_default() as usize;
+
+    let backend = db.backend_name();
+    let unanswered = match stored.checked_sub(created.len()) {
+        Some(extra) => format!("{extra} committed without an answer reaching the client"),
+        None => "fewer than acknowledged".to_string(),
+    };
+    println!(
+        "crash test ({backend}): {} acknowledged, {found} found, {KILLS} kills; \
+         {stored} stored in all ({unanswered}); \
+         no answer (server down or killed mid-request): {no_answer:?}; served between kills: {}",
+        created.len(),
+        rounds
+            .iter()
+            .map(|(serving, during)| format!("{during} in {serving:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+
+    if announced != stored {
+        problems.push(format!(
+            "{stored} payments are stored but {announced} payment.created events"
+        ));
+    }
+    // A killed server resets its connections at once; a request that ran out of time met
+    // a server that hung instead.
+    for kind in ["TimedOut", "WouldBlock"] {
+        if let Some(count) = no_answer.get(kind) {
+            problems.push(format!("{count} creates timed out (kind {kind})"));
+        }
+    }
+    if !refused.is_empty() {
+        problems.push(format!(
+            "{} creates were answered with something else than 201, e.g.:\n    {}",
+            refused.len(),
+            refused
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n    ")
+        ));
+    }
+    for (round, (serving, during)) in rounds.iter().enumerate() {
+        if *during == 0 {
+            problems.push(format!(
+                "round {}: no create was acknowledged in {serving:?} of serving",
+                round + 1
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "crash test ({backend}): {} problems:\n{}\n\nserver errors:\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        errors_in(&server.log()),
+    );
+    server.stop();
+}
+
+/// Sets the flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What one creator saw.
+#[derive(Default)]
+struct Outcomes {
+    /// The bodies of the 201s.
+    created: Vec<Value>,
+    /// Answers other than 201.
+    refused: Vec<String>,
+    /// Requests with no answer (the server was down or died meanwhile), by kind.
+    no_answer: BTreeMap<String, usize>,
+}
+
+/// Creates payments, each different, until `stop`.
+fn create_until(
+    stop: &AtomicBool,
+    acknowledged: &AtomicUsize,
+    client: &Client,
+    creator: usize,
+) -> Outcomes {
+    let mut outcomes = Outcomes::default();
+    for n in 1.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let fields = json!({
+            "amount": format!("{n}.{creator:02}"), "currency": "USD", "date": "2026-11-23",
+            "description": format!("crash test {creator}-{n}"),
+            "customer": format!("cus_{creator}"),
+            "metadata": {"creator": creator, "n": n},
+        });
+        match client.call("POST", "/payments/", Some(&fields)) {
+            Ok((201, payment)) if payment["id"].is_i64() => {
+                outcomes.created.push(payment);
+                acknowledged.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok((status, body)) => outcomes.refused.push(format!("{status} {body}")),
+            Err(no) => {
+                *outcomes.no_answer.entry(no.kind).or_default() += 1;
+                // The server is down: try again soon, without spinning.
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    outcomes
+}
+
+/// GETs every created payment (several threads) and compares it with its 201, field for
+/// field; returns how many were found unchanged, and adds a line per difference.
+fn read_back(
+    base: &str,
+    token: &str,
+    workspace: &str,
+    created: &[Value],
+    problems: &mut Vec<String>,
+) -> usize {
+    let found = AtomicUsize::new(0);
+    let differences = Mutex::new(Vec::new());
+    let share = created.len().div_ceil(CREATORS).max(1);
+    thread::scope(|scope| {
+        for part in created.chunks(share) {
+            let (found, differences) = (&found, &differences);
+            scope.spawn(move || {
+                let client = Client::new(base, token, workspace);
+                for payment in part {
+                    let path = format!("/payments/{}/", payment["id"]);
+                    let difference = match client.call("GET", &path, None) {
+                        Ok((200, stored)) if stored == *payment => {
+                            found.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        Ok((200, stored)) => format!("{path} changed: {}", diff(payment, &stored)),
+                        Ok((status, body)) => format!("{path}: {status} {body}, 201 was {payment}"),
+                        Err(no) => format!("{path}: no answer: {}", no.message),
+                    };
+                    differences.lock().unwrap().push(difference);
+                }
+            });
+        }
+    });
+    problems.extend(differences.into_inner().unwrap());
+    found.into_inner()
+}
+
+/// The fields in which two objects differ.
+fn diff(before: &Value, after: &Value) -> String {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        before.as_object().unwrap_or(&empty),
+        after.as_object().unwrap_or(&empty),
+    );
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|key| a.get(*key) != b.get(*key))
+        .map(|key| {
+            let show = |v: Option<&Value>| v.map_or("(absent)".to_string(), Value::to_string);
+            format!("{key}: {} then {}", show(a.get(key)), show(b.get(key)))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+// ---------------------------------------------------------------------------------------
+// A user's calls to one server
+// ---------------------------------------------------------------------------------------
+
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    authorization: String,
+    workspace: String,
+}
+
+impl Client {
+    /// `base`: the server's address, `http://127.0.0.1:PORT`.
+    fn new(base: &str, token: &str, workspace: &str) -> Client {
+        Client {
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(2))
+                .timeout(Duration::from_secs(20))
+                .build(),
+            base: base.to_string(),
+            authorization: format!("Token {token}"),
+            workspace: workspace.to_string(),
+        }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), NoAnswer> {
+        let headers = [
+            ("Authorization", self.authorization.as_str()),
+            ("x-simple-workspace", self.workspace.as_str()),
+        ];
+        http(
+            &self.agent,
+            method,
+            &format!("{}{path}", self.base),
+            &headers,
+            body,
+        )
+    }
+
+    /// A call that must be answered.
+    fn expect_answer(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.call(method, path, body)
+            .unwrap_or_else(|no| panic!("{method} {path}: no answer: {}", no.message))
+    }
+}
