@@ -5,8 +5,10 @@
 //!   the same instant, split across both servers. Exactly one move may win.
 //! - `crash_keeps_every_acknowledged_create` (SQLite and PostgreSQL): creates at full speed
 //!   while the server is killed with SIGKILL and restarted, several times; every payment
-//!   whose create got a 201 must be there afterwards, unchanged. `scripts/crash-test.sh`
-//!   runs it with its report visible.
+//!   whose create got a 201 must be there afterwards, unchanged. Each create carries an
+//!   `Idempotency-Key`, and a create left without an answer is retried with it, as a client
+//!   would: in the end every create is acknowledged exactly once, with nothing doubled.
+//!   `scripts/crash-test.sh` runs it with its report visible.
 
 mod common;
 
@@ -465,16 +467,26 @@ fn crash_keeps_every_acknowledged_create(db: &TestDb) {
     let mut created = Vec::new();
     let mut refused = Vec::new();
     let mut no_answer = BTreeMap::<String, usize>::new();
+    let mut unanswered = Vec::new();
     for outcome in outcomes {
         created.extend(outcome.created);
         refused.extend(outcome.refused);
+        unanswered.extend(outcome.unanswered);
         for (kind, count) in outcome.no_answer {
             *no_answer.entry(kind).or_default() += count;
         }
     }
+    // The client's retries of what got no answer, with the same key and body.
+    let client = Client::new(&base, &token, &workspace);
+    let retried = unanswered.len();
+    for (key, fields) in unanswered {
+        match retry_until_answered(&client, &key, &fields) {
+            Ok(payment) => created.push(payment),
+            Err(problem) => refused.push(problem),
+        }
+    }
 
     // Every acknowledged payment, read back from the last server.
-    let client = Client::new(&base, &token, &workspace);
     let mut problems = Vec::new();
     let mut ids = HashSet::new();
     for payment in &created {
@@ -492,13 +504,9 @@ fn crash_keeps_every_acknowledged_create(db: &TestDb) {
     let announced = page["count"].as_u64().unwrap_or_default() as usize;
 
     let backend = db.backend_name();
-    let unanswered = match stored.checked_sub(created.len()) {
-        Some(extra) => format!("{extra} committed without an answer reaching the client"),
-        None => "fewer than acknowledged".to_string(),
-    };
     println!(
-        "crash test ({backend}): {} acknowledged, {found} found, {KILLS} kills; \
-         {stored} stored in all ({unanswered}); \
+        "crash test ({backend}): {} acknowledged ({retried} of them on a retry with the same \
+         Idempotency-Key after getting no answer), {found} found, {stored} stored, {KILLS} kills; \
          no answer (server down or killed mid-request): {no_answer:?}; served between kills: {}",
         created.len(),
         rounds
@@ -508,6 +516,13 @@ fn crash_keeps_every_acknowledged_create(db: &TestDb) {
             .join(", "),
     );
 
+    // Every create ended acknowledged, and retried ones were not stored twice.
+    if stored != created.len() {
+        problems.push(format!(
+            "{stored} payments are stored for {} acknowledged creates",
+            created.len()
+        ));
+    }
     if announced != stored {
         problems.push(format!(
             "{stored} payments are stored but {announced} payment.created events"
@@ -573,6 +588,8 @@ struct Outcomes {
     refused: Vec<String>,
     /// Requests with no answer (the server was down or died meanwhile), by kind.
     no_answer: BTreeMap<String, usize>,
+    /// The creates to retry (key and fields): those that got no answer.
+    unanswered: Vec<(String, Value)>,
 }
 
 /// Creates payments, each different, until `stop`.
@@ -593,7 +610,8 @@ fn create_until(
             "customer": format!("cus_{creator}"),
             "metadata": {"creator": creator, "n": n},
         });
-        match client.call("POST", "/payments/", Some(&fields)) {
+        let key = format!("crash-{creator}-{n}");
+        match client.create(&key, &fields) {
             Ok((201, payment)) if payment["id"].is_i64() => {
                 outcomes.created.push(payment);
                 acknowledged.fetch_add(1, Ordering::SeqCst);
@@ -601,12 +619,38 @@ fn create_until(
             Ok((status, body)) => outcomes.refused.push(format!("{status} {body}")),
             Err(no) => {
                 *outcomes.no_answer.entry(no.kind).or_default() += 1;
+                outcomes.unanswered.push((key, fields));
                 // The server is down: try again soon, without spinning.
                 thread::sleep(Duration::from_millis(5));
             }
         }
     }
     outcomes
+}
+
+/// Retries a create that got no answer until it gets one: the stored answer if the first
+/// try committed, a new payment if it did not. A key whose first try died with its server
+/// stays "in progress" (409) until its lease ends, as the server cannot tell a dead request
+/// from a slow one before then.
+fn retry_until_answered(client: &Client, key: &str, fields: &Value) -> Result<Value, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.create(key, fields) {
+            Ok((201, payment)) if payment["id"].is_i64() => return Ok(payment),
+            Ok((409, body)) if Instant::now() < deadline => {
+                let detail = body["detail"].as_str().unwrap_or_default();
+                if !detail.contains("still in progress") {
+                    return Err(format!("retry of {key}: 409 {body}"));
+                }
+            }
+            Ok((status, body)) => return Err(format!("retry of {key}: {status} {body}")),
+            Err(no) if Instant::now() >= deadline => {
+                return Err(format!("retry of {key}: no answer: {}", no.message))
+            }
+            Err(_) => {}
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// GETs every created payment (several threads) and compares it with its 201, field for
@@ -695,10 +739,31 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), NoAnswer> {
-        let headers = [
+        self.send(method, path, body, &[])
+    }
+
+    /// `POST /payments/` with an idempotency key.
+    fn create(&self, key: &str, fields: &Value) -> Result<(u16, Value), NoAnswer> {
+        self.send(
+            "POST",
+            "/payments/",
+            Some(fields),
+            &[("Idempotency-Key", key)],
+        )
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> Result<(u16, Value), NoAnswer> {
+        let mut headers = vec![
             ("Authorization", self.authorization.as_str()),
             ("x-simple-workspace", self.workspace.as_str()),
         ];
+        headers.extend_from_slice(extra);
         http(
             &self.agent,
             method,

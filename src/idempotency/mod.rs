@@ -31,7 +31,9 @@ pub const HEADER: &str = "idempotency-key";
 /// Set on an answer that is a replay of a stored one.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// How long a claim may run before another request may presume its process dead.
-const LEASE: Duration = Duration::seconds(30);
+/// Requests take milliseconds; a slow one that loses its claim cannot store its answer and
+/// rolls back (a 409), so a short lease is safe and lets a crashed request's retry run soon.
+const LEASE: Duration = Duration::seconds(10);
 const MAX_KEY_LENGTH: usize = 255;
 
 /// A POST's idempotency key and what identifies its request.

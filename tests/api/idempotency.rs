@@ -203,7 +203,7 @@ both! {
         assert_eq!(payment_count(&app), 1); // the probe's
 
         // A claim older than the lease belongs to a process presumed dead: taken over.
-        claim(cobro::db::now() - chrono::Duration::seconds(31));
+        claim(cobro::db::now() - chrono::Duration::seconds(11));
         let created = post_with_key(&app, "/payments/", PAYMENT, &key).expect(201);
         assert_eq!(stored(&app, &key), Some((None, Some(201))));
         assert_eq!(post_with_key(&app, "/payments/", PAYMENT, &key).expect(201).text, created.text);

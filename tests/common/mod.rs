@@ -152,6 +152,8 @@ impl TestDb {
         command
             .env_remove("DATABASE_URL")
             .env("DATABASE_URL", url)
+            // Tests send requests as fast as they can.
+            .env("COBRO_RATE_LIMIT", "0")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         command
