@@ -93,7 +93,7 @@ fn parse(media: Option<&str>, bytes: &[u8]) -> Result<Map<String, Value>, ApiErr
         };
     }
     if is_form(&essence) {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+        let pairs = super::urlencoded::pairs(bytes)
             .map_err(|e| ApiError::BadRequest(format!("Form parse error - {e}")))?;
         let mut map = Map::new();
         for (key, value) in pairs {

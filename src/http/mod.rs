@@ -8,6 +8,7 @@ pub mod metadata;
 pub mod pagination;
 pub mod query;
 pub mod throttle;
+pub mod urlencoded;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 

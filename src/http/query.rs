@@ -11,8 +11,9 @@ pub struct QueryParams(pub Vec<(String, String)>);
 
 impl QueryParams {
     pub fn parse(query: &str) -> Result<Self, ApiError> {
-        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-            .map_err(|_| ApiError::BadRequest("The query string is not valid.".into()))?;
+        let pairs = super::urlencoded::pairs(query.as_bytes()).map_err(|cause| {
+            ApiError::BadRequest(format!("The query string is not valid: {cause}."))
+        })?;
         // No database stores a NUL in text (PostgreSQL refuses it): say so, as DRF does.
         if let Some((name, _)) = pairs
             .iter()

@@ -136,6 +136,11 @@ impl Resp {
 
 /// Sends a request and returns the response whatever its status.
 pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    send_bytes(method, url, headers, body.map(str::as_bytes))
+}
+
+/// `send` with a body of any bytes (text that is not UTF-8, say).
+pub fn send_bytes(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
     // Redirects are answers to check, not to follow.
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
     let agent = AGENT.get_or_init(|| ureq::AgentBuilder::new().redirects(0).build());
@@ -144,7 +149,7 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
         request = request.set(name, value);
     }
     let result = match body {
-        Some(body) => request.send_string(body),
+        Some(body) => request.send_bytes(body),
         None => request.call(),
     };
     let response = match result {

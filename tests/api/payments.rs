@@ -305,6 +305,24 @@ both! {
         app.get(&format!("/payments/{}/cancel/", p["id"])).expect(405);
     }
 
+    fn text_that_is_not_utf8_is_refused(app) {
+        let auth = format!("Token {}", app.token);
+        let headers = |media| [("Authorization", auth.as_str()), ("x-simple-workspace", app.workspace.as_str()), ("Content-Type", media)];
+        let url = app.url("/payments/");
+        let json = b"{\"amount\": 1, \"currency\": \"CLP\", \"date\": \"2026-11-23\", \"description\": \"\xff\xfe\"}";
+        let refused = send_bytes("POST", &url, &headers("application/json"), Some(json)).expect(400);
+        assert!(refused.body["detail"].as_str().unwrap().starts_with("JSON parse error - "), "{}", refused.text);
+        for form in [&b"amount=1&currency=CLP&date=2026-11-23&description=%ff%fe"[..], b"amount=1&currency=CLP&date=2026-11-23&description=\xff"] {
+            let refused = send_bytes("POST", &url, &headers("application/x-www-form-urlencoded"), Some(form)).expect(400);
+            assert_eq!(refused.body, json!({"detail": "Form parse error - the text is not valid UTF-8"}));
+        }
+        // A filter is never matched against text the client did not send.
+        app.create_payment(json!({"description": "\u{FFFD}"}));
+        let filtered = app.get("/payments/?search=%ff").expect(400);
+        assert_eq!(filtered.body, json!({"detail": "The query string is not valid: the text is not valid UTF-8."}));
+        assert_eq!(app.get("/payments/").body["count"], 1);
+    }
+
     fn bodies_json_form_and_others(app) {
         let (s1, s2) = (app.source_id(), app.source_id());
         let form = format!("amount=12.50&currency=USD&date=2026-11-23&description=From+a+form&sources={s1}&sources={s2}&enable_checkout=false");
