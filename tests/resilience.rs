@@ -3,6 +3,8 @@
 //! - `race_two_servers_cancel_against_success` (PostgreSQL only): two servers on one
 //!   database, and for each of 50 payments several cancels and several success marks at
 //!   the same instant, split across both servers. Exactly one move may win.
+//! - `one_idempotency_key_through_two_servers_runs_once` (PostgreSQL only): the same keys
+//!   sent at the same instant to two servers on one database: one payment per key.
 //! - `crash_keeps_every_acknowledged_create` (SQLite and PostgreSQL): creates at full speed
 //!   while the server is killed with SIGKILL and restarted, several times; every payment
 //!   whose create got a 201 must be there afterwards, unchanged. Each create carries an
@@ -84,14 +86,7 @@ fn race_two_servers_cancel_against_success() {
         return;
     };
     let (token, workspace) = db.user_with_workspace("ada@example.com");
-    // Started together: their migrations take turns.
-    let servers = [
-        Server::start(&db, &["--no-bootstrap"]),
-        Server::start(&db, &["--no-bootstrap"]),
-    ];
-    for server in &servers {
-        server.wait_until_healthy();
-    }
+    let servers = two_servers(&db);
     let bases = servers.each_ref().map(|server| server.url(""));
     let clients = bases
         .each_ref()
@@ -168,6 +163,73 @@ fn race_two_servers_cancel_against_success() {
         problems[..shown].join("\n\n"),
         errors_in(&servers[0].log()),
         errors_in(&servers[1].log()),
+    );
+}
+
+/// Two `cobro serve` processes on one database, started together (their migrations take
+/// turns), both answering.
+fn two_servers(db: &TestDb) -> [Server; 2] {
+    let servers = [
+        Server::start(db, &["--no-bootstrap"]),
+        Server::start(db, &["--no-bootstrap"]),
+    ];
+    for server in &servers {
+        server.wait_until_healthy();
+    }
+    servers
+}
+
+#[test]
+fn one_idempotency_key_through_two_servers_runs_once() {
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let (token, workspace) = db.user_with_workspace("ada@example.com");
+    let servers = two_servers(&db);
+    let clients = servers
+        .each_ref()
+        .map(|server| Client::new(&server.url(""), &token, &workspace));
+    const KEYS: usize = 10;
+    const TRIES: usize = 10;
+    let fields = |k: usize| json!({"amount": "500", "currency": "CLP", "date": "2026-11-23", "description": format!("key {k}")});
+    // For each key, TRIES requests at the same instant, alternating between the servers.
+    let start = Barrier::new(KEYS * TRIES);
+    let answers: Vec<(usize, u16, Value)> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..KEYS * TRIES)
+            .map(|n| {
+                let (client, start, k) = (&clients[n % 2], &start, n % KEYS);
+                scope.spawn(move || {
+                    start.wait();
+                    let (status, body) = client
+                        .create(&format!("two-servers-{k}"), &fields(k))
+                        .unwrap_or_else(|no| panic!("no answer: {}", no.message));
+                    (k, status, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for k in 0..KEYS {
+        let mine: Vec<&(usize, u16, Value)> = answers.iter().filter(|a| a.0 == k).collect();
+        let created: Vec<&Value> = mine.iter().filter(|a| a.1 == 201).map(|a| &a.2).collect();
+        assert!(!created.is_empty(), "key {k}: no 201 among {mine:?}");
+        assert!(
+            created.iter().all(|c| *c == created[0]),
+            "key {k}: different answers"
+        );
+        for (_, status, body) in &mine {
+            let in_progress = *status == 409
+                && body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("still in progress"));
+            assert!(*status == 201 || in_progress, "key {k}: {status} {body}");
+        }
+    }
+    let (_, page) = clients[1].expect_answer("GET", "/payments/?page_size=1", None);
+    assert_eq!(
+        page["count"],
+        json!(KEYS),
+        "each key must create one payment"
     );
 }
 
