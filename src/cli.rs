@@ -39,6 +39,9 @@ pub enum Command {
     },
     /// Run pending database migrations and exit.
     Migrate,
+    /// Deliver webhooks, without serving HTTP (`cobro serve` also runs a worker; any
+    /// number may run on one database).
+    Worker,
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -125,6 +128,15 @@ pub fn run(cli: Cli) -> Result<(), String> {
     if let Command::Serve { bind, no_bootstrap } = command {
         return serve(settings, &url, &bind, no_bootstrap);
     }
+    if let Command::Worker = command {
+        let db = Db::connect(&url, 2, &settings.sqlite_synchronous)?;
+        log::info!("delivering webhooks from {}", db.backend.name());
+        crate::webhooks::worker::run(
+            &db,
+            crate::webhooks::worker::WorkerSettings::from(&settings),
+        );
+        return Ok(());
+    }
     let db = Db::connect(&url, 1, &settings.sqlite_synchronous)?;
     let mut conn = db.pool.get().map_err(|e| e.to_string())?;
     operator(&mut conn, command).map_err(|e| e.to_string())
@@ -133,7 +145,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
 fn operator(conn: &mut PooledConnection, command: Command) -> Result<(), accounts::AccountError> {
     let conn: &mut DbConnection = conn;
     match command {
-        Command::Serve { .. } => unreachable!("handled by run"),
+        Command::Serve { .. } | Command::Worker => unreachable!("handled by run"),
         Command::Migrate => println!("migrations are up to date"),
         Command::User {
             command: UserCommand::Create { email, json },

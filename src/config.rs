@@ -35,6 +35,15 @@ pub struct Settings {
     /// `COBRO_RATE_LIMIT_BURST`: how many requests a credential may send at once above
     /// the rate (default: twice the rate).
     pub rate_limit_burst: u32,
+    /// `COBRO_WEBHOOK_ALLOW_PRIVATE`: let webhooks reach loopback and private addresses
+    /// (for development and tests); off by default.
+    pub webhook_allow_private: bool,
+    /// Whether `cobro serve` runs a webhook delivery worker (`COBRO_WEBHOOK_WORKER`, default
+    /// on; `cobro worker` runs one alone).
+    pub webhook_worker: bool,
+    /// `COBRO_WEBHOOK_FIRST_RETRY_MS`: the wait before a failed delivery's first retry
+    /// (default 30 s); each later wait doubles, up to 6 hours.
+    pub webhook_first_retry_ms: u64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "cobro.db";
@@ -95,6 +104,19 @@ impl Settings {
             idempotency_ttl_seconds: (number("COBRO_IDEMPOTENCY_TTL_SECONDS", 24 * 3600)? as u64)
                 .max(1),
             rate_limit,
+            webhook_first_retry_ms: number("COBRO_WEBHOOK_FIRST_RETRY_MS", 30_000)? as u64,
+            webhook_worker: !matches!(
+                var("COBRO_WEBHOOK_WORKER")
+                    .map(|v| v.to_ascii_lowercase())
+                    .as_deref(),
+                Some("0" | "false" | "no")
+            ),
+            webhook_allow_private: matches!(
+                var("COBRO_WEBHOOK_ALLOW_PRIVATE")
+                    .map(|v| v.to_ascii_lowercase())
+                    .as_deref(),
+                Some("1" | "true" | "yes")
+            ),
             rate_limit_burst: number("COBRO_RATE_LIMIT_BURST", 2 * rate_limit as usize)? as u32,
         })
     }

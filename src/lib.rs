@@ -17,3 +17,4 @@ pub mod openapi;
 pub mod payments;
 pub mod sources;
 pub mod startup;
+pub mod webhooks;

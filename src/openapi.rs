@@ -32,6 +32,16 @@ use crate::payments::status::PaymentStatus;
         crate::sources::handlers::retrieve,
         crate::sources::handlers::destroy,
         crate::health::health,
+        crate::webhooks::handlers::create,
+        crate::webhooks::handlers::list,
+        crate::webhooks::handlers::retrieve,
+        crate::webhooks::handlers::replace,
+        crate::webhooks::handlers::partial_update,
+        crate::webhooks::handlers::destroy,
+        crate::webhooks::handlers::rotate_secret,
+        crate::webhooks::handlers::test,
+        crate::webhooks::handlers::deliveries,
+        crate::webhooks::handlers::retry,
     ),
     components(schemas(PaymentView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, IdempotencyConflict, crate::health::Health)),
     modifiers(&Security),
@@ -118,6 +128,19 @@ pub enum IdempotencyErrors {
 pub struct IdempotencyConflict {
     pub detail: String,
     pub code: String,
+}
+
+/// The writable fields of a webhook. Create and PUT require url and events.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookWrite {
+    /// Where deliveries are POSTed: http(s), and public unless COBRO_WEBHOOK_ALLOW_PRIVATE.
+    url: String,
+    /// Event types (`payment.succeeded`), a kind's events (`payment.*`), or `*`.
+    events: Vec<String>,
+    description: Option<String>,
+    /// False stops deliveries; true (re)starts them, with what was missed while failing.
+    enabled: Option<bool>,
 }
 
 /// The header that makes a POST safe to retry (API.md §6).

@@ -16,13 +16,14 @@ use crate::http::body::BodyLimit;
 use crate::http::throttle::Throttle;
 use crate::http::{not_found, resource};
 use crate::openapi::ApiDoc;
-use crate::{checkout, events, health, payments, sources};
+use crate::{checkout, events, health, payments, sources, webhooks};
 
 /// Every route of the API; shared by the server and the tests' in-process app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(payments::routes)
         .configure(events::routes)
         .configure(sources::routes)
+        .configure(webhooks::routes)
         .configure(checkout::routes)
         .service(resource("/health", "GET").route(web::get().to(health::health)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
@@ -41,6 +42,12 @@ pub fn serve(
     let address = listener.local_addr()?;
     settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
     purge_idempotency_keys(db.clone(), settings.idempotency_ttl_seconds);
+    if settings.webhook_worker {
+        webhooks::worker::spawn(
+            db.clone(),
+            webhooks::worker::WorkerSettings::from(&settings),
+        );
+    }
     // One per process, shared by its workers.
     let throttle =
         Throttle::new(settings.rate_limit, settings.rate_limit_burst).map(web::Data::new);

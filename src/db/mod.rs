@@ -355,6 +355,8 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("sources", "src/sources/store.rs"),
     ("payment_attempts", "src/payments/store.rs"),
     ("idempotency_keys", "src/idempotency/store.rs"),
+    ("webhooks", "src/webhooks/store.rs"),
+    ("webhook_deliveries", "src/webhooks/store.rs"),
 ];
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.

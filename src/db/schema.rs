@@ -152,3 +152,44 @@ diesel::table! {
         created -> Timestamp,
     }
 }
+
+diesel::table! {
+    webhooks (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        url -> Text,
+        events -> Text,
+        description -> Nullable<Text>,
+        enabled -> Bool,
+        disabled_reason -> Nullable<Text>,
+        secret -> Text,
+        failure_status -> Nullable<Integer>,
+        failure_streak -> Integer,
+        version -> BigInt,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        webhook_id -> BigInt,
+        event_id -> BigInt,
+        object_id -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt -> Timestamp,
+        claimed_until -> Nullable<Timestamp>,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        last_attempt -> Nullable<Timestamp>,
+        created -> Timestamp,
+    }
+}
+
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::allow_tables_to_appear_in_same_query!(webhooks, webhook_deliveries);

@@ -25,7 +25,8 @@ fn scoped(scope: &Scope) -> events::BoxedQuery<'static, MultiBackend> {
     events::table.filter(in_scope(scope)).into_boxed()
 }
 
-/// Appends an event; call it inside the transaction of the change it records.
+/// Appends an event and the webhook deliveries it owes; call it inside the transaction of
+/// the change it records, so that the change, its event and its deliveries commit together.
 pub fn record(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -34,8 +35,21 @@ pub fn record(
     object_id: &str,
     data: &impl Serialize,
 ) -> Result<(), ApiError> {
+    let id = insert(conn, scope, event_type, object_type, object_id, data)?;
+    crate::webhooks::store::enqueue(conn, scope, id, event_type, object_id, now())
+}
+
+/// Appends an event alone (no deliveries); returns its id.
+pub fn insert(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    event_type: &str,
+    object_type: &str,
+    object_id: &str,
+    data: &impl Serialize,
+) -> Result<i64, ApiError> {
     let data = serde_json::to_string(data).map_err(ApiError::internal)?;
-    diesel::insert_into(events::table)
+    Ok(diesel::insert_into(events::table)
         .values((
             events::workspace_id.eq(scope.workspace_id()),
             events::test_mode.eq(scope.test_mode()),
@@ -45,8 +59,8 @@ pub fn record(
             events::data.eq(data),
             events::created.eq(now()),
         ))
-        .execute(conn)?;
-    Ok(())
+        .returning(events::id)
+        .get_result(conn)?)
 }
 
 #[derive(Clone, Debug, Default)]

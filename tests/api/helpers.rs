@@ -43,6 +43,10 @@ pub fn serve(db: Db, adjust: impl FnOnce(&mut Settings)) -> Server {
     settings.body_limit = 64 * 1024;
     // Tests send requests as fast as they can; throttling has its own servers.
     settings.rate_limit = 0;
+    // Webhooks are delivered by the servers of the webhook tests (webhooks.rs), which reach
+    // their receivers on 127.0.0.1 and retry in milliseconds.
+    settings.webhook_worker = false;
+    settings.webhook_allow_private = false;
     adjust(&mut settings);
     let server_db = db.clone();
     std::thread::spawn(move || {

@@ -17,3 +17,4 @@ mod sources;
 mod status;
 mod tenancy;
 mod throttle;
+mod webhooks;

@@ -1,0 +1,415 @@
+//! Webhook and delivery storage; scoped like every tenant table (see `in_scope`). The
+//! delivery worker's two statements that look across workspaces are marked.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::domain::Webhook;
+use crate::db::schema::{webhook_deliveries as deliveries, webhooks};
+use crate::db::{DbConnection, Scope};
+use crate::error::ApiError;
+
+type InScope = diesel::dsl::And<
+    diesel::dsl::Eq<webhooks::workspace_id, String>,
+    diesel::dsl::Eq<webhooks::test_mode, bool>,
+>;
+
+fn in_scope(scope: &Scope) -> InScope {
+    webhooks::workspace_id
+        .eq(scope.workspace_id().to_string())
+        .and(webhooks::test_mode.eq(scope.test_mode()))
+}
+
+type DeliveriesInScope = diesel::dsl::And<
+    diesel::dsl::Eq<deliveries::workspace_id, String>,
+    diesel::dsl::Eq<deliveries::test_mode, bool>,
+>;
+
+fn deliveries_in_scope(scope: &Scope) -> DeliveriesInScope {
+    deliveries::workspace_id
+        .eq(scope.workspace_id().to_string())
+        .and(deliveries::test_mode.eq(scope.test_mode()))
+}
+
+#[derive(Queryable)]
+struct WebhookRow {
+    id: i64,
+    _workspace_id: String,
+    test_mode: bool,
+    url: String,
+    events: String,
+    description: Option<String>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    secret: String,
+    failure_status: Option<i32>,
+    failure_streak: i32,
+    version: i64,
+    created: NaiveDateTime,
+    updated: NaiveDateTime,
+}
+
+impl WebhookRow {
+    fn into_webhook(self) -> Result<Webhook, ApiError> {
+        Ok(Webhook {
+            events: serde_json::from_str(&self.events).map_err(|_| {
+                ApiError::internal(format!("webhook {} has invalid events", self.id))
+            })?,
+            id: self.id,
+            test_mode: self.test_mode,
+            url: self.url,
+            description: self.description,
+            enabled: self.enabled,
+            disabled_reason: self.disabled_reason,
+            secret: self.secret,
+            failure_status: self.failure_status,
+            failure_streak: self.failure_streak,
+            version: self.version,
+            created: self.created,
+            updated: self.updated,
+        })
+    }
+}
+
+fn events_json(webhook: &Webhook) -> String {
+    serde_json::Value::from(webhook.events.clone()).to_string()
+}
+
+pub fn insert(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    webhook: &Webhook,
+) -> Result<Webhook, ApiError> {
+    let id: i64 = diesel::insert_into(webhooks::table)
+        .values((
+            webhooks::workspace_id.eq(scope.workspace_id()),
+            webhooks::test_mode.eq(scope.test_mode()),
+            webhooks::url.eq(&webhook.url),
+            webhooks::events.eq(events_json(webhook)),
+            webhooks::description.eq(&webhook.description),
+            webhooks::enabled.eq(webhook.enabled),
+            webhooks::disabled_reason.eq(&webhook.disabled_reason),
+            webhooks::secret.eq(&webhook.secret),
+            webhooks::failure_status.eq(webhook.failure_status),
+            webhooks::failure_streak.eq(webhook.failure_streak),
+            webhooks::version.eq(webhook.version),
+            webhooks::created.eq(webhook.created),
+            webhooks::updated.eq(webhook.updated),
+        ))
+        .returning(webhooks::id)
+        .get_result(conn)?;
+    Ok(Webhook {
+        id,
+        ..webhook.clone()
+    })
+}
+
+pub fn find(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<Option<Webhook>, ApiError> {
+    let row: Option<WebhookRow> = webhooks::table
+        .filter(in_scope(scope))
+        .filter(webhooks::id.eq(id))
+        .first(conn)
+        .optional()?;
+    row.map(WebhookRow::into_webhook).transpose()
+}
+
+pub fn count(conn: &mut DbConnection, scope: &Scope) -> Result<i64, ApiError> {
+    Ok(webhooks::table
+        .filter(in_scope(scope))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Newest first.
+pub fn list(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Webhook>, ApiError> {
+    let rows: Vec<WebhookRow> = webhooks::table
+        .filter(in_scope(scope))
+        .order_by(webhooks::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .load(conn)?;
+    rows.into_iter().map(WebhookRow::into_webhook).collect()
+}
+
+/// Writes `new` if the webhook is still at `old`'s version; false if it changed meanwhile.
+pub fn save(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    old: &Webhook,
+    new: &Webhook,
+) -> Result<bool, ApiError> {
+    let updated = diesel::update(
+        webhooks::table
+            .filter(in_scope(scope))
+            .filter(webhooks::id.eq(old.id))
+            .filter(webhooks::version.eq(old.version)),
+    )
+    .set((
+        webhooks::url.eq(&new.url),
+        webhooks::events.eq(events_json(new)),
+        webhooks::description.eq(&new.description),
+        webhooks::enabled.eq(new.enabled),
+        webhooks::disabled_reason.eq(&new.disabled_reason),
+        webhooks::secret.eq(&new.secret),
+        webhooks::failure_status.eq(new.failure_status),
+        webhooks::failure_streak.eq(new.failure_streak),
+        webhooks::version.eq(old.version + 1),
+        webhooks::updated.eq(new.updated),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Deletes a webhook and the deliveries owed to it.
+pub fn delete(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<bool, ApiError> {
+    diesel::delete(
+        deliveries::table
+            .filter(deliveries_in_scope(scope))
+            .filter(deliveries::webhook_id.eq(id)),
+    )
+    .execute(conn)?;
+    let deleted = diesel::delete(
+        webhooks::table
+            .filter(in_scope(scope))
+            .filter(webhooks::id.eq(id)),
+    )
+    .execute(conn)?;
+    Ok(deleted == 1)
+}
+
+/// Owes `event` to every webhook of the scope that subscribes to it: enabled ones, and those
+/// the server disabled after failures (re-enabled, they get what happened meanwhile). A
+/// webhook disabled by hand gets nothing. Call it in the event's transaction.
+pub fn enqueue(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    event_id: i64,
+    event_type: &str,
+    object_id: &str,
+    at: NaiveDateTime,
+) -> Result<(), ApiError> {
+    let rows: Vec<WebhookRow> = webhooks::table
+        .filter(in_scope(scope))
+        .filter(
+            webhooks::enabled
+                .eq(true)
+                .or(webhooks::disabled_reason.is_not_null()),
+        )
+        .load(conn)?;
+    for webhook in rows {
+        let webhook = webhook.into_webhook()?;
+        if webhook.subscribes_to(event_type) {
+            insert_delivery(conn, scope, webhook.id, event_id, object_id, at)?;
+        }
+    }
+    Ok(())
+}
+
+/// A pending delivery of one event to one webhook, due at once.
+pub fn insert_delivery(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    webhook_id: i64,
+    event_id: i64,
+    object_id: &str,
+    at: NaiveDateTime,
+) -> Result<i64, ApiError> {
+    Ok(diesel::insert_into(deliveries::table)
+        .values((
+            deliveries::workspace_id.eq(scope.workspace_id()),
+            deliveries::test_mode.eq(scope.test_mode()),
+            deliveries::webhook_id.eq(webhook_id),
+            deliveries::event_id.eq(event_id),
+            deliveries::object_id.eq(object_id),
+            deliveries::status.eq("pending"),
+            deliveries::attempts.eq(0),
+            deliveries::next_attempt.eq(at),
+            deliveries::created.eq(at),
+        ))
+        .returning(deliveries::id)
+        .get_result(conn)?)
+}
+
+#[derive(Queryable, Clone, Debug)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub workspace_id: String,
+    pub test_mode: bool,
+    pub webhook_id: i64,
+    pub event_id: i64,
+    pub object_id: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt: NaiveDateTime,
+    pub claimed_until: Option<NaiveDateTime>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub last_attempt: Option<NaiveDateTime>,
+    pub created: NaiveDateTime,
+}
+
+pub fn count_deliveries(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    webhook_id: i64,
+) -> Result<i64, ApiError> {
+    Ok(deliveries::table
+        .filter(deliveries_in_scope(scope))
+        .filter(deliveries::webhook_id.eq(webhook_id))
+        .count()
+        .get_result(conn)?)
+}
+
+/// A webhook's deliveries, newest first.
+pub fn list_deliveries(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    webhook_id: i64,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, ApiError> {
+    Ok(deliveries::table
+        .filter(deliveries_in_scope(scope))
+        .filter(deliveries::webhook_id.eq(webhook_id))
+        .order_by(deliveries::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .load(conn)?)
+}
+
+pub fn find_delivery(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    webhook_id: i64,
+    id: i64,
+) -> Result<Option<DeliveryRow>, ApiError> {
+    Ok(deliveries::table
+        .filter(deliveries_in_scope(scope))
+        .filter(deliveries::webhook_id.eq(webhook_id))
+        .filter(deliveries::id.eq(id))
+        .first(conn)
+        .optional()?)
+}
+
+/// Makes a delivery pending and due at `at` (a retry by hand, or a webhook re-enabled).
+pub fn make_due(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    webhook_id: i64,
+    delivery_id: Option<i64>,
+    at: NaiveDateTime,
+) -> Result<usize, ApiError> {
+    let mut query = deliveries::table
+        .filter(deliveries_in_scope(scope))
+        .filter(deliveries::webhook_id.eq(webhook_id))
+        .into_boxed();
+    query = match delivery_id {
+        Some(id) => query.filter(deliveries::id.eq(id)),
+        None => query.filter(deliveries::status.eq("pending")),
+    };
+    let ids: Vec<i64> = query.select(deliveries::id).load(conn)?;
+    Ok(diesel::update(
+        deliveries::table
+            .filter(deliveries_in_scope(scope))
+            .filter(deliveries::id.eq_any(ids)),
+    )
+    .set((
+        deliveries::status.eq("pending"),
+        deliveries::next_attempt.eq(at),
+    ))
+    .execute(conn)?)
+}
+
+/// Up to `limit` deliveries due at `at` and not claimed, oldest first, in every workspace.
+pub fn due(
+    conn: &mut DbConnection,
+    at: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, ApiError> {
+    // tenancy: across workspaces by design (the delivery worker; each row carries its scope)
+    Ok(deliveries::table
+        .inner_join(webhooks::table)
+        .filter(webhooks::enabled.eq(true))
+        .select(deliveries::all_columns)
+        .filter(deliveries::status.eq("pending"))
+        .filter(deliveries::next_attempt.le(at))
+        .filter(
+            deliveries::claimed_until
+                .is_null()
+                .or(deliveries::claimed_until.lt(at)),
+        )
+        .order_by(deliveries::id)
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// True when an older delivery of the same object to the same webhook is still pending:
+/// this one waits for it, so that an object's events arrive in order.
+pub fn waits_for_older(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    delivery: &DeliveryRow,
+) -> Result<bool, ApiError> {
+    let older: i64 = deliveries::table
+        .filter(deliveries_in_scope(scope))
+        .filter(deliveries::webhook_id.eq(delivery.webhook_id))
+        .filter(deliveries::object_id.eq(&delivery.object_id))
+        .filter(deliveries::status.eq("pending"))
+        .filter(deliveries::id.lt(delivery.id))
+        .count()
+        .get_result(conn)?;
+    Ok(older > 0)
+}
+
+/// Claims a delivery until `until`, if nobody holds it: the one guarded write that keeps
+/// two workers (in one process or several) from sending it at the same time.
+pub fn claim(
+    conn: &mut DbConnection,
+    delivery: &DeliveryRow,
+    at: NaiveDateTime,
+    until: NaiveDateTime,
+) -> Result<bool, ApiError> {
+    // tenancy: across workspaces by design (the delivery worker; guarded by id and claim)
+    let claimed = diesel::update(
+        deliveries::table
+            .filter(deliveries::id.eq(delivery.id))
+            .filter(deliveries::status.eq("pending"))
+            .filter(
+                deliveries::claimed_until
+                    .is_null()
+                    .or(deliveries::claimed_until.lt(at)),
+            ),
+    )
+    .set(deliveries::claimed_until.eq(until))
+    .execute(conn)?;
+    Ok(claimed == 1)
+}
+
+/// Records an attempt's outcome and releases the claim.
+pub fn record_attempt(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    delivery: &DeliveryRow,
+) -> Result<(), ApiError> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries_in_scope(scope))
+            .filter(deliveries::id.eq(delivery.id)),
+    )
+    .set((
+        deliveries::status.eq(&delivery.status),
+        deliveries::attempts.eq(delivery.attempts),
+        deliveries::next_attempt.eq(delivery.next_attempt),
+        deliveries::claimed_until.eq(None::<NaiveDateTime>),
+        deliveries::last_status.eq(delivery.last_status),
+        deliveries::last_error.eq(&delivery.last_error),
+        deliveries::last_attempt.eq(delivery.last_attempt),
+    ))
+    .execute(conn)?;
+    Ok(())
+}

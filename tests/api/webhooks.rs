@@ -1,0 +1,260 @@
+//! Webhooks: endpoints, and deliveries to a real HTTP receiver on 127.0.0.1, sent by a
+//! server whose worker retries in milliseconds.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::both;
+use crate::helpers::*;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Hit {
+    headers: Vec<(String, String)>,
+    body: String,
+    answered: u16,
+}
+
+impl Hit {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v)
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// An HTTP server that records every request and answers the statuses it is told to (then
+/// 200s).
+struct Receiver {
+    url: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::new()));
+        let (h, s) = (hits.clone(), script.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap_or(0); // request line
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let length: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap_or(());
+                let status = s.lock().unwrap().pop_front().unwrap_or(200);
+                h.lock().unwrap().push(Hit {
+                    headers,
+                    body: String::from_utf8_lossy(&body).into(),
+                    answered: status,
+                });
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Receiver { url, hits, script }
+    }
+
+    fn fail_next(&self, statuses: &[u16]) {
+        self.script.lock().unwrap().extend(statuses);
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds of the hits (or fails after 20 s).
+    fn wait_for(&self, what: &str, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let hits = self.hits();
+            if done(&hits) {
+                return hits;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; got {hits:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn delivered(hits: &[Hit]) -> Vec<(String, String)> {
+    hits.iter()
+        .filter(|h| (200..300).contains(&h.answered))
+        .map(|h| {
+            let body = h.json();
+            (
+                body["event"].as_str().unwrap().to_string(),
+                body["object_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn hmac_hex(secret: &str, message: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The app on a server that delivers webhooks (to 127.0.0.1, retrying after 100 ms).
+fn delivering(app: &App) -> Option<App> {
+    let server = server_with(app.backend(), |s| {
+        s.webhook_worker = true;
+        s.webhook_allow_private = true;
+        s.webhook_first_retry_ms = 100;
+    })?;
+    Some(app.on(server))
+}
+
+both! {
+    fn webhooks_are_created_read_changed_and_deleted(app) {
+        let created = app.post("/webhooks/", json!({"url": "https://hooks.example.com/cobro", "events": ["payment.*", "source.created"], "description": "ERP"})).expect(201).body;
+        let secret = created["secret"].as_str().unwrap();
+        assert!(secret.starts_with("whsecret_") && secret.len() > 30, "{secret}");
+        assert_eq!(created["enabled"], true);
+        let id = created["id"].clone();
+        let read = app.get(&format!("/webhooks/{id}/")).expect(200).body;
+        assert!(read.get("secret").is_none(), "the secret is shown only once: {read}");
+        assert_eq!(read["events"], json!(["payment.*", "source.created"]));
+        assert_eq!(app.get("/webhooks/").expect(200).body["count"], 1);
+        let changed = app.patch(&format!("/webhooks/{id}/"), json!({"events": ["*"], "enabled": false})).expect(200).body;
+        assert_eq!((changed["events"].clone(), changed["enabled"].clone()), (json!(["*"]), json!(false)));
+        let rotated = app.post(&format!("/webhooks/{id}/rotate-secret/"), json!({})).expect(200).body;
+        assert_ne!(rotated["secret"], created["secret"]);
+        // Other workspaces and the other mode see nothing.
+        app.stranger().get(&format!("/webhooks/{id}/")).expect(404);
+        app.in_test_mode().get(&format!("/webhooks/{id}/")).expect(404);
+        app.delete(&format!("/webhooks/{id}/")).expect(204);
+        app.get(&format!("/webhooks/{id}/")).expect(404);
+    }
+
+    fn webhook_fields_are_checked(app) {
+        let bad = app.post("/webhooks/", json!({"url": "ftp://x.example.com/", "events": []})).expect(400).body;
+        assert_eq!(bad["url"], json!(["Enter a valid URL."]));
+        assert_eq!(bad["events"], json!(["This list may not be empty."]));
+        let unknown = app.post("/webhooks/", json!({"url": "https://x.example.com/", "events": ["payment.teleported.*"]})).expect(400).body;
+        assert!(unknown["events"][0].as_str().unwrap().contains("is not a valid event type"), "{unknown}");
+        app.post("/webhooks/", json!({"events": ["*"]})).expect(400);
+        // Internal addresses are refused unless the server allows them.
+        for url in ["http://127.0.0.1:9/hook", "http://localhost/hook", "http://169.254.169.254/", "http://[::1]/"] {
+            let refused = app.post("/webhooks/", json!({"url": url, "events": ["*"]})).expect(400).body;
+            assert!(refused["url"][0].as_str().unwrap().contains("public address"), "{url}: {refused}");
+        }
+        assert_eq!(app.get("/webhooks/").body["count"], 0);
+    }
+
+    fn events_arrive_in_order_with_valid_signatures(app) {
+        let Some(app) = delivering(&app) else { return };
+        let receiver = Receiver::start();
+        let hook = app.post("/webhooks/", json!({"url": receiver.url, "events": ["payment.*"]})).expect(201).body;
+        let secret = hook["secret"].as_str().unwrap().to_string();
+        let first = app.create_payment(json!({}))["id"].to_string();
+        app.post(&format!("/payments/{first}/cancel/"), json!({})).expect(200);
+        let second = app.create_payment(json!({}))["id"].to_string();
+        app.patch(&format!("/payments/{second}/"), json!({"status": "succeeded"})).expect(200);
+        app.in_test_mode().create_payment(json!({})); // test mode: never delivered here
+        let hits = receiver.wait_for("4 deliveries", |h| h.len() >= 4);
+        std::thread::sleep(Duration::from_millis(300));
+        let hits_after = receiver.hits();
+        assert_eq!(hits_after.len(), 4, "{hits_after:#?}");
+        let mine = |id: &str| delivered(&hits).into_iter().filter(|(_, o)| o == id).map(|(e, _)| e).collect::<Vec<_>>();
+        assert_eq!(mine(&first), ["payment.created", "payment.cancelled"]);
+        assert_eq!(mine(&second), ["payment.created", "payment.succeeded"]);
+        for hit in &hits {
+            let body = hit.json();
+            let (event, object) = (body["event"].as_str().unwrap(), body["object_id"].as_str().unwrap());
+            assert_eq!(hit.header("x-piriod-signature"), hmac_hex(&secret, &format!("{event}{object}")));
+            let (t, v1) = hit.header("cobro-signature").split_once(",v1=").unwrap();
+            let t = t.strip_prefix("t=").unwrap();
+            assert_eq!(v1, hmac_hex(&secret, &format!("{t}.{}", hit.body)));
+            assert!((chrono::Utc::now().timestamp() - t.parse::<i64>().unwrap()).abs() < 60);
+            assert_eq!(body["data"]["id"].to_string(), object);
+        }
+        let deliveries = app.get(&format!("/webhooks/{}/deliveries/", hook["id"])).expect(200).body;
+        assert_eq!(deliveries["count"], 4);
+        assert!(deliveries["results"].as_array().unwrap().iter().all(|d| d["status"] == "succeeded" && d["attempts"] == 1 && d["last_status"] == 200));
+    }
+
+    fn a_failing_receiver_gets_every_event_once_it_recovers(app) {
+        let Some(app) = delivering(&app) else { return };
+        let receiver = Receiver::start();
+        receiver.fail_next(&[500, 503]);
+        let hook = app.post("/webhooks/", json!({"url": receiver.url, "events": ["payment.created", "payment.cancelled"]})).expect(201).body;
+        let id = app.create_payment(json!({}))["id"].to_string();
+        app.post(&format!("/payments/{id}/cancel/"), json!({})).expect(200);
+        app.patch(&format!("/payments/{id}/"), json!({"description": "not subscribed"})).expect(200);
+        let hits = receiver.wait_for("both events delivered", |h| delivered(h).len() >= 2);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(delivered(&receiver.hits()), [("payment.created".into(), id.clone()), ("payment.cancelled".into(), id.clone())]);
+        // The created event was tried three times; the cancel waited for it, in order.
+        assert_eq!(hits.iter().map(|h| h.answered).collect::<Vec<_>>()[..3], [500, 503, 200]);
+        let deliveries = app.get(&format!("/webhooks/{}/deliveries/", hook["id"])).expect(200).body;
+        let attempts: Vec<Value> = deliveries["results"].as_array().unwrap().iter().map(|d| d["attempts"].clone()).collect();
+        assert_eq!(attempts, [json!(1), json!(3)]);
+        // Two different failures in a row do not disable a webhook.
+        assert_eq!(app.get(&format!("/webhooks/{}/", hook["id"])).body["enabled"], true);
+    }
+
+    fn three_identical_failures_disable_until_enabled_again(app) {
+        let Some(app) = delivering(&app) else { return };
+        let receiver = Receiver::start();
+        receiver.fail_next(&[500, 500, 500]);
+        let hook = app.post("/webhooks/", json!({"url": receiver.url, "events": ["*"]})).expect(201).body;
+        let path = format!("/webhooks/{}/", hook["id"]);
+        let id = app.create_payment(json!({}))["id"].to_string();
+        receiver.wait_for("three failures", |h| h.len() >= 3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while app.get(&path).body["enabled"] == true {
+            assert!(Instant::now() < deadline, "not disabled");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let disabled = app.get(&path).body;
+        assert!(disabled["disabled_reason"].as_str().unwrap().contains("HTTP 500"), "{disabled}");
+        // While disabled nothing is sent, and events still queue up for it.
+        app.post(&format!("/payments/{id}/cancel/"), json!({})).expect(200);
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(receiver.hits().len(), 3);
+        let enabled = app.patch(&path, json!({"enabled": true})).expect(200).body;
+        assert_eq!(enabled["disabled_reason"], Value::Null);
+        let hits = receiver.wait_for("the queue after re-enabling", |h| delivered(h).len() >= 2);
+        assert_eq!(delivered(&hits), [("payment.created".into(), id.clone()), ("payment.cancelled".into(), id)]);
+        // A ping reaches it too.
+        app.post(&format!("/webhooks/{}/test/", hook["id"]), json!({})).expect(201);
+        let hits = receiver.wait_for("the ping", |h| delivered(h).len() >= 3);
+        assert_eq!(delivered(&hits)[2].0, "ping");
+    }
+}
