@@ -412,7 +412,14 @@ mod tests {
                         &relative, store,
                         "{relative} touches the tenant table {table}: go through {store}"
                     );
-                    let statement = &text[at..at + text[at..].find(';').unwrap_or(text.len() - at)];
+                    // To the end of the statement, or of the function when the statement is
+                    // its tail expression (no `;`).
+                    let end = [text[at..].find(';'), text[at..].find("\n}")]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(text.len() - at);
+                    let statement = &text[at..at + end];
                     // Two exceptions, each marked where it stands: the checkout lookup (its
                     // key is the credential) and loops that work across workspaces.
                     let marked = text[..at]

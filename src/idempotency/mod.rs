@@ -23,9 +23,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::accounts::auth::Auth;
 use crate::config::Settings;
 use crate::db::{now, write_tx, Db, DbConnection, Scope};
 use crate::error::{ApiError, ApiResult};
+use crate::http::object_id;
 
 pub const HEADER: &str = "idempotency-key";
 /// Set on an answer that is a replay of a stored one.
@@ -78,6 +80,26 @@ pub fn key(
         fingerprint: fingerprint(fields),
         ttl: Duration::seconds(ttl_seconds as i64),
     }))
+}
+
+/// A POST on one object that takes no fields (`/payments/{id}/cancel/`, …): the path alone
+/// says what it does. Runs `work` on the object's id as [`answer`] does.
+pub async fn answer_action<T, W>(
+    req: &HttpRequest,
+    auth: Auth,
+    db: &Db,
+    id: &str,
+    status: StatusCode,
+    mut work: W,
+) -> ApiResult<HttpResponse>
+where
+    W: FnMut(&mut DbConnection, &Scope, i64) -> Result<T, ApiError> + Send + 'static,
+    T: Serialize + Send + 'static,
+{
+    let id = object_id(id)?;
+    let key = key(req, &auth.scope, auth.principal.credential(), &Map::new())?;
+    let scope = auth.scope;
+    answer(db, key, status, move |conn| work(conn, &scope, id)).await
 }
 
 /// Runs `work` and answers `status` with its JSON. With a key, the work runs at most once

@@ -2,7 +2,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::Map;
 
 use super::charging::AttemptView;
 use super::domain::{PaymentInput, PaymentView};
@@ -185,13 +184,15 @@ pub async fn cancel(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = object_id(&id)?;
-    // No fields: the path alone says what the request does.
-    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &Map::new())?;
     let base = base_url(&req);
-    idempotency::answer(&db, key, StatusCode::OK, move |conn| {
-        operations::cancel(conn, &auth.scope, id, &base)
-    })
+    idempotency::answer_action(
+        &req,
+        auth,
+        &db,
+        &id,
+        StatusCode::OK,
+        move |conn, scope, id| operations::cancel(conn, scope, id, &base),
+    )
     .await
 }
 
@@ -235,13 +236,15 @@ pub async fn settle(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = object_id(&id)?;
-    // No fields: the path alone says what the request does.
-    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &Map::new())?;
     let base = base_url(&req);
-    idempotency::answer(&db, key, StatusCode::OK, move |conn| {
-        operations::settle(conn, &auth.scope, id, &base)
-    })
+    idempotency::answer_action(
+        &req,
+        auth,
+        &db,
+        &id,
+        StatusCode::OK,
+        move |conn, scope, id| operations::settle(conn, scope, id, &base),
+    )
     .await
 }
 

@@ -2,13 +2,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::Map;
 
 use super::domain::{WebhookInput, WebhookView};
 use super::operations::{self, DeliveryView};
 use crate::accounts::auth::Auth;
 use crate::config::Settings;
-use crate::db::{Db, DbConnection, Scope};
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::http::body::Body;
 use crate::http::fields::Presence;
@@ -42,8 +41,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn allow_private(settings: &Settings) -> bool {
-    settings.webhook_allow_private
+/// Refuses internal addresses unless allowed; name resolution is blocking I/O, done on the
+/// blocking pool without holding a database connection.
+async fn check_url(input: &WebhookInput, settings: &Settings) -> ApiResult<()> {
+    let Some(url) = input.url.clone() else {
+        return Ok(());
+    };
+    if settings.webhook_allow_private {
+        return Ok(());
+    }
+    web::block(move || operations::check_public_url(&url))
+        .await
+        .map_err(ApiError::internal)?
 }
 
 /// Create a webhook; the answer carries its secret, shown only now.
@@ -58,10 +67,10 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let fields = body.read().await?;
     let input = WebhookInput::parse(&fields, Presence::Full)?;
+    check_url(&input, &settings).await?;
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
-    let allow = allow_private(&settings);
     idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-        operations::create(conn, &auth.scope, &input, allow)
+        operations::create(conn, &auth.scope, &input)
     })
     .await
 }
@@ -129,9 +138,9 @@ async fn write(
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
     let input = WebhookInput::parse(&body.read().await?, presence)?;
-    let allow = allow_private(&settings);
+    check_url(&input, &settings).await?;
     let view = db
-        .run(move |conn| operations::update(conn, &auth.scope, id, &input, allow))
+        .run(move |conn| operations::update(conn, &auth.scope, id, &input))
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -159,23 +168,14 @@ pub async fn rotate_secret(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    action(req, auth, db, id, StatusCode::OK, operations::rotate_secret).await
-}
-
-/// A POST on one webhook that takes no fields, made safe to retry by its key.
-async fn action<T: serde::Serialize + Send + 'static>(
-    req: HttpRequest,
-    auth: Auth,
-    db: web::Data<Db>,
-    id: web::Path<String>,
-    status: StatusCode,
-    operation: fn(&mut DbConnection, &Scope, i64) -> Result<T, ApiError>,
-) -> ApiResult<HttpResponse> {
-    let id = object_id(&id)?;
-    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &Map::new())?;
-    idempotency::answer(&db, key, status, move |conn| {
-        operation(conn, &auth.scope, id)
-    })
+    idempotency::answer_action(
+        &req,
+        auth,
+        &db,
+        &id,
+        StatusCode::OK,
+        operations::rotate_secret,
+    )
     .await
 }
 
@@ -188,7 +188,7 @@ pub async fn test(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    action(req, auth, db, id, StatusCode::CREATED, operations::ping).await
+    idempotency::answer_action(&req, auth, &db, &id, StatusCode::CREATED, operations::ping).await
 }
 
 /// A webhook's deliveries, newest first: status, attempts, last answer, next attempt.
@@ -219,10 +219,14 @@ pub async fn retry(
     db: web::Data<Db>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let (id, delivery_id) = (object_id(&path.0)?, object_id(&path.1)?);
-    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &Map::new())?;
-    idempotency::answer(&db, key, StatusCode::OK, move |conn| {
-        operations::retry(conn, &auth.scope, id, delivery_id)
-    })
+    let id = object_id(&path.0)?;
+    idempotency::answer_action(
+        &req,
+        auth,
+        &db,
+        &path.1,
+        StatusCode::OK,
+        move |conn, scope, delivery| operations::retry(conn, scope, id, delivery),
+    )
     .await
 }

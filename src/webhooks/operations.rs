@@ -12,11 +12,8 @@ use crate::events::store as events;
 use crate::http::pagination::{Page, PageRequest};
 use crate::payments::domain::timestamp;
 
-/// Refuses internal addresses unless `COBRO_WEBHOOK_ALLOW_PRIVATE` is set.
-fn check_url(url: &str, allow_private: bool) -> Result<(), ApiError> {
-    if allow_private {
-        return Ok(());
-    }
+/// Refuses internal addresses (the handler skips this under `COBRO_WEBHOOK_ALLOW_PRIVATE`).
+pub fn check_public_url(url: &str) -> Result<(), ApiError> {
     delivery::check_public(url).map_err(|why| {
         ApiError::field(
             "url",
@@ -29,12 +26,10 @@ pub fn create(
     conn: &mut DbConnection,
     scope: &Scope,
     input: &WebhookInput,
-    allow_private: bool,
 ) -> Result<WebhookView, ApiError> {
     let (Some(url), Some(events)) = (&input.url, &input.events) else {
         return Err(ApiError::internal("create without url or events"));
     };
-    check_url(url, allow_private)?;
     let at = now();
     let webhook = Webhook {
         id: 0,
@@ -83,11 +78,7 @@ pub fn update(
     scope: &Scope,
     id: i64,
     input: &WebhookInput,
-    allow_private: bool,
 ) -> Result<WebhookView, ApiError> {
-    if let Some(url) = &input.url {
-        check_url(url, allow_private)?;
-    }
     write_tx(conn, |conn| {
         let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
         let mut next = current.clone();

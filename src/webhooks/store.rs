@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::domain::Webhook;
-use crate::db::schema::{webhook_deliveries as deliveries, webhooks};
+use crate::db::schema::{webhook_deliveries, webhooks};
 use crate::db::{DbConnection, Scope};
 use crate::error::ApiError;
 
@@ -21,14 +21,14 @@ fn in_scope(scope: &Scope) -> InScope {
 }
 
 type DeliveriesInScope = diesel::dsl::And<
-    diesel::dsl::Eq<deliveries::workspace_id, String>,
-    diesel::dsl::Eq<deliveries::test_mode, bool>,
+    diesel::dsl::Eq<webhook_deliveries::workspace_id, String>,
+    diesel::dsl::Eq<webhook_deliveries::test_mode, bool>,
 >;
 
 fn deliveries_in_scope(scope: &Scope) -> DeliveriesInScope {
-    deliveries::workspace_id
+    webhook_deliveries::workspace_id
         .eq(scope.workspace_id().to_string())
-        .and(deliveries::test_mode.eq(scope.test_mode()))
+        .and(webhook_deliveries::test_mode.eq(scope.test_mode()))
 }
 
 #[derive(Queryable)]
@@ -168,9 +168,9 @@ pub fn save(
 /// Deletes a webhook and the deliveries owed to it.
 pub fn delete(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<bool, ApiError> {
     diesel::delete(
-        deliveries::table
+        webhook_deliveries::table
             .filter(deliveries_in_scope(scope))
-            .filter(deliveries::webhook_id.eq(id)),
+            .filter(webhook_deliveries::webhook_id.eq(id)),
     )
     .execute(conn)?;
     let deleted = diesel::delete(
@@ -219,19 +219,19 @@ pub fn insert_delivery(
     object_id: &str,
     at: NaiveDateTime,
 ) -> Result<i64, ApiError> {
-    Ok(diesel::insert_into(deliveries::table)
+    Ok(diesel::insert_into(webhook_deliveries::table)
         .values((
-            deliveries::workspace_id.eq(scope.workspace_id()),
-            deliveries::test_mode.eq(scope.test_mode()),
-            deliveries::webhook_id.eq(webhook_id),
-            deliveries::event_id.eq(event_id),
-            deliveries::object_id.eq(object_id),
-            deliveries::status.eq("pending"),
-            deliveries::attempts.eq(0),
-            deliveries::next_attempt.eq(at),
-            deliveries::created.eq(at),
+            webhook_deliveries::workspace_id.eq(scope.workspace_id()),
+            webhook_deliveries::test_mode.eq(scope.test_mode()),
+            webhook_deliveries::webhook_id.eq(webhook_id),
+            webhook_deliveries::event_id.eq(event_id),
+            webhook_deliveries::object_id.eq(object_id),
+            webhook_deliveries::status.eq("pending"),
+            webhook_deliveries::attempts.eq(0),
+            webhook_deliveries::next_attempt.eq(at),
+            webhook_deliveries::created.eq(at),
         ))
-        .returning(deliveries::id)
+        .returning(webhook_deliveries::id)
         .get_result(conn)?)
 }
 
@@ -258,9 +258,9 @@ pub fn count_deliveries(
     scope: &Scope,
     webhook_id: i64,
 ) -> Result<i64, ApiError> {
-    Ok(deliveries::table
+    Ok(webhook_deliveries::table
         .filter(deliveries_in_scope(scope))
-        .filter(deliveries::webhook_id.eq(webhook_id))
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id))
         .count()
         .get_result(conn)?)
 }
@@ -273,10 +273,10 @@ pub fn list_deliveries(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, ApiError> {
-    Ok(deliveries::table
+    Ok(webhook_deliveries::table
         .filter(deliveries_in_scope(scope))
-        .filter(deliveries::webhook_id.eq(webhook_id))
-        .order_by(deliveries::id.desc())
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+        .order_by(webhook_deliveries::id.desc())
         .offset(offset)
         .limit(limit)
         .load(conn)?)
@@ -288,10 +288,10 @@ pub fn find_delivery(
     webhook_id: i64,
     id: i64,
 ) -> Result<Option<DeliveryRow>, ApiError> {
-    Ok(deliveries::table
+    Ok(webhook_deliveries::table
         .filter(deliveries_in_scope(scope))
-        .filter(deliveries::webhook_id.eq(webhook_id))
-        .filter(deliveries::id.eq(id))
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+        .filter(webhook_deliveries::id.eq(id))
         .first(conn)
         .optional()?)
 }
@@ -304,25 +304,21 @@ pub fn make_due(
     delivery_id: Option<i64>,
     at: NaiveDateTime,
 ) -> Result<usize, ApiError> {
-    let mut query = deliveries::table
+    let owed = webhook_deliveries::table
         .filter(deliveries_in_scope(scope))
-        .filter(deliveries::webhook_id.eq(webhook_id))
-        .into_boxed();
-    query = match delivery_id {
-        Some(id) => query.filter(deliveries::id.eq(id)),
-        None => query.filter(deliveries::status.eq("pending")),
-    };
-    let ids: Vec<i64> = query.select(deliveries::id).load(conn)?;
-    Ok(diesel::update(
-        deliveries::table
-            .filter(deliveries_in_scope(scope))
-            .filter(deliveries::id.eq_any(ids)),
-    )
-    .set((
-        deliveries::status.eq("pending"),
-        deliveries::next_attempt.eq(at),
-    ))
-    .execute(conn)?)
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id));
+    let due = (
+        webhook_deliveries::status.eq("pending"),
+        webhook_deliveries::next_attempt.eq(at),
+    );
+    Ok(match delivery_id {
+        Some(id) => diesel::update(owed.filter(webhook_deliveries::id.eq(id)))
+            .set(due)
+            .execute(conn)?,
+        None => diesel::update(owed.filter(webhook_deliveries::status.eq("pending")))
+            .set(due)
+            .execute(conn)?,
+    })
 }
 
 /// Up to `limit` deliveries due at `at` and not claimed, oldest first, in every workspace.
@@ -332,18 +328,18 @@ pub fn due(
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, ApiError> {
     // tenancy: across workspaces by design (the delivery worker; each row carries its scope)
-    Ok(deliveries::table
+    Ok(webhook_deliveries::table
         .inner_join(webhooks::table)
         .filter(webhooks::enabled.eq(true))
-        .select(deliveries::all_columns)
-        .filter(deliveries::status.eq("pending"))
-        .filter(deliveries::next_attempt.le(at))
+        .select(webhook_deliveries::all_columns)
+        .filter(webhook_deliveries::status.eq("pending"))
+        .filter(webhook_deliveries::next_attempt.le(at))
         .filter(
-            deliveries::claimed_until
+            webhook_deliveries::claimed_until
                 .is_null()
-                .or(deliveries::claimed_until.lt(at)),
+                .or(webhook_deliveries::claimed_until.lt(at)),
         )
-        .order_by(deliveries::id)
+        .order_by(webhook_deliveries::id)
         .limit(limit)
         .load(conn)?)
 }
@@ -355,12 +351,12 @@ pub fn waits_for_older(
     scope: &Scope,
     delivery: &DeliveryRow,
 ) -> Result<bool, ApiError> {
-    let older: i64 = deliveries::table
+    let older: i64 = webhook_deliveries::table
         .filter(deliveries_in_scope(scope))
-        .filter(deliveries::webhook_id.eq(delivery.webhook_id))
-        .filter(deliveries::object_id.eq(&delivery.object_id))
-        .filter(deliveries::status.eq("pending"))
-        .filter(deliveries::id.lt(delivery.id))
+        .filter(webhook_deliveries::webhook_id.eq(delivery.webhook_id))
+        .filter(webhook_deliveries::object_id.eq(&delivery.object_id))
+        .filter(webhook_deliveries::status.eq("pending"))
+        .filter(webhook_deliveries::id.lt(delivery.id))
         .count()
         .get_result(conn)?;
     Ok(older > 0)
@@ -376,16 +372,16 @@ pub fn claim(
 ) -> Result<bool, ApiError> {
     // tenancy: across workspaces by design (the delivery worker; guarded by id and claim)
     let claimed = diesel::update(
-        deliveries::table
-            .filter(deliveries::id.eq(delivery.id))
-            .filter(deliveries::status.eq("pending"))
+        webhook_deliveries::table
+            .filter(webhook_deliveries::id.eq(delivery.id))
+            .filter(webhook_deliveries::status.eq("pending"))
             .filter(
-                deliveries::claimed_until
+                webhook_deliveries::claimed_until
                     .is_null()
-                    .or(deliveries::claimed_until.lt(at)),
+                    .or(webhook_deliveries::claimed_until.lt(at)),
             ),
     )
-    .set(deliveries::claimed_until.eq(until))
+    .set(webhook_deliveries::claimed_until.eq(until))
     .execute(conn)?;
     Ok(claimed == 1)
 }
@@ -397,18 +393,18 @@ pub fn record_attempt(
     delivery: &DeliveryRow,
 ) -> Result<(), ApiError> {
     diesel::update(
-        deliveries::table
+        webhook_deliveries::table
             .filter(deliveries_in_scope(scope))
-            .filter(deliveries::id.eq(delivery.id)),
+            .filter(webhook_deliveries::id.eq(delivery.id)),
     )
     .set((
-        deliveries::status.eq(&delivery.status),
-        deliveries::attempts.eq(delivery.attempts),
-        deliveries::next_attempt.eq(delivery.next_attempt),
-        deliveries::claimed_until.eq(None::<NaiveDateTime>),
-        deliveries::last_status.eq(delivery.last_status),
-        deliveries::last_error.eq(&delivery.last_error),
-        deliveries::last_attempt.eq(delivery.last_attempt),
+        webhook_deliveries::status.eq(&delivery.status),
+        webhook_deliveries::attempts.eq(delivery.attempts),
+        webhook_deliveries::next_attempt.eq(delivery.next_attempt),
+        webhook_deliveries::claimed_until.eq(None::<NaiveDateTime>),
+        webhook_deliveries::last_status.eq(delivery.last_status),
+        webhook_deliveries::last_error.eq(&delivery.last_error),
+        webhook_deliveries::last_attempt.eq(delivery.last_attempt),
     ))
     .execute(conn)?;
     Ok(())
