@@ -10,6 +10,7 @@ use crate::accounts;
 use crate::config::Settings;
 use crate::db::{DatabaseUrl, Db, DbConnection, PooledConnection};
 use crate::startup;
+use crate::webhooks::worker;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -129,13 +130,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         return serve(settings, &url, &bind, no_bootstrap);
     }
     if let Command::Worker = command {
-        let db = Db::connect(&url, 2, &settings.sqlite_synchronous)?;
-        log::info!("delivering webhooks from {}", db.backend.name());
-        crate::webhooks::worker::run(
-            &db,
-            crate::webhooks::worker::WorkerSettings::from(&settings),
-        );
-        return Ok(());
+        return work(settings, &url);
     }
     let db = Db::connect(&url, 1, &settings.sqlite_synchronous)?;
     let mut conn = db.pool.get().map_err(|e| e.to_string())?;
@@ -236,9 +231,46 @@ fn serve(
         "cobro listening on http://{address} ({} database)",
         db.backend.name()
     );
+    let worker = settings
+        .webhook_worker
+        .then(|| worker::spawn(db.clone(), (&settings).into()));
     actix_web::rt::System::new()
         .block_on(async move { startup::serve(&settings, db, listener, true)?.await })
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"))?;
+    if let Some(worker) = worker {
+        worker.stop();
+    }
+    Ok(())
+}
+
+/// `cobro worker`: delivers webhooks until SIGTERM or SIGINT, then lets the sends in flight
+/// finish.
+fn work(settings: Settings, url: &DatabaseUrl) -> Result<(), String> {
+    // The dispatcher's connection, and one for each sender to record with.
+    let db = Db::connect(
+        url,
+        worker::SENDERS as u32 + 1,
+        &settings.sqlite_synchronous,
+    )?;
+    log::info!("delivering webhooks from {}", db.backend.name());
+    let running = worker::spawn(db, (&settings).into());
+    actix_web::rt::System::new().block_on(async {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        std::future::poll_fn(|cx| {
+            if terminate.poll_recv(cx).is_ready() || interrupt.poll_recv(cx).is_ready() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        Ok::<(), String>(())
+    })?;
+    log::info!("stopping: finishing the deliveries in flight");
+    running.stop();
+    Ok(())
 }
 
 fn print_bootstrap(first: &accounts::Bootstrap, address: &str) {

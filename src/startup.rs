@@ -42,12 +42,6 @@ pub fn serve(
     let address = listener.local_addr()?;
     settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
     purge_idempotency_keys(db.clone(), settings.idempotency_ttl_seconds);
-    if settings.webhook_worker {
-        webhooks::worker::spawn(
-            db.clone(),
-            webhooks::worker::WorkerSettings::from(&settings),
-        );
-    }
     // One per process, shared by its workers.
     let throttle =
         Throttle::new(settings.rate_limit, settings.rate_limit_burst).map(web::Data::new);

@@ -147,8 +147,9 @@ fn bad_database_url(db: &TestDb) {
     // Promptly: `run` fails the test after 15 s.
     let wrong: Vec<String> = urls
         .iter()
-        .filter_map(|url| {
-            let output = db.run(url, &["migrate"], Duration::from_secs(15));
+        .flat_map(|url| [(url, "migrate"), (url, "worker")])
+        .filter_map(|(url, command)| {
+            let output = db.run(url, &[command], Duration::from_secs(15));
             output.error_line().err()
         })
         .collect();

@@ -24,7 +24,7 @@ use rand::Rng;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use common::{for_each_backend, http, NoAnswer, Server, TestDb};
+use common::{for_each_backend, Client, NoAnswer, Server, TestDb};
 
 for_each_backend!(crash_keeps_every_acknowledged_create);
 
@@ -768,76 +768,4 @@ fn diff(before: &Value, after: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-// ---------------------------------------------------------------------------------------
-// A user's calls to one server
-// ---------------------------------------------------------------------------------------
-
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    authorization: String,
-    workspace: String,
-}
-
-impl Client {
-    /// `base`: the server's address, `http://127.0.0.1:PORT`.
-    fn new(base: &str, token: &str, workspace: &str) -> Client {
-        Client {
-            agent: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(2))
-                .timeout(Duration::from_secs(20))
-                .build(),
-            base: base.to_string(),
-            authorization: format!("Token {token}"),
-            workspace: workspace.to_string(),
-        }
-    }
-
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value), NoAnswer> {
-        self.send(method, path, body, &[])
-    }
-
-    /// `POST /payments/` with an idempotency key.
-    fn create(&self, key: &str, fields: &Value) -> Result<(u16, Value), NoAnswer> {
-        self.send(
-            "POST",
-            "/payments/",
-            Some(fields),
-            &[("Idempotency-Key", key)],
-        )
-    }
-
-    fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-        extra: &[(&str, &str)],
-    ) -> Result<(u16, Value), NoAnswer> {
-        let mut headers = vec![
-            ("Authorization", self.authorization.as_str()),
-            ("x-simple-workspace", self.workspace.as_str()),
-        ];
-        headers.extend_from_slice(extra);
-        http(
-            &self.agent,
-            method,
-            &format!("{}{path}", self.base),
-            &headers,
-            body,
-        )
-    }
-
-    /// A call that must be answered.
-    fn expect_answer(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        self.call(method, path, body)
-            .unwrap_or_else(|no| panic!("{method} {path}: no answer: {}", no.message))
-    }
 }

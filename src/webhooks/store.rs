@@ -375,6 +375,7 @@ pub fn claim(
         webhook_deliveries::table
             .filter(webhook_deliveries::id.eq(delivery.id))
             .filter(webhook_deliveries::status.eq("pending"))
+            .filter(webhook_deliveries::next_attempt.le(at))
             .filter(
                 webhook_deliveries::claimed_until
                     .is_null()
@@ -386,16 +387,19 @@ pub fn claim(
     Ok(claimed == 1)
 }
 
-/// Records an attempt's outcome and releases the claim.
+/// Records an attempt's outcome and releases the claim, if the claim is still the one that
+/// ends at `claimed_until`; false when another worker took it over.
 pub fn record_attempt(
     conn: &mut DbConnection,
     scope: &Scope,
     delivery: &DeliveryRow,
-) -> Result<(), ApiError> {
-    diesel::update(
+    claimed_until: NaiveDateTime,
+) -> Result<bool, ApiError> {
+    let recorded = diesel::update(
         webhook_deliveries::table
             .filter(deliveries_in_scope(scope))
-            .filter(webhook_deliveries::id.eq(delivery.id)),
+            .filter(webhook_deliveries::id.eq(delivery.id))
+            .filter(webhook_deliveries::claimed_until.eq(claimed_until)),
     )
     .set((
         webhook_deliveries::status.eq(&delivery.status),
@@ -407,5 +411,5 @@ pub fn record_attempt(
         webhook_deliveries::last_attempt.eq(delivery.last_attempt),
     ))
     .execute(conn)?;
-    Ok(())
+    Ok(recorded == 1)
 }

@@ -2,18 +2,30 @@
 //! webhook that keeps failing the same way. `cobro serve` runs one; `cobro worker` runs one
 //! alone. Any number may run on one database: a delivery is claimed by a guarded write
 //! before it is sent, so no two workers send it at the same time.
+//!
+//! One dispatcher thread finds due deliveries, claims them and hands each to one of
+//! `SENDERS` sender threads, so that a slow receiver holds up one sender, not every webhook.
 
-use chrono::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use chrono::{Duration, NaiveDateTime};
 
 use super::delivery::{self, Outcome};
 use super::domain::{self, Webhook, DISABLE_AFTER, GIVE_UP_AFTER};
 use super::store::{self, DeliveryRow};
 use crate::db::{now, write_tx, Db, DbConnection, Scope};
 use crate::error::ApiError;
-use crate::events::store as events;
+use crate::events::{store as events, EventView};
 
-/// How long a claim keeps other workers off a delivery (a send takes at most 6 s).
-const CLAIM: Duration = Duration::seconds(60);
+/// Deliveries sent at the same time by one worker.
+pub const SENDERS: usize = 4;
+/// How long a claim keeps other workers off a delivery. A sender only starts a send that
+/// ends (6 s timeout) with time to spare on its claim, so a claim never lapses mid-send.
+const CLAIM: Duration = Duration::seconds(20);
+const SPARE: Duration = Duration::seconds(2);
 const BATCH: i64 = 50;
 
 /// What a worker needs to know (from `Settings`).
@@ -23,8 +35,8 @@ pub struct WorkerSettings {
     pub first_retry_ms: u64,
 }
 
-impl WorkerSettings {
-    pub fn from(settings: &crate::config::Settings) -> Self {
+impl From<&crate::config::Settings> for WorkerSettings {
+    fn from(settings: &crate::config::Settings) -> Self {
         WorkerSettings {
             allow_private: settings.webhook_allow_private,
             first_retry_ms: settings.webhook_first_retry_ms,
@@ -32,39 +44,86 @@ impl WorkerSettings {
     }
 }
 
-/// Runs the worker on a thread of its own, for ever.
-pub fn spawn(db: Db, settings: WorkerSettings) {
-    std::thread::Builder::new()
-        .name("webhooks".into())
-        .spawn(move || run(&db, settings))
-        .expect("start the webhook worker");
+/// A claimed delivery, with what sending it needs.
+struct Job {
+    scope: Scope,
+    due: DeliveryRow,
+    /// The claim's end: it also identifies the claim when the outcome is recorded.
+    claimed_until: NaiveDateTime,
+    url: String,
+    secret: String,
+    event: Option<EventView>,
 }
 
-/// The worker's loop: a batch, then a short sleep when there was nothing to do.
-pub fn run(db: &Db, settings: WorkerSettings) {
-    loop {
-        let sent = db
-            .pool
-            .get()
-            .map_err(ApiError::internal)
-            .and_then(|mut conn| run_once(&mut conn, settings));
-        match sent {
-            Ok(0) => std::thread::sleep(std::time::Duration::from_millis(200)),
-            Ok(_) => {}
-            Err(err) => {
-                log::warn!("webhook worker: {err}");
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-        }
+/// A worker running on a thread of its own.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops claiming, lets the sends in flight finish (6 s at most) and returns.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
     }
 }
 
-/// Sends the deliveries due now (one batch); returns how many were attempted.
-pub fn run_once(conn: &mut DbConnection, settings: WorkerSettings) -> Result<usize, ApiError> {
-    let at = now();
-    let mut attempted = 0;
-    for due in store::due(conn, at, BATCH)? {
+/// Starts a worker on a thread of its own.
+pub fn spawn(db: Db, settings: WorkerSettings) -> Running {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = thread::Builder::new()
+        .name("webhooks".into())
+        .spawn(move || run(&db, settings, &flag))
+        .expect("start the webhook worker");
+    Running { stop, thread }
+}
+
+/// The worker: starts the senders, then dispatches batches, sleeping briefly when there was
+/// nothing to do, until `stop` is set; then waits for the senders to finish.
+pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
+    // A rendezvous channel: a job is handed over only when a sender is free to send it now.
+    let (hand_over, jobs) = mpsc::sync_channel::<Job>(0);
+    let jobs = Arc::new(Mutex::new(jobs));
+    let senders: Vec<JoinHandle<()>> = (0..SENDERS)
+        .map(|n| {
+            let (db, jobs) = (db.clone(), jobs.clone());
+            thread::Builder::new()
+                .name(format!("webhook-sender-{n}"))
+                .spawn(move || send_all(&db, &jobs, settings))
+                .expect("start a webhook sender")
+        })
+        .collect();
+    while !stop.load(Ordering::Relaxed) {
+        match dispatch(db, &hand_over, stop) {
+            Ok(0) => thread::sleep(std::time::Duration::from_millis(200)),
+            Ok(_) => {}
+            Err(err) => {
+                log::warn!("webhook worker: {err}");
+                thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+    drop(hand_over);
+    for sender in senders {
+        let _ = sender.join();
+    }
+}
+
+/// Claims the deliveries due now (one batch) and hands each to a sender; returns how many.
+/// A delivery waits while an older one of the same object to the same webhook is pending,
+/// so that an object's events arrive in order.
+fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usize, ApiError> {
+    let mut conn = db.pool.get().map_err(ApiError::internal)?;
+    let conn: &mut DbConnection = &mut conn;
+    let mut handed = 0;
+    for due in store::due(conn, now(), BATCH)? {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let scope = Scope::new(due.workspace_id.clone(), due.test_mode);
+        let at = now();
         if store::waits_for_older(conn, &scope, &due)? || !store::claim(conn, &due, at, at + CLAIM)?
         {
             continue;
@@ -72,32 +131,67 @@ pub fn run_once(conn: &mut DbConnection, settings: WorkerSettings) -> Result<usi
         let Some(webhook) = store::find(conn, &scope, due.webhook_id)? else {
             continue; // deleted meanwhile, and its deliveries with it
         };
-        let outcome = match events::find(conn, &scope, due.event_id)? {
-            Some(event) => delivery::send(
-                &webhook.url,
-                &webhook.secret,
-                &event,
-                settings.allow_private,
-                chrono::Utc::now().timestamp(),
-            ),
-            None => Outcome::Unreachable("the event no longer exists".into()),
+        let event = events::find(conn, &scope, due.event_id)?;
+        let job = Job {
+            scope,
+            due,
+            claimed_until: at + CLAIM,
+            url: webhook.url,
+            secret: webhook.secret,
+            event,
         };
-        attempted += 1;
-        write_tx(conn, |conn| {
-            record(conn, &scope, &due, &outcome, settings.first_retry_ms)
-        })?;
+        if senders.send(job).is_err() {
+            return Err(ApiError::internal("every webhook sender has stopped"));
+        }
+        handed += 1;
     }
-    Ok(attempted)
+    Ok(handed)
+}
+
+/// A sender's loop: takes jobs one at a time until the dispatcher is gone.
+fn send_all(db: &Db, jobs: &Mutex<Receiver<Job>>, settings: WorkerSettings) {
+    loop {
+        let job = match jobs.lock().map(|jobs| jobs.recv()) {
+            Ok(Ok(job)) => job,
+            _ => return,
+        };
+        let id = job.due.id;
+        if let Err(err) = send_one(db, job, settings) {
+            log::warn!("webhook delivery {id}: {err}");
+        }
+    }
+}
+
+/// Sends one claimed delivery and records what came of it.
+fn send_one(db: &Db, job: Job, settings: WorkerSettings) -> Result<(), ApiError> {
+    if now() + Duration::from_std(delivery::TIMEOUT).unwrap_or(CLAIM) + SPARE > job.claimed_until {
+        return Ok(()); // too late to finish within the claim: it lapses and is due again
+    }
+    let outcome = match &job.event {
+        Some(event) => delivery::send(
+            &job.url,
+            &job.secret,
+            event,
+            settings.allow_private,
+            chrono::Utc::now().timestamp(),
+        ),
+        None => Outcome::Unreachable("the event no longer exists".into()),
+    };
+    log::debug!("webhook delivery {}: {outcome:?}", job.due.id);
+    let mut conn = db.pool.get().map_err(ApiError::internal)?;
+    write_tx(&mut conn, |conn| {
+        record(conn, &job, &outcome, settings.first_retry_ms)
+    })
 }
 
 /// Writes an attempt's outcome to the delivery and to its webhook's run of failures.
 fn record(
     conn: &mut DbConnection,
-    scope: &Scope,
-    due: &DeliveryRow,
+    job: &Job,
     outcome: &Outcome,
     first_retry_ms: u64,
 ) -> Result<(), ApiError> {
+    let (scope, due) = (&job.scope, &job.due);
     let at = now();
     let mut delivery = due.clone();
     delivery.attempts += 1;
@@ -127,7 +221,10 @@ fn record(
             delivery.next_attempt = domain::next_attempt(at, delivery.attempts, first_retry_ms);
         }
     }
-    store::record_attempt(conn, scope, &delivery)?;
+    if !store::record_attempt(conn, scope, &delivery, job.claimed_until)? {
+        log::warn!("webhook delivery {}: its claim was taken over", delivery.id);
+        return Ok(());
+    }
 
     let Some(webhook) = store::find(conn, scope, due.webhook_id)? else {
         return Ok(());

@@ -49,6 +49,13 @@ pub fn serve(db: Db, adjust: impl FnOnce(&mut Settings)) -> Server {
     settings.webhook_allow_private = false;
     adjust(&mut settings);
     let server_db = db.clone();
+    if settings.webhook_worker {
+        // Runs as long as the test process, like the server.
+        std::mem::forget(cobro::webhooks::worker::spawn(
+            db.clone(),
+            (&settings).into(),
+        ));
+    }
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             cobro::startup::serve(&settings, server_db, listener, false)

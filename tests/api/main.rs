@@ -2,6 +2,8 @@
 //! PostgreSQL (when TEST_DATABASE_URL is set). See helpers.rs.
 
 mod helpers;
+#[path = "../common/receiver.rs"]
+mod receiver;
 
 mod auth;
 mod browser;

@@ -1,10 +1,6 @@
 //! Webhooks: endpoints, and deliveries to a real HTTP receiver on 127.0.0.1, sent by a
 //! server whose worker retries in milliseconds.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -12,104 +8,10 @@ use sha2::Sha256;
 
 use crate::both;
 use crate::helpers::*;
+use crate::receiver::{Hit, Receiver, NO_ANSWER};
 
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Hit {
-    headers: Vec<(String, String)>,
-    body: String,
-    answered: u16,
-}
-
-impl Hit {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map_or("", |(_, v)| v)
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-}
-
-/// An HTTP server that records every request and answers the statuses it is told to (then
-/// 200s).
-struct Receiver {
-    url: String,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(VecDeque::new()));
-        let (h, s) = (hits.clone(), script.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut headers = Vec::new();
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap_or(0); // request line
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some((k, v)) = line.trim_end().split_once(':') {
-                        headers.push((k.trim().to_string(), v.trim().to_string()));
-                    }
-                }
-                let length: usize = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap_or(());
-                let status = s.lock().unwrap().pop_front().unwrap_or(200);
-                h.lock().unwrap().push(Hit {
-                    headers,
-                    body: String::from_utf8_lossy(&body).into(),
-                    answered: status,
-                });
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-            }
-        });
-        Receiver { url, hits, script }
-    }
-
-    fn fail_next(&self, statuses: &[u16]) {
-        self.script.lock().unwrap().extend(statuses);
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    /// Waits until `done` holds of the hits (or fails after 20 s).
-    fn wait_for(&self, what: &str, done: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let hits = self.hits();
-            if done(&hits) {
-                return hits;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; got {hits:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
+/// How long a test waits for deliveries.
+const WAIT: Duration = Duration::from_secs(20);
 
 fn delivered(hits: &[Hit]) -> Vec<(String, String)> {
     hits.iter()
@@ -187,7 +89,7 @@ both! {
         let second = app.create_payment(json!({}))["id"].to_string();
         app.patch(&format!("/payments/{second}/"), json!({"status": "succeeded"})).expect(200);
         app.in_test_mode().create_payment(json!({})); // test mode: never delivered here
-        let hits = receiver.wait_for("4 deliveries", |h| h.len() >= 4);
+        let hits = receiver.wait_for("4 deliveries", WAIT, |h| h.len() >= 4);
         std::thread::sleep(Duration::from_millis(300));
         let hits_after = receiver.hits();
         assert_eq!(hits_after.len(), 4, "{hits_after:#?}");
@@ -217,7 +119,7 @@ both! {
         let id = app.create_payment(json!({}))["id"].to_string();
         app.post(&format!("/payments/{id}/cancel/"), json!({})).expect(200);
         app.patch(&format!("/payments/{id}/"), json!({"description": "not subscribed"})).expect(200);
-        let hits = receiver.wait_for("both events delivered", |h| delivered(h).len() >= 2);
+        let hits = receiver.wait_for("both events delivered", WAIT, |h| delivered(h).len() >= 2);
         std::thread::sleep(Duration::from_millis(400));
         assert_eq!(delivered(&receiver.hits()), [("payment.created".into(), id.clone()), ("payment.cancelled".into(), id.clone())]);
         // The created event was tried three times; the cancel waited for it, in order.
@@ -229,6 +131,25 @@ both! {
         assert_eq!(app.get(&format!("/webhooks/{}/", hook["id"])).body["enabled"], true);
     }
 
+    fn a_receiver_that_does_not_answer_in_time_is_tried_again(app) {
+        let Some(app) = delivering(&app) else { return };
+        let receiver = Receiver::start();
+        receiver.fail_next(&[NO_ANSWER]);
+        let hook = app.post("/webhooks/", json!({"url": receiver.url, "events": ["payment.created"]})).expect(201).body;
+        let id = app.create_payment(json!({}))["id"].to_string();
+        let hits = receiver.wait_for("a second attempt", WAIT, |h| delivered(h).len() == 1);
+        let (first, second) = (&hits[0], &hits[1]);
+        assert_eq!((first.answered, second.answered, hits.len()), (NO_ANSWER, 200, 2), "{hits:#?}");
+        assert_eq!((first.event_id(), second.json()["object_id"].as_str().unwrap().to_string()), (second.event_id(), id));
+        // cobro waited 6 s for an answer, then tried again (100 ms later on this server).
+        let waited = second.arrived - first.arrived;
+        assert!(waited >= Duration::from_secs(6) && waited < Duration::from_secs(8), "{waited:?}");
+        std::thread::sleep(Duration::from_millis(300)); // the answer is recorded
+        let deliveries = app.get(&format!("/webhooks/{}/deliveries/", hook["id"])).expect(200).body;
+        let delivery = &deliveries["results"][0];
+        assert_eq!((delivery["status"].as_str(), delivery["attempts"].as_i64(), delivery["last_status"].as_i64()), (Some("succeeded"), Some(2), Some(200)));
+    }
+
     fn three_identical_failures_disable_until_enabled_again(app) {
         let Some(app) = delivering(&app) else { return };
         let receiver = Receiver::start();
@@ -236,7 +157,7 @@ both! {
         let hook = app.post("/webhooks/", json!({"url": receiver.url, "events": ["*"]})).expect(201).body;
         let path = format!("/webhooks/{}/", hook["id"]);
         let id = app.create_payment(json!({}))["id"].to_string();
-        receiver.wait_for("three failures", |h| h.len() >= 3);
+        receiver.wait_for("three failures", WAIT, |h| h.len() >= 3);
         let deadline = Instant::now() + Duration::from_secs(10);
         while app.get(&path).body["enabled"] == true {
             assert!(Instant::now() < deadline, "not disabled");
@@ -250,11 +171,11 @@ both! {
         assert_eq!(receiver.hits().len(), 3);
         let enabled = app.patch(&path, json!({"enabled": true})).expect(200).body;
         assert_eq!(enabled["disabled_reason"], Value::Null);
-        let hits = receiver.wait_for("the queue after re-enabling", |h| delivered(h).len() >= 2);
+        let hits = receiver.wait_for("the queue after re-enabling", WAIT, |h| delivered(h).len() >= 2);
         assert_eq!(delivered(&hits), [("payment.created".into(), id.clone()), ("payment.cancelled".into(), id)]);
         // A ping reaches it too.
         app.post(&format!("/webhooks/{}/test/", hook["id"]), json!({})).expect(201);
-        let hits = receiver.wait_for("the ping", |h| delivered(h).len() >= 3);
+        let hits = receiver.wait_for("the ping", WAIT, |h| delivered(h).len() >= 3);
         assert_eq!(delivered(&hits)[2].0, "ping");
     }
 }

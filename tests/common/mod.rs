@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -154,6 +156,9 @@ impl TestDb {
             .env("DATABASE_URL", url)
             // Tests send requests as fast as they can.
             .env("COBRO_RATE_LIMIT", "0")
+            // and receive webhooks on 127.0.0.1, where failed deliveries are retried at once.
+            .env("COBRO_WEBHOOK_ALLOW_PRIVATE", "1")
+            .env("COBRO_WEBHOOK_FIRST_RETRY_MS", "100")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         command
@@ -305,6 +310,11 @@ impl Server {
     /// Starts on a given port: a restart where the previous server listened, say. The log
     /// of every server that ran on `port` is kept, one after the other.
     pub fn start_on(db: &TestDb, port: u16, args: &[&str]) -> Server {
+        Server::start_with(db, port, args, &[])
+    }
+
+    /// Starts on `port` with extra environment variables.
+    pub fn start_with(db: &TestDb, port: u16, args: &[&str], env: &[(&str, &str)]) -> Server {
         let log = db.dir.path().join(format!("serve-{port}.log"));
         let log_file = OpenOptions::new()
             .create(true)
@@ -315,6 +325,7 @@ impl Server {
             .command(&db.url)
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
@@ -512,4 +523,76 @@ pub fn http(
     })?;
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Ok((status, body))
+}
+
+// ---------------------------------------------------------------------------------------
+// A user's calls to one server
+// ---------------------------------------------------------------------------------------
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    authorization: String,
+    workspace: String,
+}
+
+impl Client {
+    /// `base`: the server's address, `http://127.0.0.1:PORT`.
+    pub fn new(base: &str, token: &str, workspace: &str) -> Client {
+        Client {
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(2))
+                .timeout(Duration::from_secs(20))
+                .build(),
+            base: base.to_string(),
+            authorization: format!("Token {token}"),
+            workspace: workspace.to_string(),
+        }
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), NoAnswer> {
+        self.send(method, path, body, &[])
+    }
+
+    /// `POST /payments/` with an idempotency key.
+    pub fn create(&self, key: &str, fields: &Value) -> Result<(u16, Value), NoAnswer> {
+        self.send(
+            "POST",
+            "/payments/",
+            Some(fields),
+            &[("Idempotency-Key", key)],
+        )
+    }
+
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> Result<(u16, Value), NoAnswer> {
+        let mut headers = vec![
+            ("Authorization", self.authorization.as_str()),
+            ("x-simple-workspace", self.workspace.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        http(
+            &self.agent,
+            method,
+            &format!("{}{path}", self.base),
+            &headers,
+            body,
+        )
+    }
+
+    /// A call that must be answered.
+    pub fn expect_answer(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.call(method, path, body)
+            .unwrap_or_else(|no| panic!("{method} {path}: no answer: {}", no.message))
+    }
 }
