@@ -26,6 +26,22 @@ fn delivered(hits: &[Hit]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Polls a webhook's deliveries until the first one satisfies `done`; returns it.
+fn wait_until(app: &App, deliveries: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let first = app.get(deliveries).expect(200).body["results"][0].clone();
+        if done(&first) {
+            return first;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out; the delivery: {first}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn hmac_hex(secret: &str, message: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(message.as_bytes());
@@ -88,11 +104,16 @@ both! {
         app.post(&format!("/payments/{first}/cancel/"), json!({})).expect(200);
         let second = app.create_payment(json!({}))["id"].to_string();
         app.patch(&format!("/payments/{second}/"), json!({"status": "succeeded"})).expect(200);
-        app.in_test_mode().create_payment(json!({})); // test mode: never delivered here
+        // A test-mode webhook hears only of test-mode events, and this one of none of them.
+        let sandbox = Receiver::start();
+        app.in_test_mode().post("/webhooks/", json!({"url": sandbox.url, "events": ["*"]})).expect(201);
+        let test_payment = app.in_test_mode().create_payment(json!({}))["id"].to_string();
         let hits = receiver.wait_for("4 deliveries", WAIT, |h| h.len() >= 4);
+        let sandbox_hits = sandbox.wait_for("the test-mode event", WAIT, |h| !h.is_empty());
         std::thread::sleep(Duration::from_millis(300));
         let hits_after = receiver.hits();
         assert_eq!(hits_after.len(), 4, "{hits_after:#?}");
+        assert_eq!(delivered(&sandbox.hits()), [("payment.created".to_string(), test_payment)], "{sandbox_hits:#?}");
         let mine = |id: &str| delivered(&hits).into_iter().filter(|(_, o)| o == id).map(|(e, _)| e).collect::<Vec<_>>();
         assert_eq!(mine(&first), ["payment.created", "payment.cancelled"]);
         assert_eq!(mine(&second), ["payment.created", "payment.succeeded"]);
@@ -148,6 +169,35 @@ both! {
         let deliveries = app.get(&format!("/webhooks/{}/deliveries/", hook["id"])).expect(200).body;
         let delivery = &deliveries["results"][0];
         assert_eq!((delivery["status"].as_str(), delivery["attempts"].as_i64(), delivery["last_status"].as_i64()), (Some("succeeded"), Some(2), Some(200)));
+    }
+
+    fn a_delivery_failing_for_three_days_is_given_up_until_retried(app) {
+        let Some(app) = delivering(&app) else { return };
+        let receiver = Receiver::start();
+        let hook = app.post("/webhooks/", json!({"url": receiver.url, "events": ["payment.created"]})).expect(201).body;
+        let deliveries = format!("/webhooks/{}/deliveries/", hook["id"]);
+        // The first attempt is refused after 500 ms; meanwhile the delivery is aged 3 days,
+        // so the second refusal is the last.
+        receiver.answer_after(Duration::from_millis(500));
+        receiver.fail_next(&[502, 502]);
+        app.create_payment(json!({}));
+        receiver.wait_for("the first attempt", WAIT, |h| !h.is_empty());
+        let id = app.get(&deliveries).expect(200).body["results"][0]["id"].as_i64().unwrap();
+        {
+            use cobro::db::schema::webhook_deliveries as d;
+            use diesel::prelude::*;
+            let mut conn = app.server.db.pool.get().unwrap();
+            let created = cobro::db::now() - chrono::Duration::days(3);
+            diesel::update(d::table.filter(d::id.eq(id))).set(d::created.eq(created)).execute(&mut conn).unwrap();
+        }
+        let given_up = wait_until(&app, &deliveries, |d| d["status"] == "failed");
+        assert_eq!((given_up["attempts"].as_i64(), given_up["last_status"].as_i64(), given_up["next_attempt"].clone()), (Some(2), Some(502), Value::Null));
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(receiver.hits().len(), 2, "a given-up delivery is not tried again");
+        // A retry by hand sends it once more.
+        app.post(&format!("{deliveries}{id}/retry/"), json!({})).expect(200);
+        let delivered = wait_until(&app, &deliveries, |d| d["status"] == "succeeded");
+        assert_eq!((delivered["attempts"].as_i64(), receiver.hits().len()), (Some(3), 3));
     }
 
     fn three_identical_failures_disable_until_enabled_again(app) {
