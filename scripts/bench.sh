@@ -48,7 +48,10 @@ source scripts/pg-cluster.sh
 
 server_pid=""
 cleanup() {
-    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    if [[ -n $server_pid ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
     stop_cluster
     chmod -R a+rwX "$work" 2>/dev/null || true
     rm -rf "$work"
@@ -111,7 +114,8 @@ EOF
 }
 
 # seed BACKEND URL NAME COUNT: a workspace (owned by the bootstrap user) holding COUNT
-# payments, written by SQL; prints "workspace min_id max_id".
+# payments and their counts (payment_counts), written by SQL; prints "workspace min_id
+# max_id".
 seed() {
     local backend=$1 url=$2 name=$3 count=$4 ws
     ws=$(DATABASE_URL=$url "$bin" workspace create --owner admin@cobro.local "$name" --json |
@@ -131,6 +135,9 @@ SELECT '$ws', 0, 1000 + (i % 997) * 100,
        strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds'),
        strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds')
 FROM n;
+INSERT INTO payment_counts (workspace_id, test_mode, status, currency, slot, n)
+SELECT workspace_id, test_mode, status, currency, 0, count(*) FROM payments
+WHERE workspace_id = '$ws' GROUP BY workspace_id, test_mode, status, currency;
 ANALYZE;
 EOF
         echo "$ws $(sqlite3 "$url" "SELECT min(id) || ' ' || max(id) FROM payments WHERE workspace_id = '$ws'")"
@@ -144,6 +151,9 @@ SELECT '$ws', false, 1000 + (i % 997) * 100,
        false, '{}', 'seed_${ws}_' || i, 1,
        TIMESTAMP '2026-01-01' + i * INTERVAL '1 second', TIMESTAMP '2026-01-01' + i * INTERVAL '1 second'
 FROM generate_series(1, $count) AS i;
+INSERT INTO payment_counts (workspace_id, test_mode, status, currency, slot, n)
+SELECT workspace_id, test_mode, status, currency, 0, count(*) FROM payments
+WHERE workspace_id = '$ws' GROUP BY workspace_id, test_mode, status, currency;
 VACUUM ANALYZE payments;
 EOF
         echo "$ws $("$pg_psql" -X -At "$url" -c "SELECT min(id) || ' ' || max(id) FROM payments WHERE workspace_id = '$ws'")"
@@ -194,6 +204,7 @@ run_backend() {
         pg_bin=$(find_pg_bin) || { echo "error: PostgreSQL is not installed" >&2; exit 1; }
         # Durable: an acknowledged commit is on disk.
         start_cluster "-c fsync=on -c synchronous_commit=on -c full_page_writes=on -c shared_buffers=256MB"
+        trap cleanup EXIT # start_cluster set its own
         url=$pg_url
     fi
     echo

@@ -257,9 +257,19 @@ fn user_token_needs_membership_and_rotation(db: &TestDb) {
     assert_eq!(server.get("/payments/", &ada, &workspace).0, 200);
 
     let rotated = db.cobro_json(&["token", "rotate", "ada@example.com", "--json"]);
-    let (status, body) = server.get("/payments/", &ada, &workspace);
+    // The server trusted Ada's token for up to a second (COBRO_AUTH_CACHE_MS); after that,
+    // it asks the database and refuses the old token.
+    let rotated_at = std::time::Instant::now();
+    let (status, body) = loop {
+        let (status, body) = server.get("/payments/", &ada, &workspace);
+        if status != 200 || rotated_at.elapsed() > Duration::from_secs(3) {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(status, 401, "{body}");
     assert_eq!(body, json!({"detail": "Invalid token."}));
+    assert!(rotated_at.elapsed() < Duration::from_millis(1500));
     assert_eq!(
         server
             .get("/payments/", text(&rotated["token"]), &workspace)

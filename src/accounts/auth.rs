@@ -4,12 +4,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::{web, FromRequest, HttpRequest};
 
-use super::{authenticate, is_member, Principal};
+use super::{authenticate, cache, is_member, Principal};
+use crate::config::Settings;
 use crate::db::{Db, Scope};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::throttle::Throttle;
@@ -34,54 +36,80 @@ impl FromRequest for Auth {
         let test_mode = header(req.headers(), TEST_MODE_HEADER);
         let db = req.app_data::<web::Data<Db>>().cloned();
         let throttle = req.app_data::<web::Data<Throttle>>().cloned();
+        let ttl = req
+            .app_data::<web::Data<Settings>>()
+            .map_or(Duration::ZERO, |s| Duration::from_millis(s.auth_cache_ms));
         Box::pin(async move {
             let credential = credential?;
+            let digest = super::digest(&credential);
             // Counted per credential as presented, before the database is asked about it.
             if let Some(throttle) = throttle {
-                throttle.check(&super::digest(&credential))?;
+                throttle.check(&digest)?;
+            }
+            if let Some(principal) = cache::principal(&digest, ttl) {
+                let known = |user, workspace: &str| Ok(cache::is_member(user, workspace, ttl));
+                if let Some(scope) = scope_for(&principal, &workspace, &test_mode, known)? {
+                    return Ok(Auth { scope, principal });
+                }
             }
             let db = db.ok_or_else(|| ApiError::internal("no database in app data"))?;
             db.run(move |conn| {
                 let principal = authenticate(conn, &credential)?
                     .ok_or(ApiError::AuthenticationFailed("Invalid token."))?;
-                let scope = match &principal {
-                    Principal::Key { scope, .. } => {
-                        // Headers are optional with a key, but may not contradict it.
-                        if workspace
-                            .as_deref()
-                            .is_some_and(|w| w != scope.workspace_id())
-                        {
-                            return Err(ApiError::Forbidden);
-                        }
-                        if let Some(raw) = &test_mode {
-                            if parse_test_mode(raw)? != scope.test_mode() {
-                                return Err(ApiError::Forbidden);
-                            }
-                        }
-                        scope.clone()
-                    }
-                    Principal::User { id } => {
-                        let workspace = workspace.ok_or_else(|| {
-                            ApiError::Validation(FieldErrors::one(
-                                "non_field_errors",
-                                "x-simple-workspace header is required.",
-                            ))
-                        })?;
-                        if !is_member(conn, *id, &workspace)? {
-                            return Err(ApiError::Forbidden);
-                        }
-                        let test_mode = test_mode
-                            .as_deref()
-                            .map(parse_test_mode)
-                            .transpose()?
-                            .unwrap_or(false);
-                        Scope::new(workspace, test_mode)
-                    }
-                };
+                let asked = |user, workspace: &str| Ok(is_member(conn, user, workspace)?);
+                let scope = scope_for(&principal, &workspace, &test_mode, asked)?
+                    .ok_or(ApiError::Forbidden)?;
+                if !ttl.is_zero() {
+                    cache::remember(&digest, &principal, workspace.as_deref());
+                }
                 Ok(Auth { scope, principal })
             })
             .await
         })
+    }
+}
+
+/// The scope a principal acts in, given the request's headers; None when a user is not
+/// (or, with the cache's `is_member`, not known to be) a member of the workspace.
+fn scope_for(
+    principal: &Principal,
+    workspace: &Option<String>,
+    test_mode: &Option<String>,
+    is_member: impl FnOnce(i64, &str) -> Result<bool, ApiError>,
+) -> Result<Option<Scope>, ApiError> {
+    match principal {
+        Principal::Key { scope, .. } => {
+            // Headers are optional with a key, but may not contradict it.
+            if workspace
+                .as_deref()
+                .is_some_and(|w| w != scope.workspace_id())
+            {
+                return Err(ApiError::Forbidden);
+            }
+            if let Some(raw) = test_mode {
+                if parse_test_mode(raw)? != scope.test_mode() {
+                    return Err(ApiError::Forbidden);
+                }
+            }
+            Ok(Some(scope.clone()))
+        }
+        Principal::User { id } => {
+            let workspace = workspace.as_deref().ok_or_else(|| {
+                ApiError::Validation(FieldErrors::one(
+                    "non_field_errors",
+                    "x-simple-workspace header is required.",
+                ))
+            })?;
+            if !is_member(*id, workspace)? {
+                return Ok(None);
+            }
+            let test_mode = test_mode
+                .as_deref()
+                .map(parse_test_mode)
+                .transpose()?
+                .unwrap_or(false);
+            Ok(Some(Scope::new(workspace.to_string(), test_mode)))
+        }
     }
 }
 

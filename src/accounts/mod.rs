@@ -6,6 +6,7 @@
 //! The plain value is shown once, when it is made.
 
 pub mod auth;
+pub mod cache;
 
 use diesel::prelude::*;
 use rand::distr::{Alphanumeric, SampleString};
@@ -114,6 +115,7 @@ pub fn rotate_token(conn: &mut DbConnection, email: &str) -> Result<String, Acco
     diesel::update(users::table.find(id))
         .set(users::token_digest.eq(digest(&token)))
         .execute(conn)?;
+    cache::forget_user(id);
     Ok(token)
 }
 

@@ -351,6 +351,7 @@ pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
 const TENANT_TABLES: &[(&str, &str)] = &[
     ("payments", "src/payments/store.rs"),
     ("payment_metadata", "src/payments/store.rs"),
+    ("payment_counts", "src/payments/store.rs"),
     ("events", "src/events/store.rs"),
     ("sources", "src/sources/store.rs"),
     ("payment_attempts", "src/payments/store.rs"),

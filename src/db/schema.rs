@@ -96,6 +96,17 @@ diesel::joinable!(memberships -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(payments, payment_metadata);
 
 diesel::table! {
+    payment_counts (workspace_id, test_mode, status, currency, slot) {
+        workspace_id -> Text,
+        test_mode -> Bool,
+        status -> Text,
+        currency -> Text,
+        slot -> Integer,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
     sources (id) {
         id -> BigInt,
         workspace_id -> Text,

@@ -75,6 +75,44 @@ pub struct PaymentFilter {
 }
 
 impl PaymentFilter {
+    /// True when nothing but statuses and a currency narrow the list (ordering aside).
+    pub fn only_status_and_currency(&self) -> bool {
+        // Destructured so that a new filter must be considered here.
+        let PaymentFilter {
+            statuses: _,
+            currency: _,
+            ordering: _,
+            customer,
+            invoice,
+            subscription,
+            source,
+            amount_gte,
+            amount_lte,
+            date_gte,
+            date_lte,
+            created_gte,
+            created_lte,
+            payment_date_gte,
+            payment_date_lte,
+            metadata,
+            search,
+        } = self;
+        customer.is_none()
+            && invoice.is_none()
+            && subscription.is_none()
+            && source.is_none()
+            && amount_gte.is_none()
+            && amount_lte.is_none()
+            && date_gte.is_none()
+            && date_lte.is_none()
+            && created_gte.is_none()
+            && created_lte.is_none()
+            && payment_date_gte.is_none()
+            && payment_date_lte.is_none()
+            && metadata.is_empty()
+            && search.is_none()
+    }
+
     pub fn parse(params: &QueryParams) -> Result<Self, ApiError> {
         let mut r = FilterReader::new(params);
         let status = r.choice::<PaymentStatus>("status");

@@ -167,7 +167,7 @@ pub fn delete(
     write_tx(conn, |conn| {
         let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
         domain::check_delete(&current)?;
-        if !store::delete(conn, scope, id, current.version)? {
+        if !store::delete(conn, scope, &current)? {
             return Err(ApiError::Contention);
         }
         record(conn, scope, "payment.deleted", &current.view(base_url))

@@ -11,7 +11,7 @@ use super::charging::{Attempt, AttemptStatus};
 use super::domain::Payment;
 use super::filter::{OrderField, PaymentFilter};
 use super::status::PaymentStatus;
-use crate::db::schema::{payment_attempts, payment_metadata, payments};
+use crate::db::schema::{payment_attempts, payment_counts, payment_metadata, payments};
 use crate::db::{lower, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 use crate::money::Currency;
@@ -40,6 +40,18 @@ fn metadata_in_scope(scope: &Scope) -> MetadataInScope {
     payment_metadata::workspace_id
         .eq(scope.workspace_id().to_string())
         .and(payment_metadata::test_mode.eq(scope.test_mode()))
+}
+
+type CountsInScope = diesel::dsl::And<
+    diesel::dsl::Eq<payment_counts::workspace_id, String>,
+    diesel::dsl::Eq<payment_counts::test_mode, bool>,
+>;
+
+/// The tenant filter of the maintained counts.
+fn counts_in_scope(scope: &Scope) -> CountsInScope {
+    payment_counts::workspace_id
+        .eq(scope.workspace_id().to_string())
+        .and(payment_counts::test_mode.eq(scope.test_mode()))
 }
 
 fn scoped(scope: &Scope) -> Boxed<'static> {
@@ -202,6 +214,7 @@ pub fn insert(
         .get_result(conn)?;
     let saved = row.into_payment()?;
     write_metadata(conn, scope, saved.id, &saved.metadata)?;
+    add_to_count(conn, scope, &saved, 1)?;
     Ok(saved)
 }
 
@@ -222,23 +235,54 @@ pub fn save(
     if updated == 1 && read.metadata != payment.metadata {
         write_metadata(conn, scope, payment.id, &payment.metadata)?;
     }
+    if updated == 1 && (read.status, read.currency) != (payment.status, payment.currency) {
+        add_to_count(conn, scope, read, -1)?;
+        add_to_count(conn, scope, payment, 1)?;
+    }
     Ok(updated == 1)
 }
 
-/// Deletes a payment if unchanged since `read_version`; false when it changed meanwhile
+/// Deletes a payment if unchanged since it was `read`; false when it changed meanwhile
 /// (then nothing was written). Its metadata rows go with it (ON DELETE CASCADE).
-pub fn delete(
-    conn: &mut DbConnection,
-    scope: &Scope,
-    id: i64,
-    read_version: i64,
-) -> Result<bool, ApiError> {
+pub fn delete(conn: &mut DbConnection, scope: &Scope, read: &Payment) -> Result<bool, ApiError> {
     let deleted = diesel::delete(payments::table)
         .filter(in_scope(scope))
-        .filter(payments::id.eq(id))
-        .filter(payments::version.eq(read_version))
+        .filter(payments::id.eq(read.id))
+        .filter(payments::version.eq(read.version))
         .execute(conn)?;
+    if deleted == 1 {
+        add_to_count(conn, scope, read, -1)?;
+    }
     Ok(deleted == 1)
+}
+
+/// Slots per (scope, status, currency) count: concurrent writers pick one at random.
+const COUNT_SLOTS: i32 = 8;
+
+/// Adds `delta` to the count of payments in `scope` with this payment's status and currency.
+fn add_to_count(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+    delta: i64,
+) -> Result<(), ApiError> {
+    use diesel::sql_types::{Integer, Text};
+    // An upsert, which diesel offers through both backends only as SQL. Scoped: the row's
+    // key starts with the workspace and mode.
+    diesel::sql_query(
+        "INSERT INTO payment_counts (workspace_id, test_mode, status, currency, slot, n) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (workspace_id, test_mode, status, currency, slot) \
+         DO UPDATE SET n = payment_counts.n + excluded.n",
+    )
+    .bind::<Text, _>(scope.workspace_id())
+    .bind::<Bool, _>(scope.test_mode())
+    .bind::<Text, _>(payment.status.as_str())
+    .bind::<Text, _>(payment.currency.code)
+    .bind::<Integer, _>(rand::random_range(0..COUNT_SLOTS))
+    .bind::<BigInt, _>(delta)
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Keeps one row per metadata key so that `metadata__key=value` is an indexed lookup.
@@ -327,12 +371,30 @@ pub fn list(
     rows.into_iter().map(PaymentRow::into_payment).collect()
 }
 
+/// How many payments match `filter`. Without filters, or with only status and currency,
+/// this adds up the maintained counts (a few rows, whatever the table's size); other
+/// filters count the matching rows.
 pub fn count(
     conn: &mut DbConnection,
     scope: &Scope,
     filter: &PaymentFilter,
 ) -> Result<i64, ApiError> {
-    Ok(filtered(scope, filter).count().get_result(conn)?)
+    if !filter.only_status_and_currency() {
+        return Ok(filtered(scope, filter).count().get_result(conn)?);
+    }
+    let mut counts = payment_counts::table
+        .filter(counts_in_scope(scope))
+        .select(payment_counts::n)
+        .into_boxed();
+    if let Some(statuses) = &filter.statuses {
+        counts = counts.filter(
+            payment_counts::status.eq_any(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if let Some(currency) = filter.currency {
+        counts = counts.filter(payment_counts::currency.eq(currency.code));
+    }
+    Ok(counts.load::<i64>(conn)?.into_iter().sum())
 }
 
 fn filtered<'a>(scope: &Scope, f: &'a PaymentFilter) -> Boxed<'a> {

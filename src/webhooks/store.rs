@@ -339,6 +339,14 @@ pub fn due(
                 .is_null()
                 .or(webhook_deliveries::claimed_until.lt(at)),
         )
+        // Not one waiting for an older delivery of its object (so that a backlog waiting
+        // behind one failing delivery cannot fill the batch and starve every other webhook).
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "NOT EXISTS (SELECT 1 FROM webhook_deliveries older \
+             WHERE older.webhook_id = webhook_deliveries.webhook_id \
+             AND older.object_id = webhook_deliveries.object_id \
+             AND older.status = 'pending' AND older.id < webhook_deliveries.id)",
+        ))
         .order_by(webhook_deliveries::id)
         .limit(limit)
         .load(conn)?)

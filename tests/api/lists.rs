@@ -21,7 +21,61 @@ fn filtered(app: &App, query: &str) -> Vec<i64> {
     found
 }
 
+/// The count the API gives for `query`, and the same count taken by counting rows (a filter
+/// that matches everything sends the count down that path).
+#[track_caller]
+fn both_counts(app: &App, query: &str) -> (i64, i64) {
+    let kept = list(app, query)["count"].as_i64().unwrap();
+    let counted = list(app, &format!("{query}&amount__gte=0"))["count"]
+        .as_i64()
+        .unwrap();
+    (kept, counted)
+}
+
 both! {
+    fn counts_stay_exact_through_moves_deletes_and_concurrent_creates(app) {
+        let clp: Vec<i64> = (0..6).map(|_| app.create_payment(json!({}))["id"].as_i64().unwrap()).collect();
+        let usd: Vec<i64> = (0..3).map(|_| app.create_payment(json!({"currency": "USD", "amount": "10.50"}))["id"].as_i64().unwrap()).collect();
+        app.in_test_mode().create_payment(json!({}));
+        app.patch(&format!("/payments/{}/", clp[0]), json!({"status": "succeeded"})).expect(200);
+        app.patch(&format!("/payments/{}/", clp[1]), json!({"status": "succeeded"})).expect(200);
+        app.post(&format!("/payments/{}/cancel/", usd[0]), json!({})).expect(200);
+        app.patch(&format!("/payments/{}/", clp[2]), json!({"currency": "USD", "amount": "3"})).expect(200);
+        app.delete(&format!("/payments/{}/", clp[3])).expect(204);
+        app.patch(&format!("/payments/{}/", clp[4]), json!({"description": "no count moves"})).expect(200);
+        // A refused move changes no count.
+        app.patch(&format!("/payments/{}/", usd[0]), json!({"status": "succeeded"})).expect(400);
+        let expected = [
+            ("", 8),
+            ("status=succeeded", 2),
+            ("status=cancelled", 1),
+            ("status=requires_payment_method", 5),
+            ("status__in=succeeded,cancelled", 3),
+            ("currency=USD", 4),
+            ("currency=CLP", 4),
+            ("currency=USD&status=requires_payment_method", 3),
+            ("status=failed", 0),
+        ];
+        for (query, count) in expected {
+            assert_eq!(both_counts(&app, query), (count, count), "{query}");
+        }
+        assert_eq!(both_counts(&app.in_test_mode(), ""), (1, 1));
+        assert_eq!(both_counts(&app.stranger(), ""), (0, 0));
+        // Concurrent creates and moves in one workspace: every one counted.
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..5 {
+                        let id = app.create_payment(json!({}))["id"].as_i64().unwrap();
+                        app.patch(&format!("/payments/{id}/"), json!({"status": "succeeded"})).expect(200);
+                    }
+                });
+            }
+        });
+        assert_eq!(both_counts(&app, ""), (48, 48));
+        assert_eq!(both_counts(&app, "status=succeeded"), (42, 42));
+    }
+
     fn pagination_counts_and_links(app) {
         let created: Vec<i64> = (0..25).map(|i| app.create_payment(json!({"description": format!("p{i}")}))["id"].as_i64().unwrap()).collect();
         let newest_first: Vec<i64> = created.iter().rev().copied().collect();
