@@ -213,7 +213,7 @@ pub fn insert(
         ))
         .get_result(conn)?;
     let saved = row.into_payment()?;
-    write_metadata(conn, scope, saved.id, &saved.metadata)?;
+    insert_metadata(conn, scope, saved.id, &saved.metadata)?;
     add_to_count(conn, scope, &saved, 1)?;
     Ok(saved)
 }
@@ -296,9 +296,16 @@ fn write_metadata(
         .filter(metadata_in_scope(scope))
         .filter(payment_metadata::payment_id.eq(id))
         .execute(conn)?;
-    if metadata.is_empty() {
-        return Ok(());
-    }
+    insert_metadata(conn, scope, id, metadata)
+}
+
+/// Writes a payment's metadata rows (it has none yet).
+fn insert_metadata(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    metadata: &Map<String, Value>,
+) -> Result<(), ApiError> {
     // One statement a key: multi-row VALUES does not go through diesel's MultiConnection.
     for (key, value) in metadata {
         diesel::insert_into(payment_metadata::table)
