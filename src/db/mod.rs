@@ -183,11 +183,9 @@ impl Db {
         drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
-            // Every connection opened at start, and none tested with a query at each
-            // checkout (a round trip per request): a connection the database dropped fails
-            // its next request, and `has_broken` keeps it out of the pool afterwards.
+            // Every connection opened at start. Each is still tested (`SELECT 1`) when
+            // taken: without that, a connection PostgreSQL dropped would stay in the pool.
             .min_idle(None)
-            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| format!("cannot open the database pool: {e}"))?;
