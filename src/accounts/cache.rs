@@ -17,8 +17,8 @@ const MAX_ENTRIES: usize = 10_000;
 struct Entries {
     /// Credential digest → whom it belongs to.
     principals: HashMap<String, (Principal, Instant)>,
-    /// (user, workspace) → seen to be a member.
-    members: HashMap<(i64, String), Instant>,
+    /// User → workspace → when they were seen to be a member.
+    members: HashMap<i64, HashMap<String, Instant>>,
 }
 
 fn entries() -> &'static Mutex<Entries> {
@@ -44,7 +44,8 @@ pub fn is_member(user: i64, workspace: &str, ttl: Duration) -> bool {
     };
     entries
         .members
-        .get(&(user, workspace.to_string()))
+        .get(&user)
+        .and_then(|workspaces| workspaces.get(workspace))
         .is_some_and(|at| fresh(*at, ttl))
 }
 
@@ -61,7 +62,11 @@ pub fn remember(digest: &str, principal: &Principal, member_of: Option<&str>) {
         .principals
         .insert(digest.to_string(), (principal.clone(), now));
     if let (Principal::User { id }, Some(workspace)) = (principal, member_of) {
-        entries.members.insert((*id, workspace.to_string()), now);
+        entries
+            .members
+            .entry(*id)
+            .or_default()
+            .insert(workspace.to_string(), now);
     }
 }
 

@@ -394,9 +394,7 @@ pub fn count(
         .select(payment_counts::n)
         .into_boxed();
     if let Some(statuses) = &filter.statuses {
-        counts = counts.filter(
-            payment_counts::status.eq_any(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
-        );
+        counts = counts.filter(payment_counts::status.eq_any(names(statuses)));
     }
     if let Some(currency) = filter.currency {
         counts = counts.filter(payment_counts::currency.eq(currency.code));
@@ -404,12 +402,14 @@ pub fn count(
     Ok(counts.load::<i64>(conn)?.into_iter().sum())
 }
 
+fn names(statuses: &[PaymentStatus]) -> Vec<&'static str> {
+    statuses.iter().map(|s| s.as_str()).collect()
+}
+
 fn filtered<'a>(scope: &Scope, f: &'a PaymentFilter) -> Boxed<'a> {
     let mut q = scoped(scope);
     if let Some(statuses) = &f.statuses {
-        q = q.filter(
-            payments::status.eq_any(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
-        );
+        q = q.filter(payments::status.eq_any(names(statuses)));
     }
     if let Some(customer) = &f.customer {
         q = q.filter(payments::customer.eq(customer));

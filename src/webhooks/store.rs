@@ -339,35 +339,23 @@ pub fn due(
                 .is_null()
                 .or(webhook_deliveries::claimed_until.lt(at)),
         )
-        // Not one waiting for an older delivery of its object (so that a backlog waiting
-        // behind one failing delivery cannot fill the batch and starve every other webhook).
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-            "NOT EXISTS (SELECT 1 FROM webhook_deliveries older \
-             WHERE older.webhook_id = webhook_deliveries.webhook_id \
-             AND older.object_id = webhook_deliveries.object_id \
-             AND older.status = 'pending' AND older.id < webhook_deliveries.id)",
-        ))
+        // Not one waiting for an older delivery (so that a backlog waiting behind one
+        // failing delivery cannot fill the batch and starve every other webhook).
+        .filter(no_older_pending())
         .order_by(webhook_deliveries::id)
         .limit(limit)
         .load(conn)?)
 }
 
-/// True when an older delivery of the same object to the same webhook is still pending:
-/// this one waits for it, so that an object's events arrive in order.
-pub fn waits_for_older(
-    conn: &mut DbConnection,
-    scope: &Scope,
-    delivery: &DeliveryRow,
-) -> Result<bool, ApiError> {
-    let older: i64 = webhook_deliveries::table
-        .filter(deliveries_in_scope(scope))
-        .filter(webhook_deliveries::webhook_id.eq(delivery.webhook_id))
-        .filter(webhook_deliveries::object_id.eq(&delivery.object_id))
-        .filter(webhook_deliveries::status.eq("pending"))
-        .filter(webhook_deliveries::id.lt(delivery.id))
-        .count()
-        .get_result(conn)?;
-    Ok(older > 0)
+/// No older delivery of the same object to the same webhook is still pending: a delivery
+/// waits until then, so that an object's events arrive in order.
+fn no_older_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql(
+        "NOT EXISTS (SELECT 1 FROM webhook_deliveries older \
+         WHERE older.webhook_id = webhook_deliveries.webhook_id \
+         AND older.object_id = webhook_deliveries.object_id \
+         AND older.status = 'pending' AND older.id < webhook_deliveries.id)",
+    )
 }
 
 /// Claims a delivery until `until`, if nobody holds it: the one guarded write that keeps
@@ -384,6 +372,7 @@ pub fn claim(
             .filter(webhook_deliveries::id.eq(delivery.id))
             .filter(webhook_deliveries::status.eq("pending"))
             .filter(webhook_deliveries::next_attempt.le(at))
+            .filter(no_older_pending())
             .filter(
                 webhook_deliveries::claimed_until
                     .is_null()

@@ -112,8 +112,8 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
 }
 
 /// Claims the deliveries due now (one batch) and hands each to a sender; returns how many.
-/// A delivery waits while an older one of the same object to the same webhook is pending,
-/// so that an object's events arrive in order.
+/// The claim also checks that no older delivery of the same object is pending, so that an
+/// object's events arrive in order.
 fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usize, ApiError> {
     let mut conn = db.pool.get().map_err(ApiError::internal)?;
     let conn: &mut DbConnection = &mut conn;
@@ -124,8 +124,7 @@ fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usi
         }
         let scope = Scope::new(due.workspace_id.clone(), due.test_mode);
         let at = now();
-        if store::waits_for_older(conn, &scope, &due)? || !store::claim(conn, &due, at, at + CLAIM)?
-        {
+        if !store::claim(conn, &due, at, at + CLAIM)? {
             continue;
         }
         let Some(webhook) = store::find(conn, &scope, due.webhook_id)? else {
