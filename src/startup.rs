@@ -114,7 +114,7 @@ fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
             tick.tick().await;
             let base_url = base_url.clone();
             let result = db
-                .run(move |conn| {
+                .write(move |conn| {
                     crate::payments::operations::settle_due_sandbox_charges(conn, after, &base_url)
                 })
                 .await;
@@ -133,7 +133,7 @@ fn purge_idempotency_keys(db: Db, ttl_seconds: u64) {
         loop {
             tick.tick().await;
             let result = db
-                .run(move |conn| crate::idempotency::purge_expired(conn, ttl_seconds))
+                .write(move |conn| crate::idempotency::purge_expired(conn, ttl_seconds))
                 .await;
             if let Err(err) = result {
                 log::warn!("purging idempotency keys: {err}");

@@ -80,7 +80,7 @@ async fn pay(
         .to_string();
     let base = base_url(&req);
     let outcome = db
-        .run(move |conn| charge(conn, &key, &method, &base))
+        .write(move |conn| charge(conn, &key, &method, &base))
         .await?;
     Ok(respond(outcome))
 }
@@ -275,7 +275,7 @@ async fn authorize_redirect(
     let form = body.read().await?;
     let approved = form.get("decision").and_then(|d| d.as_str()) == Some("approve");
     let outcome = db
-        .run(move |conn| {
+        .write(move |conn| {
             let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
                 return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
             };

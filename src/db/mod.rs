@@ -5,6 +5,7 @@
 //! read-then-write never fails with "database is locked" halfway through.
 
 pub mod schema;
+mod writer;
 
 use std::time::Duration;
 
@@ -151,6 +152,8 @@ impl r2d2::ManageConnection for Manager {
 pub struct Db {
     pub pool: Pool,
     pub backend: Backend,
+    /// SQLite's single writer (none on PostgreSQL, where writes run on the pool).
+    writer: Option<writer::Writer>,
 }
 
 impl Db {
@@ -187,11 +190,19 @@ impl Db {
             // taken: without that, a connection PostgreSQL dropped would stay in the pool.
             .min_idle(None)
             .connection_timeout(Duration::from_secs(10))
-            .build(manager)
+            .build(manager.clone())
             .map_err(|e| format!("cannot open the database pool: {e}"))?;
+        let writer = match url.backend {
+            Backend::Sqlite => Some(
+                writer::Writer::start(manager)
+                    .map_err(|e| format!("cannot start the SQLite writer: {e}"))?,
+            ),
+            Backend::Postgres => None,
+        };
         Ok(Db {
             pool,
             backend: url.backend,
+            writer,
         })
     }
 
@@ -208,6 +219,20 @@ impl Db {
         })
         .await
         .map_err(ApiError::internal)?
+    }
+
+    /// Runs database work that writes. On SQLite it goes to the single writer, which
+    /// commits the writes waiting together ([`writer`]); on PostgreSQL it is [`Db::run`].
+    /// The work still opens its own [`write_tx`]: there it is a savepoint.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.write(work).await,
+            None => self.run(work).await,
+        }
     }
 }
 

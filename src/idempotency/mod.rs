@@ -115,12 +115,12 @@ where
     T: Serialize + Send + 'static,
 {
     let Some(key) = key else {
-        let value = db.run(move |conn| work(conn)).await?;
+        let value = db.write(move |conn| work(conn)).await?;
         return Ok(HttpResponse::build(status).json(value));
     };
     let key = std::sync::Arc::new(key);
     let claiming = key.clone();
-    let lock = match db.run(move |conn| claim(conn, &claiming)).await? {
+    let lock = match db.write(move |conn| claim(conn, &claiming)).await? {
         Claim::Answered { status, body } => {
             let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
             return Ok(HttpResponse::build(status)
@@ -132,7 +132,7 @@ where
     };
     let (working, lock_held) = (key.clone(), lock.clone());
     let result = db
-        .run(move |conn| {
+        .write(move |conn| {
             write_tx(conn, |conn| {
                 let value = work(conn)?;
                 let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
@@ -160,7 +160,7 @@ where
         Err(err) => {
             // Nothing was stored: free the key so that a corrected retry can run.
             let released = db
-                .run(move |conn| {
+                .write(move |conn| {
                     let k = &key;
                     write_tx(conn, |conn| {
                         store::delete(conn, &k.scope, &k.credential, &k.key, Some(&lock))

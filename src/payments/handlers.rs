@@ -148,7 +148,7 @@ async fn write(
     let base = base_url(&req);
     let merge = presence == Presence::Partial;
     let view = db
-        .run(move |conn| operations::update(conn, &auth.scope, id, &input, merge, &base))
+        .write(move |conn| operations::update(conn, &auth.scope, id, &input, merge, &base))
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -167,7 +167,7 @@ pub async fn destroy(
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
     let base = base_url(&req);
-    db.run(move |conn| operations::delete(conn, &auth.scope, id, &base))
+    db.write(move |conn| operations::delete(conn, &auth.scope, id, &base))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -89,7 +89,7 @@ pub async fn destroy(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
-    db.run(move |conn| operations::delete(conn, &auth.scope, id))
+    db.write(move |conn| operations::delete(conn, &auth.scope, id))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

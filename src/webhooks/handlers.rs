@@ -140,7 +140,7 @@ async fn write(
     let input = WebhookInput::parse(&body.read().await?, presence)?;
     check_url(&input, &settings).await?;
     let view = db
-        .run(move |conn| operations::update(conn, &auth.scope, id, &input))
+        .write(move |conn| operations::update(conn, &auth.scope, id, &input))
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -154,7 +154,7 @@ pub async fn destroy(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
-    db.run(move |conn| operations::delete(conn, &auth.scope, id))
+    db.write(move |conn| operations::delete(conn, &auth.scope, id))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
