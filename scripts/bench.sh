@@ -114,7 +114,7 @@ EOF
 }
 
 # seed BACKEND URL NAME COUNT: a workspace (owned by the bootstrap user) holding COUNT
-# payments and their counts (payment_counts), written by SQL; prints "workspace min_id
+# payments, written by SQL (the database's triggers count them); prints "workspace min_id
 # max_id".
 seed() {
     local backend=$1 url=$2 name=$3 count=$4 ws
@@ -135,9 +135,6 @@ SELECT '$ws', 0, 1000 + (i % 997) * 100,
        strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds'),
        strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds')
 FROM n;
-INSERT INTO payment_counts (workspace_id, test_mode, status, currency, slot, n)
-SELECT workspace_id, test_mode, status, currency, 0, count(*) FROM payments
-WHERE workspace_id = '$ws' GROUP BY workspace_id, test_mode, status, currency;
 ANALYZE;
 EOF
         echo "$ws $(sqlite3 "$url" "SELECT min(id) || ' ' || max(id) FROM payments WHERE workspace_id = '$ws'")"
@@ -151,9 +148,6 @@ SELECT '$ws', false, 1000 + (i % 997) * 100,
        false, '{}', 'seed_${ws}_' || i, 1,
        TIMESTAMP '2026-01-01' + i * INTERVAL '1 second', TIMESTAMP '2026-01-01' + i * INTERVAL '1 second'
 FROM generate_series(1, $count) AS i;
-INSERT INTO payment_counts (workspace_id, test_mode, status, currency, slot, n)
-SELECT workspace_id, test_mode, status, currency, 0, count(*) FROM payments
-WHERE workspace_id = '$ws' GROUP BY workspace_id, test_mode, status, currency;
 VACUUM ANALYZE payments;
 EOF
         echo "$ws $("$pg_psql" -X -At "$url" -c "SELECT min(id) || ' ' || max(id) FROM payments WHERE workspace_id = '$ws'")"

@@ -96,7 +96,7 @@ pub struct Writer {
 impl Writer {
     /// Opens the writer's connection and starts its thread.
     pub fn start(manager: Manager) -> Result<Writer, diesel::ConnectionError> {
-        let conn = r2d2::ManageConnection::connect(&manager)?;
+        let conn = manager.open()?;
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -137,7 +137,7 @@ fn run(manager: Manager, mut conn: DbConnection, queue: mpsc::Receiver<Box<dyn J
         }
         if !run_batch(&mut conn, batch) {
             // A write panicked or left the connection unusable: start afresh.
-            match r2d2::ManageConnection::connect(&manager) {
+            match manager.open() {
                 Ok(fresh) => conn = fresh,
                 Err(err) => log::error!("reopening the SQLite writer's connection: {err}"),
             }
@@ -237,7 +237,7 @@ mod tests {
         }
         let mut conn = db.pool.get().unwrap();
         let rows: Vec<Name> = diesel::sql_query("SELECT name FROM probe ORDER BY name")
-            .load(&mut *conn)
+            .load(&mut **conn)
             .unwrap();
         rows.into_iter().map(|r| r.name).collect()
     }

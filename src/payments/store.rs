@@ -214,7 +214,6 @@ pub fn insert(
         .get_result(conn)?;
     let saved = row.into_payment()?;
     insert_metadata(conn, scope, saved.id, &saved.metadata)?;
-    add_to_count(conn, scope, &saved, 1)?;
     Ok(saved)
 }
 
@@ -235,10 +234,6 @@ pub fn save(
     if updated == 1 && read.metadata != payment.metadata {
         write_metadata(conn, scope, payment.id, &payment.metadata)?;
     }
-    if updated == 1 && (read.status, read.currency) != (payment.status, payment.currency) {
-        add_to_count(conn, scope, read, -1)?;
-        add_to_count(conn, scope, payment, 1)?;
-    }
     Ok(updated == 1)
 }
 
@@ -250,39 +245,7 @@ pub fn delete(conn: &mut DbConnection, scope: &Scope, read: &Payment) -> Result<
         .filter(payments::id.eq(read.id))
         .filter(payments::version.eq(read.version))
         .execute(conn)?;
-    if deleted == 1 {
-        add_to_count(conn, scope, read, -1)?;
-    }
     Ok(deleted == 1)
-}
-
-/// Slots per (scope, status, currency) count: concurrent writers pick one at random.
-const COUNT_SLOTS: i32 = 8;
-
-/// Adds `delta` to the count of payments in `scope` with this payment's status and currency.
-fn add_to_count(
-    conn: &mut DbConnection,
-    scope: &Scope,
-    payment: &Payment,
-    delta: i64,
-) -> Result<(), ApiError> {
-    use diesel::sql_types::{Integer, Text};
-    // An upsert, which diesel offers through both backends only as SQL. Scoped: the row's
-    // key starts with the workspace and mode.
-    diesel::sql_query(
-        "INSERT INTO payment_counts (workspace_id, test_mode, status, currency, slot, n) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (workspace_id, test_mode, status, currency, slot) \
-         DO UPDATE SET n = payment_counts.n + excluded.n",
-    )
-    .bind::<Text, _>(scope.workspace_id())
-    .bind::<Bool, _>(scope.test_mode())
-    .bind::<Text, _>(payment.status.as_str())
-    .bind::<Text, _>(payment.currency.code)
-    .bind::<Integer, _>(rand::random_range(0..COUNT_SLOTS))
-    .bind::<BigInt, _>(delta)
-    .execute(conn)?;
-    Ok(())
 }
 
 /// Keeps one row per metadata key so that `metadata__key=value` is an indexed lookup.
@@ -379,8 +342,9 @@ pub fn list(
 }
 
 /// How many payments match `filter`. Without filters, or with only status and currency,
-/// this adds up the maintained counts (a few rows, whatever the table's size); other
-/// filters count the matching rows.
+/// this adds up the maintained counts (a few rows, whatever the table's size; triggers on
+/// `payments` keep them, see the migration `count_triggers`); other filters count the
+/// matching rows.
 pub fn count(
     conn: &mut DbConnection,
     scope: &Scope,

@@ -30,7 +30,7 @@ fn stored(app: &App, key: &str) -> Option<(Option<String>, Option<i32>)> {
             idempotency_keys::lock_token,
             idempotency_keys::response_status,
         ))
-        .first(&mut *conn)
+        .first(&mut **conn)
         .optional()
         .unwrap()
 }
@@ -182,7 +182,7 @@ both! {
         let claim = |locked_at: chrono::NaiveDateTime| {
             let mut conn = app.server.db.pool.get().unwrap();
             diesel::delete(idempotency_keys::table.filter(idempotency_keys::idempotency_key.eq(&key)))
-                .execute(&mut *conn).unwrap();
+                .execute(&mut **conn).unwrap();
             diesel::insert_into(idempotency_keys::table)
                 .values((
                     idempotency_keys::workspace_id.eq(&app.workspace),
@@ -195,7 +195,7 @@ both! {
                     idempotency_keys::locked_at.eq(locked_at),
                     idempotency_keys::created.eq(locked_at),
                 ))
-                .execute(&mut *conn).unwrap();
+                .execute(&mut **conn).unwrap();
         };
         claim(cobro::db::now());
         let busy = post_with_key(&app, "/payments/", PAYMENT, &key).expect(409);
@@ -245,6 +245,6 @@ fn probe(app: &App) -> (String, String) {
         .filter(idempotency_keys::workspace_id.eq(&app.workspace))
         .filter(idempotency_keys::idempotency_key.eq(&key))
         .select((idempotency_keys::credential, idempotency_keys::fingerprint))
-        .first(&mut *conn)
+        .first(&mut **conn)
         .unwrap()
 }

@@ -9,6 +9,7 @@ mod auth;
 mod browser;
 mod charging;
 mod checkout;
+mod connections;
 mod events;
 mod idempotency;
 mod lists;

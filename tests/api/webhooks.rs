@@ -188,7 +188,7 @@ both! {
             use diesel::prelude::*;
             let mut conn = app.server.db.pool.get().unwrap();
             let created = cobro::db::now() - chrono::Duration::days(3);
-            diesel::update(d::table.filter(d::id.eq(id))).set(d::created.eq(created)).execute(&mut conn).unwrap();
+            diesel::update(d::table.filter(d::id.eq(id))).set(d::created.eq(created)).execute(&mut **conn).unwrap();
         }
         let given_up = wait_until(&app, &deliveries, |d| d["status"] == "failed");
         assert_eq!((given_up["attempts"].as_i64(), given_up["last_status"].as_i64(), given_up["next_attempt"].clone()), (Some(2), Some(502), Value::Null));

@@ -1,0 +1,3 @@
+DROP TRIGGER payment_counts_insert_delete ON payments;
+DROP TRIGGER payment_counts_update ON payments;
+DROP FUNCTION payment_counts_follow();

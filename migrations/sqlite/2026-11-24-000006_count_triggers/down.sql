@@ -1,0 +1,3 @@
+DROP TRIGGER payment_counts_insert;
+DROP TRIGGER payment_counts_update;
+DROP TRIGGER payment_counts_delete;
