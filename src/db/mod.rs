@@ -244,7 +244,14 @@ pub struct Db {
     pub backend: Backend,
     /// SQLite's single writer (none on PostgreSQL, where writes run on the pool).
     writer: Option<writer::Writer>,
+    /// One permit per pooled connection. Requests wait for a connection here, in arrival
+    /// order and without holding a thread, instead of inside the pool, which wakes its
+    /// waiters in no particular order: under load some waited there for half a second.
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// How long a request waits for a database connection before it fails.
+const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
 impl Db {
     pub fn connect(
@@ -278,7 +285,7 @@ impl Db {
             .max_size(pool_size.max(1))
             // Every connection opened at start; tested when taken unless fresh (`Conn`).
             .min_idle(None)
-            .connection_timeout(Duration::from_secs(10))
+            .connection_timeout(CONNECTION_WAIT)
             .build(manager.clone())
             .map_err(|e| format!("cannot open the database pool: {e}"))?;
         let writer = match url.backend {
@@ -289,6 +296,7 @@ impl Db {
             Backend::Postgres => None,
         };
         Ok(Db {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(pool.max_size() as usize)),
             pool,
             backend: url.backend,
             writer,
@@ -301,15 +309,20 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
+        let permit = actix_web::rt::time::timeout(CONNECTION_WAIT, self.permits.acquire())
+            .await
+            .map_err(|_| ApiError::internal("no database connection came free"))?
+            .map_err(ApiError::internal)?;
         let pool = self.pool.clone();
-        actix_web::web::block(move || {
+        let answer = actix_web::web::block(move || {
             let mut conn = pool.get().map_err(ApiError::internal)?;
             let result = work(&mut conn);
             conn.answered(&result);
             result
         })
-        .await
-        .map_err(ApiError::internal)?
+        .await;
+        drop(permit);
+        answer.map_err(ApiError::internal)?
     }
 
     /// Runs database work that writes. On SQLite it goes to the single writer, which
