@@ -14,6 +14,9 @@
 # BENCH_DURATION=10          seconds per measurement
 # BENCH_SIZES="10000 1000000"  workspace sizes for the reads
 # BENCH_BACKENDS="sqlite postgresql"
+# BENCH_PERF=POST            profile the lines whose name contains this with `perf record -a -g`
+#                            (the whole machine: cobro, PostgreSQL and wrk); the data goes to
+#                            target/bench/perf/ and the CPU split per program is printed
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,6 +35,11 @@ if ! command -v wrk >/dev/null; then
         echo "error: wrk is not installed (apt-get install wrk)" >&2
         exit 1
     fi
+fi
+
+if [[ -n ${BENCH_PERF:-} ]] && ! command -v perf >/dev/null; then
+    echo "error: BENCH_PERF needs perf (apt-get install linux-perf)" >&2
+    exit 1
 fi
 
 echo "building the release binary"
@@ -99,7 +107,13 @@ stop_server() {
 measure() {
     local backend=$1 name=$2 path=$3
     shift 3
-    local line
+    local line perf_pid="" perf_data=""
+    if [[ -n ${BENCH_PERF:-} && $name == *"$BENCH_PERF"* ]]; then
+        mkdir -p "$out/perf"
+        perf_data="$out/perf/$backend-$(tr -c 'a-zA-Z0-9\n' - <<<"$name" | tr -s -).data"
+        perf record -a -g -F 499 -o "$perf_data" -- sleep "$duration" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     line=$(env BENCH_PATH="$path" "$@" wrk -t"$threads" -c"$concurrency" -d"${duration}s" \
         --timeout 10s -s scripts/bench/wrk.lua "$base" | grep '^BENCH ' | cut -c7-)
     python3 - "$backend" "$name" "$(peak_rss_mb)" "$line" >>"$rows" <<'EOF'
@@ -111,6 +125,12 @@ if row["non_2xx"] or row["socket_errors"]:
 print(json.dumps(row))
 print(f"  {name:<44} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:>7.2f} ms  p99 {row['p99_ms']:>7.2f} ms  peak RSS {row['peak_rss_mb']:>6.1f} MB", file=sys.stderr)
 EOF
+    if [[ -n $perf_pid ]]; then
+        wait "$perf_pid" || true
+        echo "    CPU by program ($perf_data; perf report -i … for the call graphs):"
+        perf report -i "$perf_data" --no-children --sort comm -g none 2>/dev/null |
+            awk '/^ +[0-9.]+%/ && n++ < 6 { print "     " $0 }'
+    fi
 }
 
 # seed BACKEND URL NAME COUNT: a workspace (owned by the bootstrap user) holding COUNT
