@@ -246,12 +246,8 @@ fn serve(
 /// `cobro worker`: delivers webhooks until SIGTERM or SIGINT, then lets the sends in flight
 /// finish.
 fn work(settings: Settings, url: &DatabaseUrl) -> Result<(), String> {
-    // The dispatcher's connection, and one for each sender to record with.
-    let db = Db::connect(
-        url,
-        worker::SENDERS as u32 + 1,
-        &settings.sqlite_synchronous,
-    )?;
+    // No requests here: the worker uses the pool's reserved connections.
+    let db = Db::connect(url, 1, &settings.sqlite_synchronous)?;
     log::info!("delivering webhooks from {}", db.backend.name());
     let running = worker::spawn(db, (&settings).into());
     actix_web::rt::System::new().block_on(async {

@@ -219,13 +219,16 @@ fn keep_sqlite_plans() {
     ) -> c_int {
         // SAFETY: SQLite calls this with the handle it is opening; the option takes an
         // int (1: on) and an optional int pointer for the value it ends with.
-        unsafe {
+        let done = unsafe {
             sqlite3_db_config(
                 db,
                 SQLITE_DBCONFIG_ENABLE_QPSG,
                 1 as c_int,
                 std::ptr::null_mut::<c_int>(),
-            );
+            )
+        };
+        if done != SQLITE_OK {
+            log::warn!("SQLite refused its query planner stability guarantee (code {done})");
         }
         SQLITE_OK
     }
@@ -252,6 +255,10 @@ pub struct Db {
 
 /// How long a request waits for a database connection before it fails.
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);
+
+/// Pooled connections beyond the requests' share (`pool_size`), for the threads that use
+/// the database outside requests: the webhook worker's dispatcher and senders.
+pub const RESERVED_CONNECTIONS: u32 = 5;
 
 impl Db {
     pub fn connect(
@@ -282,9 +289,10 @@ impl Db {
         run_migrations(&mut first).map_err(|e| format!("cannot run migrations: {e}"))?;
         drop(first);
         let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
-            // Every connection opened at start; tested when taken unless fresh (`Conn`).
-            .min_idle(None)
+            .max_size(pool_size.max(1) + RESERVED_CONNECTIONS)
+            // The requests' connections open at start; each is tested when taken unless
+            // fresh (`Conn`).
+            .min_idle(Some(pool_size.max(1)))
             .connection_timeout(CONNECTION_WAIT)
             .build(manager.clone())
             .map_err(|e| format!("cannot open the database pool: {e}"))?;
@@ -296,7 +304,7 @@ impl Db {
             Backend::Postgres => None,
         };
         Ok(Db {
-            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(pool.max_size() as usize)),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(pool_size.max(1) as usize)),
             pool,
             backend: url.backend,
             writer,
@@ -309,20 +317,44 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = actix_web::rt::time::timeout(CONNECTION_WAIT, self.permits.acquire())
+        let permits = self.permits.clone();
+        let permit = actix_web::rt::time::timeout(CONNECTION_WAIT, permits.acquire_owned())
             .await
             .map_err(|_| ApiError::internal("no database connection came free"))?
             .map_err(ApiError::internal)?;
-        let pool = self.pool.clone();
-        let answer = actix_web::web::block(move || {
-            let mut conn = pool.get().map_err(ApiError::internal)?;
-            let result = work(&mut conn);
-            conn.answered(&result);
-            result
+        let db = self.clone();
+        actix_web::web::block(move || {
+            // Held until the connection is back in the pool, even if the request is gone.
+            let _permit = permit;
+            db.run_here(work)
         })
-        .await;
-        drop(permit);
-        answer.map_err(ApiError::internal)?
+        .await
+        .map_err(ApiError::internal)?
+    }
+
+    /// Runs database work on this thread, on a pooled connection (outside requests: no
+    /// permit, the reserved connections serve these).
+    pub fn run_here<T>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut conn = self.pool.get().map_err(ApiError::internal)?;
+        let result = work(&mut conn);
+        conn.answered(&result);
+        result
+    }
+
+    /// Runs database work that writes, on this thread (not in async code): on SQLite
+    /// through the single writer, on PostgreSQL as [`Db::run_here`].
+    pub fn write_here<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.write_blocking(work),
+            None => self.run_here(work),
+        }
     }
 
     /// Runs database work that writes. On SQLite it goes to the single writer, which

@@ -12,12 +12,15 @@
 //! Other writers (the webhook worker, the CLI, another process) still take the process's
 //! writer lock and SQLite's file lock; the batch holds both while it runs.
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
+use std::time::Instant;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use tokio::sync::oneshot;
 
-use super::{DbConnection, Manager, SQLITE_WRITER};
+use super::{DbConnection, Manager, CONNECTION_WAIT, SQLITE_WRITER};
 use crate::error::ApiError;
 
 /// The most writes one transaction carries; more wait for the next one.
@@ -25,17 +28,26 @@ const MAX_BATCH: usize = 128;
 
 /// A write waiting for the writer.
 trait Job: Send {
+    /// False when nobody waits for the answer any more, or the write waited longer than a
+    /// request waits for a connection: it is then answered 503 without running.
+    fn wanted(&self) -> bool;
     /// Runs the work inside the batch's transaction and keeps its result.
     fn run(&mut self, conn: &mut DbConnection);
+    /// Answers 503 without running the work.
+    fn expire(&mut self);
+    /// True when the work failed on the database (or its own code): the batch ends there,
+    /// since SQLite may have rolled back the whole transaction.
+    fn failed(&self) -> bool;
     /// Answers the caller once the batch's fate is known: the kept result, or the batch's
-    /// error when it did not commit (or the work never ran).
+    /// error when it did not commit.
     fn finish(self: Box<Self>, failed: Option<&Failed>);
 }
 
 struct Pending<T, F> {
     work: Option<F>,
+    queued: Instant,
     result: Option<Result<T, ApiError>>,
-    reply: tokio::sync::oneshot::Sender<Result<T, ApiError>>,
+    reply: oneshot::Sender<Result<T, ApiError>>,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -43,10 +55,26 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send,
     T: Send,
 {
+    fn wanted(&self) -> bool {
+        !self.reply.is_closed() && self.queued.elapsed() < CONNECTION_WAIT
+    }
+
     fn run(&mut self, conn: &mut DbConnection) {
         if let Some(work) = self.work.take() {
             self.result = Some(work(conn));
         }
+    }
+
+    fn expire(&mut self) {
+        self.work = None;
+        self.result = Some(Err(ApiError::Contention));
+    }
+
+    fn failed(&self) -> bool {
+        matches!(
+            self.result,
+            Some(Err(ApiError::Internal(_) | ApiError::Contention))
+        )
     }
 
     fn finish(self: Box<Self>, failed: Option<&Failed>) {
@@ -105,37 +133,71 @@ impl Writer {
         Ok(Writer { jobs })
     }
 
-    /// Runs `work` in the writer's next transaction; answers after its commit.
-    pub async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
+    /// Queues `work` for the writer's next transaction now; the future answers after its
+    /// commit.
+    pub fn write<T, F>(&self, work: F) -> impl Future<Output = Result<T, ApiError>> + 'static
     where
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        let (reply, answer) = tokio::sync::oneshot::channel();
+        let answer = self.queue(work);
+        async move { answered(answer?.await) }
+    }
+
+    /// As [`Writer::write`], waiting on this thread (not in async code).
+    pub fn write_blocking<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        answered(self.queue(work)?.blocking_recv())
+    }
+
+    fn queue<T, F>(&self, work: F) -> Result<oneshot::Receiver<Result<T, ApiError>>, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Pending {
             work: Some(work),
+            queued: Instant::now(),
             result: None,
             reply,
         });
         self.jobs
             .send(job)
             .map_err(|_| ApiError::internal("the SQLite writer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("a write failed in the SQLite writer"))?
+        Ok(answer)
     }
 }
 
+fn answered<T>(
+    answer: Result<Result<T, ApiError>, oneshot::error::RecvError>,
+) -> Result<T, ApiError> {
+    answer.map_err(|_| ApiError::internal("a write failed in the SQLite writer"))?
+}
+
 fn run(manager: Manager, mut conn: DbConnection, queue: mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
+    // Writes left over when a batch ended early; they go first into the next one.
+    let mut carried: Vec<Box<dyn Job>> = Vec::new();
+    loop {
+        let mut batch = std::mem::take(&mut carried);
+        if batch.is_empty() {
+            match queue.recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => return, // every handle is gone
+            }
+        }
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
-        if !run_batch(&mut conn, batch) {
+        let (usable, rest) = run_batch(&mut conn, batch);
+        carried = rest;
+        if !usable {
             // A write panicked or left the connection unusable: start afresh.
             match manager.open() {
                 Ok(fresh) => conn = fresh,
@@ -145,9 +207,9 @@ fn run(manager: Manager, mut conn: DbConnection, queue: mpsc::Receiver<Box<dyn J
     }
 }
 
-/// Runs one batch and answers every write in it. False when the connection must be
-/// replaced.
-fn run_batch(conn: &mut DbConnection, mut batch: Vec<Box<dyn Job>>) -> bool {
+/// Runs one batch and answers every write in it that ran. Returns whether the connection
+/// is still usable, and the writes not run because the batch ended early.
+fn run_batch(conn: &mut DbConnection, mut batch: Vec<Box<dyn Job>>) -> (bool, Vec<Box<dyn Job>>) {
     let _writer = SQLITE_WRITER
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -155,17 +217,27 @@ fn run_batch(conn: &mut DbConnection, mut batch: Vec<Box<dyn Job>>) -> bool {
         unreachable!("the writer runs on SQLite only")
     };
     let mut usable = true;
+    let mut rest = Vec::new();
     let failed = match AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE") {
         Err(err) => Some(Failed::from(err)),
         Ok(()) => {
-            for job in &mut batch {
+            for (i, job) in batch.iter_mut().enumerate() {
+                if !job.wanted() {
+                    job.expire();
+                    continue;
+                }
                 if catch_unwind(AssertUnwindSafe(|| job.run(conn))).is_err() {
                     log::error!("a write panicked; its whole batch is rolled back");
                     usable = false;
+                    break;
                 }
                 // Each write must leave the batch's transaction as it found it.
-                if !usable || depth(conn) != Some(1) {
+                if depth(conn) != Some(1) {
                     usable = false;
+                    break;
+                }
+                if job.failed() {
+                    rest = batch.split_off(i + 1);
                     break;
                 }
             }
@@ -196,7 +268,7 @@ fn run_batch(conn: &mut DbConnection, mut batch: Vec<Box<dyn Job>>) -> bool {
     for job in batch {
         job.finish(failed.as_ref());
     }
-    usable && depth(conn) == Some(0)
+    (usable && depth(conn) == Some(0), rest)
 }
 
 /// How many transactions are open on the connection; none when its state is broken.
@@ -210,13 +282,12 @@ fn depth(conn: &mut DbConnection) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::super::{write_tx, DatabaseUrl, Db};
+    use super::{mpsc, Writer};
     use crate::error::ApiError;
     use diesel::connection::SimpleConnection;
     use diesel::prelude::*;
     use diesel::sql_types::BigInt;
-    use futures_util::future::{join, join3};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
+    use futures_util::future::{join3, join4};
 
     #[derive(QueryableByName)]
     struct Count {
@@ -242,23 +313,33 @@ mod tests {
         rows.into_iter().map(|r| r.name).collect()
     }
 
-    /// A write that holds the writer for 200 ms; `started` is set once it runs.
-    async fn slow(
-        db: &Db,
-        started: &'static AtomicBool,
-        name: &'static str,
-    ) -> Result<(), ApiError> {
-        db.write(move |conn| {
-            started.store(true, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(200));
-            write_tx(conn, |conn| insert(conn, name))
-        })
-        .await
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        actix_web::rt::System::new().block_on(future)
     }
 
-    /// Writes queued behind a busy batch commit together. One that fails is rolled back
-    /// alone; one that panics costs its batch (nothing of it is kept, every caller gets an
-    /// error) but not the writer, which goes on with the next writes.
+    /// Queues a write that holds the writer until `release` is called; returns once it is
+    /// running, so that writes queued next form the following batch together.
+    fn hold(
+        writer: &Writer,
+        name: &'static str,
+    ) -> (
+        impl std::future::Future<Output = Result<(), ApiError>>,
+        impl FnOnce(),
+    ) {
+        let (started_tx, started) = mpsc::channel();
+        let (release_tx, release) = mpsc::channel::<()>();
+        let held = writer.write(move |conn| {
+            started_tx.send(()).unwrap();
+            release.recv().unwrap();
+            write_tx(conn, |conn| insert(conn, name))
+        });
+        started.recv().unwrap();
+        (held, move || release_tx.send(()).unwrap())
+    }
+
+    /// Writes queued behind a busy batch commit together, in one transaction. One that
+    /// fails is rolled back alone; one that panics costs its batch (nothing of it is kept,
+    /// every caller gets an error) but not the writer, which goes on with the next writes.
     #[test]
     fn a_batch_commits_its_writes_and_isolates_the_ones_that_fail() {
         let dir = tempfile::tempdir().unwrap();
@@ -269,70 +350,61 @@ mod tests {
             .unwrap()
             .batch_execute("CREATE TABLE probe (name TEXT NOT NULL)")
             .unwrap();
-        actix_web::rt::System::new().block_on(async {
-            // The others are sent while the first holds the writer: they form one batch.
-            let started: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-            let queued = async {
-                running(started).await;
-                let kept = db.write(|conn| write_tx(conn, |conn| insert(conn, "b")));
-                let refused = db.write(|conn| {
-                    write_tx(conn, |conn| {
-                        insert(conn, "refused")?;
-                        Err::<(), _>(ApiError::BadRequest("no".into()))
-                    })
-                });
-                let counted = db.write(|conn| {
-                    write_tx(conn, |conn| {
-                        insert(conn, "c")?;
-                        // Earlier writes of the batch are visible, refused ones gone.
-                        let seen: Count = diesel::sql_query("SELECT count(*) AS n FROM probe")
-                            .get_result(conn)?;
-                        Ok(seen.n)
-                    })
-                });
-                join3(kept, refused, counted).await
-            };
-            let (first, (kept, refused, counted)) = join(slow(&db, started, "a"), queued).await;
-            assert!(first.is_ok() && kept.is_ok(), "{first:?} {kept:?}");
-            assert!(
-                matches!(refused, Err(ApiError::BadRequest(_))),
-                "{refused:?}"
-            );
-            assert_eq!(counted.unwrap(), 3);
-            assert_eq!(names(&db), ["a", "b", "c"]);
+        let writer = db.writer.clone().unwrap();
 
-            // A panic: its batch is rolled back and answered with errors.
-            let started: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-            let queued = async {
-                running(started).await;
-                let lost = db.write(|conn| write_tx(conn, |conn| insert(conn, "e")));
-                let panics = db.write(|conn| {
-                    write_tx(conn, |conn| {
-                        insert(conn, "f")?;
-                        if conn.begin_test_transaction().is_err() {
-                            panic!("a bug in a write");
-                        }
-                        Ok(())
-                    })
-                });
-                join(lost, panics).await
-            };
-            let (first, (lost, panics)) = join(slow(&db, started, "d"), queued).await;
-            assert!(first.is_ok(), "{first:?}");
-            assert!(lost.is_err() && panics.is_err(), "{lost:?} {panics:?}");
-            assert_eq!(names(&db), ["a", "b", "c", "d"]);
-
-            // The writer carries on, on a fresh connection.
-            db.write(|conn| write_tx(conn, |conn| insert(conn, "g")))
-                .await
-                .unwrap();
-            assert_eq!(names(&db), ["a", "b", "c", "d", "g"]);
+        let (first, release) = hold(&writer, "a");
+        let kept = writer.write(|conn| write_tx(conn, |conn| insert(conn, "b")));
+        let refused = writer.write(|conn| {
+            write_tx(conn, |conn| {
+                insert(conn, "refused")?;
+                Err::<(), _>(ApiError::BadRequest("no".into()))
+            })
         });
-    }
+        let pool = db.pool.clone();
+        let counted = writer.write(move |conn| {
+            write_tx(conn, |conn| {
+                insert(conn, "c")?;
+                let count = "SELECT count(*) AS n FROM probe";
+                // Inside the batch: a (committed), b and c; the refused one is gone.
+                let inside: Count = diesel::sql_query(count).get_result(conn)?;
+                // Another connection sees a alone: b and c are one uncommitted transaction.
+                let outside: Count =
+                    diesel::sql_query(count).get_result(&mut **pool.get().unwrap())?;
+                Ok((inside.n, outside.n))
+            })
+        });
+        release();
+        let (first, kept, refused, counted) = block_on(join4(first, kept, refused, counted));
+        assert!(first.is_ok() && kept.is_ok(), "{first:?} {kept:?}");
+        assert!(
+            matches!(refused, Err(ApiError::BadRequest(_))),
+            "{refused:?}"
+        );
+        assert_eq!(counted.unwrap(), (3, 1));
+        assert_eq!(names(&db), ["a", "b", "c"]);
 
-    async fn running(flag: &AtomicBool) {
-        while !flag.load(Ordering::SeqCst) {
-            actix_web::rt::time::sleep(Duration::from_millis(1)).await;
-        }
+        // A panic: its batch is rolled back and answered with errors.
+        let (first, release) = hold(&writer, "d");
+        let lost = writer.write(|conn| write_tx(conn, |conn| insert(conn, "e")));
+        let panics = writer.write(|conn| {
+            write_tx(conn, |conn| {
+                insert(conn, "f")?;
+                if conn.begin_test_transaction().is_err() {
+                    panic!("a bug in a write");
+                }
+                Ok(())
+            })
+        });
+        release();
+        let (first, lost, panics) = block_on(join3(first, lost, panics));
+        assert!(first.is_ok(), "{first:?}");
+        assert!(lost.is_err() && panics.is_err(), "{lost:?} {panics:?}");
+        assert_eq!(names(&db), ["a", "b", "c", "d"]);
+
+        // The writer carries on, on a fresh connection.
+        writer
+            .write_blocking(|conn| write_tx(conn, |conn| insert(conn, "g")))
+            .unwrap();
+        assert_eq!(names(&db), ["a", "b", "c", "d", "g"]);
     }
 }

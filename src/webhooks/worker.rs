@@ -22,6 +22,8 @@ use crate::events::{store as events, EventView};
 
 /// Deliveries sent at the same time by one worker.
 pub const SENDERS: usize = 4;
+// The dispatcher and the senders use the pool's reserved connections.
+const _: () = assert!((SENDERS as u32) < crate::db::RESERVED_CONNECTIONS);
 /// How long a claim keeps other workers off a delivery. A sender only starts a send that
 /// ends (6 s timeout) with time to spare on its claim, so a claim never lapses mid-send.
 const CLAIM: Duration = Duration::seconds(20);
@@ -115,22 +117,25 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
 /// The claim also checks that no older delivery of the same object is pending, so that an
 /// object's events arrive in order.
 fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usize, ApiError> {
-    let mut conn = db.pool.get().map_err(ApiError::internal)?;
-    let conn: &mut DbConnection = &mut conn;
     let mut handed = 0;
-    for due in store::due(conn, now(), BATCH)? {
+    for due in db.run_here(|conn| store::due(conn, now(), BATCH))? {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let scope = Scope::new(due.workspace_id.clone(), due.test_mode);
         let at = now();
-        if !store::claim(conn, &due, at, at + CLAIM)? {
+        // A write: on SQLite it goes through the single writer like every other.
+        let claiming = due.clone();
+        if !db.write_here(move |conn| store::claim(conn, &claiming, at, at + CLAIM))? {
             continue;
         }
-        let Some(webhook) = store::find(conn, &scope, due.webhook_id)? else {
+        let found = db.run_here(|conn| {
+            let webhook = store::find(conn, &scope, due.webhook_id)?;
+            Ok((webhook, events::find(conn, &scope, due.event_id)?))
+        })?;
+        let (Some(webhook), event) = found else {
             continue; // deleted meanwhile, and its deliveries with it
         };
-        let event = events::find(conn, &scope, due.event_id)?;
         let job = Job {
             scope,
             due,
@@ -177,10 +182,8 @@ fn send_one(db: &Db, job: Job, settings: WorkerSettings) -> Result<(), ApiError>
         None => Outcome::Unreachable("the event no longer exists".into()),
     };
     log::debug!("webhook delivery {}: {outcome:?}", job.due.id);
-    let mut conn = db.pool.get().map_err(ApiError::internal)?;
-    write_tx(&mut conn, |conn| {
-        record(conn, &job, &outcome, settings.first_retry_ms)
-    })
+    let first_retry_ms = settings.first_retry_ms;
+    db.write_here(move |conn| write_tx(conn, |conn| record(conn, &job, &outcome, first_retry_ms)))
 }
 
 /// Writes an attempt's outcome to the delivery and to its webhook's run of failures.

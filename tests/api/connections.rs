@@ -60,7 +60,9 @@ fn connections_dropped_by_postgres_are_replaced() {
     assert!(drop_sessions(&url) >= 1);
     let answers: Vec<Resp> = (0..20).map(|_| app.get(&path)).collect();
     let failed: Vec<&Resp> = answers.iter().filter(|r| r.status != 200).collect();
-    assert!(failed.len() <= pool as usize, "{} failed", failed.len());
+    // At most one failure per pooled connection (the worker's reserved ones included).
+    let connections = (pool + cobro::db::RESERVED_CONNECTIONS) as usize;
+    assert!(failed.len() <= connections, "{} failed", failed.len());
     for answer in &failed {
         assert_eq!(answer.status, 500, "{}", answer.text);
         assert_eq!(answer.body, json!({"detail": "A server error occurred."}));

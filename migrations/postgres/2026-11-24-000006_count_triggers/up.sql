@@ -1,6 +1,6 @@
 -- payment_counts is now kept by the database itself, in the statement that changes a
--- payment: one round trip less per write, and a payment inserted, moved or deleted by hand
--- is counted too. Each change adds to one of 8 slots picked at random, so that concurrent
+-- payment: one round trip less per write, and payments inserted, deleted, or moved to
+-- another status or currency by hand are counted too. Each change adds to one of 8 slots picked at random, so that concurrent
 -- writes in one workspace do not queue on one row lock.
 CREATE FUNCTION payment_counts_follow() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
