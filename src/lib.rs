@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod customers;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -32,6 +32,12 @@ use crate::payments::status::PaymentStatus;
         crate::sources::handlers::retrieve,
         crate::sources::handlers::destroy,
         crate::health::health,
+        crate::customers::handlers::create,
+        crate::customers::handlers::list,
+        crate::customers::handlers::retrieve,
+        crate::customers::handlers::replace,
+        crate::customers::handlers::partial_update,
+        crate::customers::handlers::destroy,
         crate::webhooks::handlers::create,
         crate::webhooks::handlers::list,
         crate::webhooks::handlers::retrieve,
@@ -128,6 +134,41 @@ pub enum IdempotencyErrors {
 pub struct IdempotencyConflict {
     pub detail: String,
     pub code: String,
+}
+
+/// The writable fields of a customer. Create and PUT require name.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CustomerWrite {
+    /// Not blank; at most 256 characters.
+    name: String,
+    /// A valid address; stored in lower case.
+    email: Option<String>,
+    /// At most 64 characters.
+    tax_id: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    country: Option<String>,
+    status: Option<crate::customers::domain::CustomerStatus>,
+    #[schema(value_type = Object)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// Filters of `GET /customers/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CustomerListParams {
+    page: Option<i64>,
+    page_size: Option<i64>,
+    /// Exact (any case).
+    email: Option<String>,
+    /// Part of the name (any case).
+    name: Option<String>,
+    country: Option<String>,
+    tax_id: Option<String>,
+    status: Option<crate::customers::domain::CustomerStatus>,
+    /// Part of the name, email or tax id (any case).
+    search: Option<String>,
 }
 
 /// The writable fields of a webhook. Create and PUT require url and events.

@@ -669,7 +669,7 @@ fn create_until(
         let fields = json!({
             "amount": format!("{n}.{creator:02}"), "currency": "USD", "date": "2026-11-23",
             "description": format!("crash test {creator}-{n}"),
-            "customer": format!("cus_{creator}"),
+            "subscription": format!("sub_{creator}"),
             "metadata": {"creator": creator, "n": n},
         });
         let key = format!("crash-{creator}-{n}");

@@ -494,6 +494,17 @@ impl Scope {
     }
 }
 
+/// A LIKE pattern (escape character `\`) for text containing `term`, in lower case, with
+/// the term's own `%` and `_` taken literally. Compare it with `lower(column)`.
+pub fn containing(term: &str) -> String {
+    let escaped = term
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 /// Now, in UTC, truncated to microseconds: what both backends store exactly.
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
@@ -521,6 +532,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("idempotency_keys", "src/idempotency/store.rs"),
     ("webhooks", "src/webhooks/store.rs"),
     ("webhook_deliveries", "src/webhooks/store.rs"),
+    ("customers", "src/customers/store.rs"),
 ];
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.

@@ -107,6 +107,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    customers (id) {
+        id -> Text,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        name -> Text,
+        email -> Nullable<Text>,
+        tax_id -> Nullable<Text>,
+        country -> Nullable<Text>,
+        status -> Text,
+        metadata -> Text,
+        version -> BigInt,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
     sources (id) {
         id -> BigInt,
         workspace_id -> Text,

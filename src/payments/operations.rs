@@ -40,7 +40,7 @@ pub fn create(
 ) -> Result<PaymentView, ApiError> {
     let payment = domain::new_payment(input.clone(), scope.test_mode(), new_id(""), now())?;
     write_tx(conn, |conn| {
-        check_sources(conn, scope, &payment)?;
+        check_references(conn, scope, &payment, None)?;
         let saved = store::insert(conn, scope, &payment)?;
         let view = saved.view(base_url);
         record(conn, scope, "payment.created", &view)?;
@@ -53,19 +53,36 @@ pub fn create(
     })
 }
 
-/// `source` and `sources` must name sources of the payment's workspace and mode.
-fn check_sources(
+/// `source`, `sources` and `customer` must name objects of the payment's workspace and
+/// mode. Only what changed since `current` is checked: a customer deleted since stays named.
+fn check_references(
     conn: &mut DbConnection,
     scope: &Scope,
     payment: &Payment,
+    current: Option<&Payment>,
 ) -> Result<(), ApiError> {
-    let named: Vec<i64> = payment
-        .source
-        .into_iter()
-        .chain(payment.sources.iter().copied())
-        .collect();
-    let existing = sources_store::existing(conn, scope, &named)?;
-    charging::missing_sources(payment, &existing).into_result()
+    let mut errors = crate::error::FieldErrors::new();
+    let sources_changed =
+        current.is_none_or(|c| (c.source, &c.sources) != (payment.source, &payment.sources));
+    if sources_changed {
+        let named: Vec<i64> = payment
+            .source
+            .into_iter()
+            .chain(payment.sources.iter().copied())
+            .collect();
+        let existing = sources_store::existing(conn, scope, &named)?;
+        errors = charging::missing_sources(payment, &existing);
+    }
+    if let Some(customer) = &payment.customer {
+        let changed = current.is_none_or(|c| c.customer.as_ref() != Some(customer));
+        if changed && !crate::customers::store::exists(conn, scope, customer)? {
+            errors.add(
+                "customer",
+                format!("Invalid pk \"{customer}\" - object does not exist."),
+            );
+        }
+    }
+    errors.into_result()
 }
 
 pub fn retrieve(
@@ -106,9 +123,7 @@ pub fn update(
         let Some(change) = domain::update(current, input, merge_metadata, now())? else {
             return Ok(None);
         };
-        if (change.payment.source, &change.payment.sources) != (current.source, &current.sources) {
-            check_sources(conn, scope, &change.payment)?;
-        }
+        check_references(conn, scope, &change.payment, Some(current))?;
         if current.status == PaymentStatus::Processing
             && change.payment.status != PaymentStatus::Processing
         {

@@ -426,14 +426,9 @@ fn filtered<'a>(scope: &Scope, f: &'a PaymentFilter) -> Boxed<'a> {
         );
     }
     if let Some(term) = &f.search {
-        let escaped = term
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
         q = q.filter(
             lower(payments::description)
-                .like(format!("%{escaped}%"))
+                .like(crate::db::containing(term))
                 .escape('\\'),
         );
     }
@@ -569,6 +564,20 @@ pub fn save_attempt(conn: &mut DbConnection, scope: &Scope, a: &Attempt) -> Resu
 }
 
 /// Whether a source was ever charged (then it is part of the money's history).
+/// Whether any payment of the scope names this customer.
+pub fn customer_has_payments(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    customer: &str,
+) -> Result<bool, ApiError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        payments::table
+            .filter(in_scope(scope))
+            .filter(payments::customer.eq(customer.to_string())),
+    ))
+    .get_result(conn)?)
+}
+
 pub fn source_was_charged(
     conn: &mut DbConnection,
     scope: &Scope,

@@ -37,6 +37,8 @@ macro_rules! text_enum {
         }
     };
 }
+/// Shared with the other resources' status enums.
+pub(crate) use text_enum;
 
 text_enum!(
     /// Single-use sources are consumed by their first charge; reusable ones stay chargeable.

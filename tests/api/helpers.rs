@@ -328,6 +328,16 @@ impl App {
         self.create_source(json!({}))["id"].as_i64().unwrap()
     }
 
+    /// Creates a customer named `name`; returns its id.
+    #[track_caller]
+    pub fn customer_id(&self, name: &str) -> String {
+        let customer = self
+            .post("/customers/", json!({"name": name}))
+            .expect(201)
+            .body;
+        customer["id"].as_str().unwrap().to_string()
+    }
+
     /// Event types recorded for one payment, oldest first.
     pub fn event_types(&self, object_id: &Value) -> Vec<String> {
         self.events_of("payment", object_id)
@@ -335,6 +345,10 @@ impl App {
 
     /// Event types recorded for one object of a kind (`payment`, `source`), oldest first.
     pub fn events_of(&self, object_type: &str, object_id: &Value) -> Vec<String> {
+        let object_id = match object_id {
+            Value::String(id) => id.clone(),
+            other => other.to_string(),
+        };
         let query =
             format!("/events/?object_type={object_type}&object_id={object_id}&page_size=100");
         let page = self.get(&query).expect(200).body;

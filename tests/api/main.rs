@@ -10,6 +10,7 @@ mod browser;
 mod charging;
 mod checkout;
 mod connections;
+mod customers;
 mod events;
 mod idempotency;
 mod lists;

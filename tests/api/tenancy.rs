@@ -6,21 +6,29 @@ use crate::helpers::*;
 
 both! {
     fn another_workspace_sees_nothing_and_changes_nothing(app) {
-        let p = app.create_payment(json!({"customer": "cus_shared"}));
+        let ours = app.customer_id("Ours");
+        let p = app.create_payment(json!({"customer": ours}));
         let path = format!("/payments/{}/", p["id"]);
         let other = app.stranger();
-        other.create_payment(json!({"customer": "cus_shared"}));
+        // Another workspace cannot name our customer, and has its own.
+        let refused = other.post("/payments/", json!({"amount": 1, "currency": "CLP", "date": "2026-01-01",
+            "description": "x", "customer": ours})).expect(400).body;
+        assert_eq!(refused, json!({"customer": [format!("Invalid pk \"{ours}\" - object does not exist.")]}));
+        other.get(&format!("/customers/{ours}/")).expect(404);
+        let theirs = other.customer_id("Theirs");
+        other.create_payment(json!({"customer": theirs}));
         other.get(&path).expect(404);
         other.patch(&path, json!({"description": "mine now"})).expect(404);
         other.put(&path, json!({"amount": 1, "currency": "CLP", "date": "2026-01-01", "description": "x"})).expect(404);
         other.post(&format!("{path}cancel/"), json!({})).expect(404);
         other.delete(&path).expect(404);
-        let their_list = other.get("/payments/?customer=cus_shared").expect(200).body;
+        assert_eq!(other.get(&format!("/payments/?customer={ours}")).expect(200).body["count"], 0);
+        let their_list = other.get(&format!("/payments/?customer={theirs}")).expect(200).body;
         assert_eq!(their_list["count"], 1);
         assert!(!ids(&their_list).contains(&p["id"].as_i64().unwrap()));
         let their_events = other.get(&format!("/events/?object_id={}", p["id"])).expect(200).body;
         assert_eq!(their_events["count"], 0);
-        assert_eq!(other.get("/events/").expect(200).body["count"], 1);
+        assert_eq!(other.get("/events/").expect(200).body["count"], 2); // their customer and payment
         let first_event = app.get("/events/").body["results"][0]["id"].clone();
         other.get(&format!("/events/{first_event}/")).expect(404);
         // Nothing of ours changed.
