@@ -13,6 +13,7 @@ pub mod gateways;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod invoices;
 pub mod money;
 pub mod openapi;
 pub mod payments;

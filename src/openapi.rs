@@ -38,6 +38,15 @@ use crate::payments::status::PaymentStatus;
         crate::customers::handlers::replace,
         crate::customers::handlers::partial_update,
         crate::customers::handlers::destroy,
+        crate::invoices::handlers::create,
+        crate::invoices::handlers::list,
+        crate::invoices::handlers::retrieve,
+        crate::invoices::handlers::replace,
+        crate::invoices::handlers::partial_update,
+        crate::invoices::handlers::destroy,
+        crate::invoices::handlers::finalize,
+        crate::invoices::handlers::cancel,
+        crate::invoices::handlers::mark_uncollectible,
         crate::webhooks::handlers::create,
         crate::webhooks::handlers::list,
         crate::webhooks::handlers::retrieve,
@@ -169,6 +178,45 @@ pub struct CustomerListParams {
     status: Option<crate::customers::domain::CustomerStatus>,
     /// Part of the name, email or tax id (any case).
     search: Option<String>,
+}
+
+/// The writable fields of an invoice. Create and PUT require customer, currency, due_date
+/// and lines; only a draft can change them.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct InvoiceWrite {
+    /// `cus_…` of the same workspace and mode.
+    customer: String,
+    /// ISO 4217.
+    currency: String,
+    #[schema(format = Date)]
+    due_date: String,
+    /// At most 100: `{"name", "quantity" (1 by default), "unit_amount"}`.
+    lines: Vec<InvoiceLineWrite>,
+    description: Option<String>,
+    #[schema(value_type = Object)]
+    metadata: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct InvoiceLineWrite {
+    name: String,
+    quantity: Option<i64>,
+    /// In the invoice's currency, ≥ 0.
+    unit_amount: f64,
+}
+
+/// Filters of `GET /invoices/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct InvoiceListParams {
+    page: Option<i64>,
+    page_size: Option<i64>,
+    customer: Option<String>,
+    status: Option<crate::invoices::domain::InvoiceStatus>,
+    currency: Option<String>,
 }
 
 /// The writable fields of a webhook. Create and PUT require url and events.

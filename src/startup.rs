@@ -16,7 +16,7 @@ use crate::http::body::BodyLimit;
 use crate::http::throttle::Throttle;
 use crate::http::{not_found, resource};
 use crate::openapi::ApiDoc;
-use crate::{checkout, customers, events, health, payments, sources, webhooks};
+use crate::{checkout, customers, events, health, invoices, payments, sources, webhooks};
 
 /// Every route of the API; shared by the server and the tests' in-process app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(events::routes)
         .configure(sources::routes)
         .configure(customers::routes)
+        .configure(invoices::routes)
         .configure(webhooks::routes)
         .configure(checkout::routes)
         .service(resource("/health", "GET").route(web::get().to(health::health)))

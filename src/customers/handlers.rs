@@ -35,17 +35,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A customer id from the path: `cus_` and letters or digits; anything else is not found.
+/// A customer id from the path; anything but `cus_…` is not found.
 fn customer_id(raw: &str) -> Result<String, ApiError> {
-    let valid = raw
-        .strip_prefix("cus_")
-        .is_some_and(|rest| !rest.is_empty() && rest.len() <= 40)
-        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if valid {
-        Ok(raw.to_string())
-    } else {
-        Err(ApiError::NotFound)
-    }
+    crate::invoices::handlers::prefixed_id(raw, "cus_")
 }
 
 /// Create a customer.

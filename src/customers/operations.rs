@@ -79,7 +79,9 @@ pub enum Deleted {
 pub fn delete(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<Deleted, ApiError> {
     write_tx(conn, |conn| {
         let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-        if crate::payments::store::customer_has_payments(conn, scope, id)? {
+        if crate::payments::store::customer_has_payments(conn, scope, id)?
+            || crate::invoices::store::customer_has_invoices(conn, scope, id)?
+        {
             if current.status == CustomerStatus::Archived {
                 return Ok(Deleted::Archived(Box::new(current.view())));
             }

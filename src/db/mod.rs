@@ -533,6 +533,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("webhooks", "src/webhooks/store.rs"),
     ("webhook_deliveries", "src/webhooks/store.rs"),
     ("customers", "src/customers/store.rs"),
+    ("invoices", "src/invoices/store.rs"),
 ];
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.

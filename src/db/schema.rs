@@ -124,6 +124,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    invoices (id) {
+        id -> Text,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        customer -> Text,
+        currency -> Text,
+        status -> Text,
+        lines -> Text,
+        total -> BigInt,
+        amount_paid -> BigInt,
+        due_date -> Date,
+        description -> Nullable<Text>,
+        metadata -> Text,
+        finalized_at -> Nullable<Timestamp>,
+        paid_at -> Nullable<Timestamp>,
+        version -> BigInt,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
     sources (id) {
         id -> BigInt,
         workspace_id -> Text,

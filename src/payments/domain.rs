@@ -195,7 +195,7 @@ impl PaymentInput {
     }
 }
 
-fn read_decimal(r: &mut Reader, name: &str, required: bool) -> Option<Decimal> {
+pub(crate) fn read_decimal(r: &mut Reader, name: &str, required: bool) -> Option<Decimal> {
     let raw = r.raw(name);
     match raw {
         None => {
@@ -222,7 +222,7 @@ fn read_decimal(r: &mut Reader, name: &str, required: bool) -> Option<Decimal> {
     }
 }
 
-fn read_currency(r: &mut Reader) -> Option<Currency> {
+pub(crate) fn read_currency(r: &mut Reader) -> Option<Currency> {
     let code = r.string("currency", true, false, 16).sent().flatten()?;
     let currency = Currency::parse(&code);
     if currency.is_none() {

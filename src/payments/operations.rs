@@ -40,8 +40,14 @@ pub fn create(
 ) -> Result<PaymentView, ApiError> {
     let payment = domain::new_payment(input.clone(), scope.test_mode(), new_id(""), now())?;
     write_tx(conn, |conn| {
-        check_references(conn, scope, &payment, None)?;
+        let mut payment = payment.clone();
+        if let Some(customer) = check_references(conn, scope, &payment, None)? {
+            payment.customer = Some(customer);
+        }
         let saved = store::insert(conn, scope, &payment)?;
+        if saved.status == PaymentStatus::Succeeded {
+            pay_invoice(conn, scope, &saved)?;
+        }
         let view = saved.view(base_url);
         record(conn, scope, "payment.created", &view)?;
         // A payment created already processing or paid also announces that status, so that
@@ -53,14 +59,43 @@ pub fn create(
     })
 }
 
-/// `source`, `sources` and `customer` must name objects of the payment's workspace and
-/// mode. Only what changed since `current` is checked: a customer deleted since stays named.
+/// Saves a payment changed since it was `read` (false when someone else changed it first),
+/// and when this change makes it succeed, pays its invoice in the same transaction.
+fn save(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    read: &Payment,
+    next: &Payment,
+) -> Result<bool, ApiError> {
+    if !store::save(conn, scope, read, next)? {
+        return Ok(false);
+    }
+    if read.status != PaymentStatus::Succeeded && next.status == PaymentStatus::Succeeded {
+        pay_invoice(conn, scope, next)?;
+    }
+    Ok(true)
+}
+
+/// A payment for an invoice has succeeded: the invoice's amount paid moves, and a payment
+/// for more than is still due is refused (its success with it).
+fn pay_invoice(conn: &mut DbConnection, scope: &Scope, payment: &Payment) -> Result<(), ApiError> {
+    match &payment.invoice {
+        Some(invoice) => crate::invoices::operations::pay(conn, scope, invoice, payment.amount),
+        None => Ok(()),
+    }
+}
+
+/// `source`, `sources`, `customer` and `invoice` must name objects of the payment's
+/// workspace and mode, and a payment for an invoice must be in its currency, for its
+/// customer, for at most what it still has due, and the invoice must be open. Only what
+/// changed since `current` is checked: a customer archived since stays named. Returns the
+/// invoice's customer when the payment names none (it becomes the payment's).
 fn check_references(
     conn: &mut DbConnection,
     scope: &Scope,
     payment: &Payment,
     current: Option<&Payment>,
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, ApiError> {
     let mut errors = crate::error::FieldErrors::new();
     let sources_changed =
         current.is_none_or(|c| (c.source, &c.sources) != (payment.source, &payment.sources));
@@ -82,7 +117,63 @@ fn check_references(
             );
         }
     }
-    errors.into_result()
+    let mut fill = None;
+    let changed = current.is_none_or(|c| {
+        (&c.invoice, &c.customer, c.amount, c.currency)
+            != (
+                &payment.invoice,
+                &payment.customer,
+                payment.amount,
+                payment.currency,
+            )
+    });
+    if current.is_some_and(|c| c.status == PaymentStatus::Succeeded && c.invoice != payment.invoice)
+    {
+        errors.add("invoice", "A succeeded payment's invoice cannot change.");
+    } else if let (Some(id), true) = (&payment.invoice, changed) {
+        {
+            match crate::invoices::store::find(conn, scope, id)? {
+                None => errors.add(
+                    "invoice",
+                    format!("Invalid pk \"{id}\" - object does not exist."),
+                ),
+                Some(invoice) => {
+                    if !invoice.is_payable() {
+                        errors.add(
+                            "invoice",
+                            format!(
+                                "The invoice is {}: it cannot be paid.",
+                                invoice.status.as_str()
+                            ),
+                        );
+                    }
+                    if invoice.currency != payment.currency {
+                        errors.add(
+                            "currency",
+                            format!("Must be the invoice's currency, {}.", invoice.currency.code),
+                        );
+                    } else if payment.status != PaymentStatus::Succeeded
+                        && payment.amount > invoice.amount_due()
+                    {
+                        errors.add("amount", format!(
+                            "Ensure this value is less than or equal to {}, what the invoice still has due.",
+                            invoice.currency.format(invoice.amount_due())
+                        ));
+                    }
+                    match &payment.customer {
+                        Some(customer) if *customer != invoice.customer => errors.add(
+                            "customer",
+                            format!("Must be the invoice's customer, {}.", invoice.customer),
+                        ),
+                        Some(_) => {}
+                        None => fill = Some(invoice.customer),
+                    }
+                }
+            }
+        }
+    }
+    errors.into_result()?;
+    Ok(fill)
 }
 
 pub fn retrieve(
@@ -123,7 +214,10 @@ pub fn update(
         let Some(change) = domain::update(current, input, merge_metadata, now())? else {
             return Ok(None);
         };
-        check_references(conn, scope, &change.payment, Some(current))?;
+        let mut change = change;
+        if let Some(customer) = check_references(conn, scope, &change.payment, Some(current))? {
+            change.payment.customer = Some(customer);
+        }
         if current.status == PaymentStatus::Processing
             && change.payment.status != PaymentStatus::Processing
         {
@@ -224,7 +318,7 @@ pub fn authorize(
                 .gateway_data
                 .insert("redirect_url".into(), url.into());
         }
-        if !store::save(conn, scope, &payment, &charged.payment)?
+        if !save(conn, scope, &payment, &charged.payment)?
             || !sources_store::save(conn, scope, &source, &charged.source)?
         {
             return Err(ApiError::Contention);
@@ -277,7 +371,7 @@ pub fn settle(
             .and_then(|g| g.settlement(&source.gateway_data))
             .ok_or_else(nothing)?;
         let (next, attempt) = charging::apply_settlement(&payment, &attempt, &settlement, now());
-        if !store::save(conn, scope, &payment, &next)? {
+        if !save(conn, scope, &payment, &next)? {
             return Err(ApiError::Contention);
         }
         store::save_attempt(conn, scope, &attempt)?;
@@ -341,7 +435,7 @@ pub fn finish_redirect(
             }
         };
         let (next, attempt) = charging::apply_settlement(&payment, &attempt, &settlement, now());
-        if !store::save(conn, scope, &payment, &next)? {
+        if !save(conn, scope, &payment, &next)? {
             return Err(ApiError::Contention);
         }
         store::save_attempt(conn, scope, &attempt)?;
@@ -396,7 +490,7 @@ fn change(
         let Some(change) = decide(conn, &current)? else {
             return Ok(current.view(base_url));
         };
-        if !store::save(conn, scope, &current, &change.payment)? {
+        if !save(conn, scope, &current, &change.payment)? {
             return Err(ApiError::Contention);
         }
         let view = change.payment.view(base_url);

@@ -564,6 +564,20 @@ pub fn save_attempt(conn: &mut DbConnection, scope: &Scope, a: &Attempt) -> Resu
 }
 
 /// Whether a source was ever charged (then it is part of the money's history).
+/// Whether any payment of the scope names this invoice.
+pub fn invoice_has_payments(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    invoice: &str,
+) -> Result<bool, ApiError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        payments::table
+            .filter(in_scope(scope))
+            .filter(payments::invoice.eq(invoice.to_string())),
+    ))
+    .get_result(conn)?)
+}
+
 /// Whether any payment of the scope names this customer.
 pub fn customer_has_payments(
     conn: &mut DbConnection,

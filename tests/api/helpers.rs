@@ -328,6 +328,24 @@ impl App {
         self.create_source(json!({}))["id"].as_i64().unwrap()
     }
 
+    /// Creates and finalizes an invoice for `customer` of one line of `amount` (a decimal
+    /// string) in `currency`; returns its id.
+    #[track_caller]
+    pub fn open_invoice(&self, customer: &str, currency: &str, amount: &str) -> String {
+        let invoice = self
+            .post(
+                "/invoices/",
+                json!({"customer": customer, "currency": currency,
+            "due_date": "2026-12-31", "lines": [{"name": "Services", "unit_amount": amount}]}),
+            )
+            .expect(201)
+            .body;
+        let id = invoice["id"].as_str().unwrap().to_string();
+        self.post(&format!("/invoices/{id}/finalize/"), json!({}))
+            .expect(200);
+        id
+    }
+
     /// Creates a customer named `name`; returns its id.
     #[track_caller]
     pub fn customer_id(&self, name: &str) -> String {

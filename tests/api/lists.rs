@@ -107,13 +107,14 @@ both! {
     fn exact_filters(app) {
         let (s11, s12) = (app.source_id(), app.source_id());
         let (cus_a, cus_b) = (app.customer_id("A"), app.customer_id("B"));
-        let a = app.create_payment(json!({"customer": cus_a, "invoice": "inv_a", "subscription": "sub_a", "source": s11, "currency": "CLP"}))["id"].as_i64().unwrap();
-        let b = app.create_payment(json!({"customer": cus_b, "invoice": "inv_b", "amount": "5.00", "currency": "USD", "source": s12}))["id"].as_i64().unwrap();
+        let (inv_a, inv_b) = (app.open_invoice(&cus_a, "CLP", "5000"), app.open_invoice(&cus_b, "USD", "5.00"));
+        let a = app.create_payment(json!({"customer": cus_a, "invoice": inv_a, "subscription": "sub_a", "source": s11, "currency": "CLP"}))["id"].as_i64().unwrap();
+        let b = app.create_payment(json!({"customer": cus_b, "invoice": inv_b, "amount": "5.00", "currency": "USD", "source": s12}))["id"].as_i64().unwrap();
         let c = app.create_payment(json!({"status": "succeeded", "customer": cus_a}))["id"].as_i64().unwrap();
         let d = app.create_payment(json!({"status": "processing"}))["id"].as_i64().unwrap();
         app.post(&format!("/payments/{d}/cancel/"), json!({})).expect(400);
         assert_eq!(filtered(&app, &format!("customer={cus_a}")), [c, a]);
-        assert_eq!(filtered(&app, "invoice=inv_b"), [b]);
+        assert_eq!(filtered(&app, &format!("invoice={inv_b}")), [b]);
         assert_eq!(filtered(&app, "subscription=sub_a"), [a]);
         assert_eq!(filtered(&app, "currency=usd"), [b]);
         assert_eq!(filtered(&app, &format!("source={s12}")), [b]);

@@ -13,6 +13,7 @@ mod connections;
 mod customers;
 mod events;
 mod idempotency;
+mod invoices;
 mod lists;
 mod operations;
 mod payments;

@@ -39,9 +39,10 @@ both! {
     fn create_returns_every_field(app) {
         let (s1, s2) = (app.source_id(), app.source_id());
         let c1 = app.customer_id("Ana");
+        let inv1 = app.open_invoice(&c1, "USD", "20.00");
         let resp = app.post("/payments/", json!({
             "amount": "10.50", "currency": "usd", "date": "2026-11-23", "description": "  Invoice 42  ",
-            "invoice": "inv_1", "subscription": "sub_1", "customer": c1, "source": s1, "sources": [s1, s2],
+            "invoice": inv1, "subscription": "sub_1", "customer": c1, "source": s1, "sources": [s1, s2],
             "return_url": "https://shop.example/back?x=1", "metadata": {"order": "A-1", "n": 3, "vip": true},
         })).expect(201);
         let p = resp.body;
