@@ -2,6 +2,7 @@
 //! PostgreSQL. Start at `startup.rs` (routes) and `payments/` (the domain); see README.md.
 
 pub mod accounts;
+pub mod billingrails;
 pub mod checkout;
 pub mod cli;
 pub mod config;

@@ -16,7 +16,9 @@ use crate::http::body::BodyLimit;
 use crate::http::throttle::Throttle;
 use crate::http::{not_found, resource};
 use crate::openapi::ApiDoc;
-use crate::{checkout, customers, events, health, invoices, payments, sources, webhooks};
+use crate::{
+    billingrails, checkout, customers, events, health, invoices, payments, sources, webhooks,
+};
 
 /// Every route of the API; shared by the server and the tests' in-process app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(sources::routes)
         .configure(customers::routes)
         .configure(invoices::routes)
+        .configure(billingrails::routes)
         .configure(webhooks::routes)
         .configure(checkout::routes)
         .service(resource("/health", "GET").route(web::get().to(health::health)))

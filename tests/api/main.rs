@@ -6,6 +6,7 @@ mod helpers;
 mod receiver;
 
 mod auth;
+mod billingrails;
 mod browser;
 mod charging;
 mod checkout;
