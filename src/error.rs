@@ -110,14 +110,18 @@ impl ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     /// A transaction that the database gave up on because of another one (PostgreSQL's
-    /// serialization failures and deadlocks, SQLite's lock held past its busy timeout) is a
-    /// `Contention`: `write_tx` runs it again. Anything else is internal.
+    /// serialization failures and deadlocks, SQLite's lock held past its busy timeout, a
+    /// reference to a row deleted meanwhile) is a `Contention`: `write_tx` runs it again.
+    /// Anything else is internal.
     fn from(err: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match &err {
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 ApiError::Contention
             }
+            // What a row referred to was deleted by a concurrent transaction: running again
+            // finds it gone and answers so.
+            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => ApiError::Contention,
             Error::DatabaseError(_, info)
                 if [
                     "deadlock detected",

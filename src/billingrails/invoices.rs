@@ -122,7 +122,11 @@ fn invoice_fields(
                 .or(current);
             let mut lines = Vec::new();
             for (n, item) in items.iter().enumerate() {
-                let mut line = item.as_object().cloned().unwrap_or_default();
+                let Some(mut line) = item.as_object().cloned() else {
+                    // Piriod's reading names what is wrong with it.
+                    lines.push(item.clone());
+                    continue;
+                };
                 line.remove("description");
                 line.remove("id");
                 if let (Some(unit), Some(currency)) = (line.get("unit_amount"), currency) {
@@ -174,6 +178,7 @@ async fn create(
 }
 
 async fn list(req: HttpRequest, auth: Result<Auth, ApiError>, db: web::Data<Db>) -> BrResult {
+    let auth = Ok(authenticated(&req, auth)?);
     let params = crate::http::query::QueryParams::parse(req.query_string()).map_err(BrError)?;
     let filter = store::InvoiceFilter {
         customer: params.get("account_id").map(str::to_string),

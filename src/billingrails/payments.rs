@@ -215,10 +215,15 @@ fn make(
         }
         if let Some(source) = r.payment_method_id {
             let found = crate::sources::store::find(conn, scope, source)?;
-            if found.is_none_or(|s| s.usage != crate::sources::domain::Usage::Reusable) {
+            // A payment method of another account cannot pay this one's invoice.
+            let usable = found.is_some_and(|s| {
+                s.usage == crate::sources::domain::Usage::Reusable
+                    && s.customer.as_ref().is_none_or(|c| *c == r.account_id)
+            });
+            if !usable {
                 return Err(ApiError::field(
                     "payment_method_id",
-                    format!("No such reusable payment method: {source}."),
+                    format!("No such reusable payment method of this account: {source}."),
                 ));
             }
         }
@@ -283,6 +288,7 @@ async fn create(
 }
 
 async fn list(req: HttpRequest, auth: Result<Auth, ApiError>, db: web::Data<Db>) -> BrResult {
+    let auth = Ok(authenticated(&req, auth)?);
     let params = crate::http::query::QueryParams::parse(req.query_string()).map_err(BrError)?;
     let filter = PaymentFilter {
         customer: params.get("account_id").map(str::to_string),

@@ -200,14 +200,6 @@ impl InvoiceInput {
             metadata,
         })
     }
-
-    /// Whether the body changes what is owed (only drafts may).
-    pub fn changes_what_is_owed(&self) -> bool {
-        self.customer.is_some()
-            || self.currency.is_some()
-            || self.due_date.is_some()
-            || self.lines.is_some()
-    }
 }
 
 fn read_lines(value: &Value) -> Result<Vec<LineInput>, String> {
@@ -325,12 +317,18 @@ pub fn new_invoice(
 /// The invoice an update asks for. What is owed (customer, currency, due date, lines)
 /// changes only on a draft; description and metadata change at any time.
 pub fn apply(current: &Invoice, input: &InvoiceInput, merge: bool) -> Result<Invoice, ApiError> {
-    if input.changes_what_is_owed() && current.status != InvoiceStatus::Draft {
+    let next = applied(current, input, merge)?;
+    let owed = |i: &Invoice| (i.customer.clone(), i.currency, i.due_date, i.lines.clone());
+    if current.status != InvoiceStatus::Draft && owed(&next) != owed(current) {
         return Err(ApiError::BadRequest(format!(
             "Only a draft invoice can change its customer, currency, due date or lines; this one is {}.",
             current.status.as_str()
         )));
     }
+    Ok(next)
+}
+
+fn applied(current: &Invoice, input: &InvoiceInput, merge: bool) -> Result<Invoice, ApiError> {
     let currency = input.currency.unwrap_or(current.currency);
     let (lines, total) = match &input.lines {
         Some(lines) => priced(currency, lines)?,
@@ -400,8 +398,14 @@ pub fn moved(current: &Invoice, to: InvoiceStatus, at: NaiveDateTime) -> Result<
 }
 
 /// The invoice after a payment of `amount` succeeded for it; refuses paying more than is
-/// due, and anything on an invoice that is not open.
-pub fn paid(current: &Invoice, amount: i64, at: NaiveDateTime) -> Result<Invoice, ApiError> {
+/// due (less `reserved`, what other charges for it have in flight), and anything on an
+/// invoice that is not open.
+pub fn paid(
+    current: &Invoice,
+    amount: i64,
+    reserved: i64,
+    at: NaiveDateTime,
+) -> Result<Invoice, ApiError> {
     if !current.is_payable() {
         return Err(ApiError::BadRequest(format!(
             "The invoice {} is {}: it cannot be paid.",
@@ -409,9 +413,17 @@ pub fn paid(current: &Invoice, amount: i64, at: NaiveDateTime) -> Result<Invoice
             current.status.as_str()
         )));
     }
-    if amount > current.amount_due() {
+    if amount > current.amount_due() - reserved {
+        let in_flight = if reserved > 0 {
+            format!(
+                ", of which {} is being charged by other payments",
+                current.currency.for_people(reserved)
+            )
+        } else {
+            String::new()
+        };
         return Err(ApiError::BadRequest(format!(
-            "The payment ({}) is more than the invoice {} still has due ({}).",
+            "The payment ({}) is more than the invoice {} still has due ({}{in_flight}).",
             current.currency.for_people(amount),
             current.id,
             current.currency.for_people(current.amount_due())

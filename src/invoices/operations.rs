@@ -102,6 +102,13 @@ pub fn move_to(
         let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
         let at = now();
         let mut next = domain::moved(&current, to, at)?;
+        if to == InvoiceStatus::Cancelled
+            && crate::payments::store::invoice_in_flight(conn, scope, id, 0)? > 0
+        {
+            return Err(ApiError::BadRequest(
+                "Charges for this invoice are in flight: it can be cancelled once they end.".into(),
+            ));
+        }
         next.updated = at;
         if !store::save(conn, scope, &current, &next)? {
             return Err(ApiError::Contention);
@@ -134,14 +141,23 @@ pub fn delete(conn: &mut DbConnection, scope: &Scope, id: &str) -> Result<(), Ap
     })
 }
 
-/// Pays `amount` of the invoice: called in the transaction where a payment for it
-/// succeeds. Paying more than is due is refused (and so is the payment's success); of two
-/// payments racing for the last amount due, the second meets a changed invoice, runs again,
-/// and is refused.
-pub fn pay(conn: &mut DbConnection, scope: &Scope, id: &str, amount: i64) -> Result<(), ApiError> {
-    let current = store::find(conn, scope, id)?
-        .ok_or_else(|| ApiError::internal(format!("invoice {id} of a payment is gone")))?;
-    let next = domain::paid(&current, amount, now())?;
+/// Pays `amount` of the invoice: called in the transaction where payment `payment_id`
+/// for it succeeds. Paying more than is due (less what other charges have in flight) is
+/// refused, and so is the payment's success; of two payments racing for the last amount
+/// due, the second meets a changed invoice, runs again, and is refused. A payment whose
+/// `invoice` names no invoice (a free reference from before invoices existed) pays nothing.
+pub fn pay(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: &str,
+    payment_id: i64,
+    amount: i64,
+) -> Result<(), ApiError> {
+    let Some(current) = store::find(conn, scope, id)? else {
+        return Ok(());
+    };
+    let reserved = crate::payments::store::invoice_in_flight(conn, scope, id, payment_id)?;
+    let next = domain::paid(&current, amount, reserved, now())?;
     if !store::save(conn, scope, &current, &next)? {
         return Err(ApiError::Contention);
     }

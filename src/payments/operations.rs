@@ -76,11 +76,43 @@ fn save(
     Ok(true)
 }
 
+/// A charge for an invoice starts only if it fits what the invoice still has due, less what
+/// other charges for it have in flight: so a gateway's answer, which arrives once the money
+/// has moved, always fits the invoice.
+fn check_invoice_room(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+    amount: i64,
+) -> Result<(), ApiError> {
+    let Some(id) = &payment.invoice else {
+        return Ok(());
+    };
+    let Some(invoice) = crate::invoices::store::find(conn, scope, id)? else {
+        return Ok(()); // a free reference from before invoices existed
+    };
+    let room = invoice.amount_due() - store::invoice_in_flight(conn, scope, id, payment.id)?;
+    if !invoice.is_payable() || amount > room {
+        return Err(ApiError::field(
+            "invoice",
+            format!(
+                "The invoice {id} is {} with {} left to charge: this charge of {} does not fit.",
+                invoice.status.as_str(),
+                invoice.currency.for_people(room.max(0)),
+                invoice.currency.for_people(amount)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A payment for an invoice has succeeded: the invoice's amount paid moves, and a payment
 /// for more than is still due is refused (its success with it).
 fn pay_invoice(conn: &mut DbConnection, scope: &Scope, payment: &Payment) -> Result<(), ApiError> {
     match &payment.invoice {
-        Some(invoice) => crate::invoices::operations::pay(conn, scope, invoice, payment.amount),
+        Some(invoice) => {
+            crate::invoices::operations::pay(conn, scope, invoice, payment.id, payment.amount)
+        }
         None => Ok(()),
     }
 }
@@ -127,9 +159,18 @@ fn check_references(
                 payment.currency,
             )
     });
-    if current.is_some_and(|c| c.status == PaymentStatus::Succeeded && c.invoice != payment.invoice)
-    {
-        errors.add("invoice", "A succeeded payment's invoice cannot change.");
+    let committed = |c: &Payment| {
+        c.collected > 0
+            || matches!(
+                c.status,
+                PaymentStatus::Succeeded | PaymentStatus::Processing | PaymentStatus::Incomplete
+            )
+    };
+    if current.is_some_and(|c| committed(c) && c.invoice != payment.invoice) {
+        errors.add(
+            "invoice",
+            "A payment with money collected or in flight cannot change its invoice.",
+        );
     } else if let (Some(id), true) = (&payment.invoice, changed) {
         {
             match crate::invoices::store::find(conn, scope, id)? {
@@ -302,6 +343,7 @@ pub fn authorize(
             )
         })?;
         let amount = charging::charge_amount(&payment, &source)?;
+        check_invoice_room(conn, scope, &payment, amount)?;
         let gateway = gateways::find(&source.gateway).ok_or_else(|| {
             ApiError::internal(format!("source {source_id} has an unknown gateway"))
         })?;
@@ -395,7 +437,8 @@ pub fn settle_due_sandbox_charges(
             Ok(_) => settled += 1,
             // Settled or moved meanwhile (by hand, or by another server): nothing to do.
             Err(ApiError::BadRequest(_) | ApiError::NotFound) => {}
-            Err(other) => return Err(other),
+            // One charge that cannot settle now must not hold up the others.
+            Err(other) => log::warn!("settling sandbox charge {id}: {other}"),
         }
     }
     Ok(settled)

@@ -564,6 +564,27 @@ pub fn save_attempt(conn: &mut DbConnection, scope: &Scope, a: &Attempt) -> Resu
 }
 
 /// Whether a source was ever charged (then it is part of the money's history).
+/// What other payments for this invoice have in flight (charges started, not yet
+/// settled): the sum of their balances, in minor units.
+pub fn invoice_in_flight(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    invoice: &str,
+    except: i64,
+) -> Result<i64, ApiError> {
+    let rows: Vec<(i64, i64)> = payments::table
+        .filter(in_scope(scope))
+        .filter(payments::invoice.eq(invoice.to_string()))
+        .filter(payments::status.eq(PaymentStatus::Processing.as_str()))
+        .filter(payments::id.ne(except))
+        .select((payments::amount, payments::collected))
+        .load(conn)?;
+    Ok(rows
+        .iter()
+        .map(|(amount, collected)| amount - collected)
+        .sum())
+}
+
 /// Whether any payment of the scope names this invoice.
 pub fn invoice_has_payments(
     conn: &mut DbConnection,

@@ -119,8 +119,11 @@ both! {
         assert_eq!(missing.body["error"]["message"], "name: This field is required.");
         assert_eq!(error_of(&br.get("/v1/accounts/cus_nobody").expect(404)).1, "resource_not_found");
         assert_eq!(fields(&br.get("/v1/accounts?per_page=500").expect(400)), ["per_page"]);
-        let bad_json = br.call("POST", "/v1/accounts", None, &[]);
-        assert_eq!(bad_json.status, 400, "{}", bad_json.text);
+        let auth = format!("Bearer {}", br.key);
+        let bad_json = send("POST", &app.url("/v1/accounts"), &[("Authorization", &auth), ("Content-Type", "application/json")], Some("{")).expect(400);
+        assert_eq!(error_of(&bad_json).1, "invalid_json");
+        // No credentials come before a bad query.
+        send("GET", &app.url("/v1/payments?page=0"), &[], None).expect(401);
     }
 
     fn only_a_secret_key_opens_the_door(app) {
@@ -255,6 +258,8 @@ both! {
         let again = keyed(json!({"account_id": account, "reference_id": "R", "invoice_id": invoice})).expect(201);
         assert_eq!(first.body["payment"], again.body["payment"]);
         assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        let reused = keyed(json!({"account_id": account, "reference_id": "other", "invoice_id": invoice})).expect(409);
+        assert_eq!(error_of(&reused).0, "idempotency_error");
         assert_eq!(error_of(&with(json!({"invoice_id": invoice})).expect(400)).1, "invalid_request");
         assert_eq!(app.in_test_mode().get(&format!("/payments/?invoice={invoice}")).body["count"], 1);
     }

@@ -123,7 +123,7 @@ both! {
         app.post(&format!("{path}cancel/"), json!({})).expect(400);
         // A succeeded payment's invoice is fixed.
         assert_eq!(app.patch(&format!("/payments/{}/", first["id"]), json!({"invoice": null})).expect(400).body,
-            json!({"invoice": ["A succeeded payment's invoice cannot change."]}));
+            json!({"invoice": ["A payment with money collected or in flight cannot change its invoice."]}));
     }
 
     fn a_payment_must_fit_its_invoice(app) {
@@ -164,6 +164,46 @@ both! {
         let invoice = app.get(&format!("/invoices/{inv}/")).body;
         assert_eq!((num(&invoice["amount_paid"]), invoice["status"].as_str()), ("600".into(), Some("finalized")));
         assert_eq!(app.event_types(&b["id"]), ["payment.created"]);
+    }
+
+    fn charges_in_flight_hold_their_share_of_the_invoice(app) {
+        let test = app.in_test_mode();
+        let ana = test.customer_id("Ana");
+        let inv = test.open_invoice(&ana, "CLP", "1000");
+        let (a, b, c) = (pay(&test, json!({"invoice": inv})).expect(201).body, pay(&test, json!({"invoice": inv})).expect(201).body,
+            pay(&test, json!({"invoice": inv})).expect(201).body);
+        let slow = test.create_source(json!({"usage": "reusable", "gateway_data": {"token": "tok_async_success"}}))["id"].as_i64().unwrap();
+        let charged = test.post(&format!("/payments/{}/authorize/", a["id"]), json!({"source": slow})).expect(200).body;
+        assert_eq!(charged["status"], "processing");
+        // Nothing is left to charge while that charge is in flight: no second charge starts...
+        let refused = test.post(&format!("/payments/{}/authorize/", b["id"]), json!({"source": slow})).expect(400).body;
+        assert_eq!(refused, json!({"invoice": [format!("The invoice {inv} is finalized with CLP 0 left to charge: this charge of CLP 1,000 does not fit.")]}));
+        let attempts = test.get(&format!("/payments/{}/attempts/", b["id"])).expect(200).body;
+        assert_eq!(attempts.as_array().map(Vec::len).or(attempts["count"].as_u64().map(|n| n as usize)), Some(0), "{attempts}");
+        // ...no success is marked by hand, the invoice cannot be cancelled, and the charging
+        // payment keeps its invoice.
+        let marked = test.patch(&format!("/payments/{}/", c["id"]), json!({"status": "succeeded"})).expect(400).body;
+        assert_eq!(marked, json!({"detail": format!("The payment (CLP 1,000) is more than the invoice {inv} still has due (CLP 1,000, of which CLP 1,000 is being charged by other payments).")}));
+        test.post(&format!("/invoices/{inv}/cancel/"), json!({})).expect(400);
+        assert_eq!(test.patch(&format!("/payments/{}/", a["id"]), json!({"invoice": null})).expect(400).body,
+            json!({"invoice": ["A payment with money collected or in flight cannot change its invoice."]}));
+        // The charge settles and pays the invoice.
+        assert_eq!(test.post(&format!("/payments/{}/settle/", a["id"]), json!({})).expect(200).body["status"], "succeeded");
+        let invoice = test.get(&format!("/invoices/{inv}/")).body;
+        assert_eq!((num(&invoice["amount_paid"]), invoice["status"].as_str()), ("1000".into(), Some("paid")));
+    }
+
+    fn a_finalized_invoice_accepts_what_it_already_says(app) {
+        let ana = app.customer_id("Ana");
+        let inv = app.open_invoice(&ana, "CLP", "1000");
+        let path = format!("/invoices/{inv}/");
+        let current = app.get(&path).body;
+        // The same customer, currency, due date and lines: nothing owed changes.
+        app.patch(&path, json!({"due_date": current["due_date"], "currency": "CLP"})).expect(200);
+        let put = app.put(&path, json!({"customer": ana, "currency": "CLP", "due_date": current["due_date"],
+            "lines": [{"name": "Services", "unit_amount": "1000"}], "description": "Same"})).expect(200).body;
+        assert_eq!(put["description"], "Same");
+        app.patch(&path, json!({"due_date": "2027-01-31"})).expect(400);
     }
 
     fn payments_racing_for_the_last_amount_due_cannot_both_win(app) {
