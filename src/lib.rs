@@ -20,4 +20,5 @@ pub mod openapi;
 pub mod payments;
 pub mod sources;
 pub mod startup;
+mod text_enum;
 pub mod webhooks;

@@ -1,10 +1,10 @@
 //! `/v1/accounts`: customers, as Billingrails shows them.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use serde_json::{json, Map, Value};
 
-use super::{at, authenticated, list_of, one, one_of, read, BrResult};
+use super::{at, authenticated, list_of, one, one_of, query, read, wrapped, BrResult};
 use crate::accounts::auth::Auth;
 use crate::customers::domain::{Customer, CustomerInput};
 use crate::customers::{operations, store};
@@ -53,25 +53,28 @@ async fn create(
     let input = CustomerInput::parse(&customer_fields(&fields), Presence::Full)?;
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     let scope = auth.scope;
-    Ok(
-        idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-            let view = operations::create(conn, &scope, &input)?;
-            let created = store::find(conn, &scope, &view.id)?.ok_or(ApiError::NotFound)?;
-            Ok(json!({"account": account(&created), "meta": {"request_id": super::request_id()}}))
-        })
-        .await?,
-    )
+    let answer = idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
+        let created = operations::create(conn, &scope, &input)?;
+        Ok(wrapped("account", account(&created)))
+    });
+    Ok(answer.await?)
 }
 
 async fn list(req: HttpRequest, auth: Result<Auth, ApiError>, db: web::Data<Db>) -> BrResult {
-    list_of(req, auth, &db, "accounts", |conn, scope, offset, limit| {
-        let filter = store::CustomerFilter::default();
-        let items = store::list(conn, scope, &filter, offset, limit)?;
-        Ok((
-            items.iter().map(account).collect(),
-            store::count(conn, scope, &filter)?,
-        ))
-    })
+    let auth = authenticated(&req, auth)?;
+    let params = query(&req)?;
+    list_of(
+        auth,
+        &params,
+        &db,
+        "accounts",
+        |conn, scope, offset, limit| {
+            let filter = store::CustomerFilter::default();
+            let items = store::list(conn, scope, &filter, offset, limit)?;
+            let total = store::count(conn, scope, &filter)?;
+            Ok((items.iter().map(account).collect(), total))
+        },
+    )
     .await
 }
 
@@ -81,7 +84,8 @@ async fn retrieve(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> BrResult {
-    one_of(req, auth, &db, "account", move |conn, scope| {
+    let auth = authenticated(&req, auth)?;
+    one_of(auth, &db, "account", move |conn, scope| {
         Ok(store::find(conn, scope, &id)?.as_ref().map(account))
     })
     .await
@@ -96,13 +100,8 @@ async fn update(
 ) -> BrResult {
     let auth = authenticated(&req, auth)?;
     let input = CustomerInput::parse(&customer_fields(&read(body).await?), Presence::Partial)?;
-    let id = id.into_inner();
     let updated = db
-        .write(move |conn| {
-            operations::update(conn, &auth.scope, &id, &input, true)?;
-            store::find(conn, &auth.scope, &id)?.ok_or(ApiError::NotFound)
-        })
+        .write(move |conn| operations::update(conn, &auth.scope, &id, &input, true))
         .await?;
-    let response: HttpResponse = one(StatusCode::OK, "account", account(&updated), None);
-    Ok(response)
+    Ok(one("account", account(&updated)))
 }

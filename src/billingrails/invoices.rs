@@ -6,9 +6,9 @@ use actix_web::{web, HttpRequest};
 use chrono::{Duration, NaiveDate};
 use serde_json::{json, Map, Value};
 
-use super::{at, authenticated, list_of, one, one_of, read, BrError, BrResult};
+use super::{at, authenticated, list_of, one, one_of, query, read, wrapped, BrResult};
 use crate::accounts::auth::Auth;
-use crate::db::{now, Db};
+use crate::db::{now, write_tx, Db};
 use crate::error::ApiError;
 use crate::http::body::Body;
 use crate::http::fields::{parse_date, parse_datetime, Presence};
@@ -79,7 +79,7 @@ pub fn invoice(i: &Invoice) -> Value {
 fn invoice_fields(
     body: &Map<String, Value>,
     current: Option<Currency>,
-) -> Result<Map<String, Value>, BrError> {
+) -> Result<Map<String, Value>, ApiError> {
     let creating = current.is_none();
     let mut fields = Map::new();
     if let Some(account) = body.get("account_id") {
@@ -94,10 +94,10 @@ fn invoice_fields(
         Some(Value::String(text)) => {
             let date = parse_date(text).or_else(|| parse_datetime(text).map(|t| t.date()));
             let Some(date) = date else {
-                return Err(BrError(ApiError::field(
+                return Err(ApiError::field(
                     "due_at",
                     "Must be a date (YYYY-MM-DD) or an ISO 8601 timestamp.",
-                )));
+                ));
             };
             fields.insert(
                 "due_date".into(),
@@ -131,13 +131,13 @@ fn invoice_fields(
                 line.remove("id");
                 if let (Some(unit), Some(currency)) = (line.get("unit_amount"), currency) {
                     let Some(minor) = unit.as_i64() else {
-                        return Err(BrError(ApiError::field(
+                        return Err(ApiError::field(
                             "line_items",
                             format!(
                                 "Line {}: unit_amount must be a whole number of minor units.",
                                 n + 1
                             ),
-                        )));
+                        ));
                     };
                     line.insert("unit_amount".into(), json!(currency.format(minor)));
                 }
@@ -167,34 +167,29 @@ async fn create(
     let input = InvoiceInput::parse(&invoice_fields(&fields, None)?, Presence::Full)?;
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     let scope = auth.scope;
-    Ok(
-        idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-            let view = operations::create(conn, &scope, &input)?;
-            let created = store::find(conn, &scope, &view.id)?.ok_or(ApiError::NotFound)?;
-            Ok(json!({"invoice": invoice(&created), "meta": {"request_id": super::request_id()}}))
-        })
-        .await?,
-    )
+    let answer = idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
+        let created = operations::create(conn, &scope, &input)?;
+        Ok(wrapped("invoice", invoice(&created)))
+    });
+    Ok(answer.await?)
 }
 
 async fn list(req: HttpRequest, auth: Result<Auth, ApiError>, db: web::Data<Db>) -> BrResult {
-    let auth = Ok(authenticated(&req, auth)?);
-    let params = crate::http::query::QueryParams::parse(req.query_string()).map_err(BrError)?;
+    let auth = authenticated(&req, auth)?;
+    let params = query(&req)?;
     let filter = store::InvoiceFilter {
         customer: params.get("account_id").map(str::to_string),
         ..Default::default()
     };
     list_of(
-        req,
         auth,
+        &params,
         &db,
         "invoices",
         move |conn, scope, offset, limit| {
             let items = store::list(conn, scope, &filter, offset, limit)?;
-            Ok((
-                items.iter().map(invoice).collect(),
-                store::count(conn, scope, &filter)?,
-            ))
+            let total = store::count(conn, scope, &filter)?;
+            Ok((items.iter().map(invoice).collect(), total))
         },
     )
     .await
@@ -206,12 +201,15 @@ async fn retrieve(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> BrResult {
-    one_of(req, auth, &db, "invoice", move |conn, scope| {
+    let auth = authenticated(&req, auth)?;
+    one_of(auth, &db, "invoice", move |conn, scope| {
         Ok(store::find(conn, scope, &id)?.as_ref().map(invoice))
     })
     .await
 }
 
+/// Unit amounts in the body are read in the invoice's currency (or the one it changes to),
+/// in the transaction of the update.
 async fn update(
     req: HttpRequest,
     auth: Result<Auth, ApiError>,
@@ -220,24 +218,18 @@ async fn update(
     body: Result<Body, ApiError>,
 ) -> BrResult {
     let auth = authenticated(&req, auth)?;
-    let id = id.into_inner();
     let body = read(body).await?;
-    let (scope, wanted) = (auth.scope.clone(), id.clone());
-    let current = db
-        .run(move |conn| store::find(conn, &scope, &wanted))
-        .await?
-        .ok_or(BrError(ApiError::NotFound))?;
-    let input = InvoiceInput::parse(
-        &invoice_fields(&body, Some(current.currency))?,
-        Presence::Partial,
-    )?;
     let updated = db
         .write(move |conn| {
-            operations::update(conn, &auth.scope, &id, &input, true)?;
-            store::find(conn, &auth.scope, &id)?.ok_or(ApiError::NotFound)
+            write_tx(conn, |conn| {
+                let current = store::find(conn, &auth.scope, &id)?.ok_or(ApiError::NotFound)?;
+                let fields = invoice_fields(&body, Some(current.currency))?;
+                let input = InvoiceInput::parse(&fields, Presence::Partial)?;
+                operations::update(conn, &auth.scope, &id, &input, true)
+            })
         })
         .await?;
-    Ok(one(StatusCode::OK, "invoice", invoice(&updated), None))
+    Ok(one("invoice", invoice(&updated)))
 }
 
 async fn issue(
@@ -247,12 +239,8 @@ async fn issue(
     id: web::Path<String>,
 ) -> BrResult {
     let auth = authenticated(&req, auth)?;
-    let id = id.into_inner();
     let issued = db
-        .write(move |conn| {
-            operations::move_to(conn, &auth.scope, &id, InvoiceStatus::Finalized)?;
-            store::find(conn, &auth.scope, &id)?.ok_or(ApiError::NotFound)
-        })
+        .write(move |conn| operations::move_to(conn, &auth.scope, &id, InvoiceStatus::Finalized))
         .await?;
-    Ok(one(StatusCode::OK, "invoice", invoice(&issued), None))
+    Ok(one("invoice", invoice(&issued)))
 }

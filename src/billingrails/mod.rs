@@ -15,13 +15,13 @@ mod payments;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::accounts::auth::Auth;
 use crate::db::{Db, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::http::body::Body;
+use crate::http::query::QueryParams;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -178,18 +178,19 @@ fn request_id() -> String {
     crate::accounts::new_id("req_")
 }
 
-/// One object under its name, with `meta.request_id`.
-fn one(
-    status: StatusCode,
-    name: &str,
-    object: impl Serialize,
-    extra: Option<(&str, Value)>,
-) -> HttpResponse {
-    let mut body = json!({ name: object, "meta": {"request_id": request_id()} });
-    if let Some((key, value)) = extra {
-        body[key] = value;
-    }
-    HttpResponse::build(status).json(body)
+/// One object under its name, with `meta.request_id`: the body of every single-object
+/// answer.
+fn wrapped(name: &str, object: Value) -> Value {
+    json!({ name: object, "meta": {"request_id": request_id()} })
+}
+
+fn one(name: &str, object: Value) -> HttpResponse {
+    HttpResponse::Ok().json(wrapped(name, object))
+}
+
+/// The request's query parameters.
+fn query(req: &HttpRequest) -> Result<QueryParams, BrError> {
+    Ok(QueryParams::parse(req.query_string())?)
 }
 
 /// `page` (from 1) and `per_page` (1 to 100, default 20).
@@ -199,8 +200,7 @@ struct Paging {
 }
 
 impl Paging {
-    fn parse(req: &HttpRequest) -> Result<Paging, BrError> {
-        let params = crate::http::query::QueryParams::parse(req.query_string())?;
+    fn parse(params: &QueryParams) -> Result<Paging, BrError> {
         let number = |name: &str, default: i64, max: i64| -> Result<i64, BrError> {
             match params.get(name) {
                 None => Ok(default),
@@ -238,20 +238,13 @@ impl Paging {
 }
 
 /// A list: `fetch` gives a page of items (from an offset, at most a limit) and the total.
-async fn list_of<F>(
-    req: HttpRequest,
-    auth: Result<Auth, ApiError>,
-    db: &Db,
-    name: &str,
-    fetch: F,
-) -> BrResult
+async fn list_of<F>(auth: Auth, params: &QueryParams, db: &Db, name: &str, fetch: F) -> BrResult
 where
     F: FnOnce(&mut DbConnection, &Scope, i64, i64) -> Result<(Vec<Value>, i64), ApiError>
         + Send
         + 'static,
 {
-    let auth = authenticated(&req, auth)?;
-    let paging = Paging::parse(&req)?;
+    let paging = Paging::parse(params)?;
     let (offset, limit) = (paging.offset(), paging.per_page);
     let (items, total) = db
         .run(move |conn| fetch(conn, &auth.scope, offset, limit))
@@ -260,22 +253,15 @@ where
 }
 
 /// One object found by `find`, or a 404.
-async fn one_of<F>(
-    req: HttpRequest,
-    auth: Result<Auth, ApiError>,
-    db: &Db,
-    name: &str,
-    find: F,
-) -> BrResult
+async fn one_of<F>(auth: Auth, db: &Db, name: &str, find: F) -> BrResult
 where
     F: FnOnce(&mut DbConnection, &Scope) -> Result<Option<Value>, ApiError> + Send + 'static,
 {
-    let auth = authenticated(&req, auth)?;
     let found = db
         .run(move |conn| find(conn, &auth.scope))
         .await?
         .ok_or(BrError(ApiError::NotFound))?;
-    Ok(one(StatusCode::OK, name, found, None))
+    Ok(one(name, found))
 }
 
 /// A timestamp as Billingrails writes them.

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use serde_json::{json, Map, Value};
 
-use super::{at, authenticated, list_of, one_of, read, BrError, BrResult};
+use super::{at, authenticated, list_of, one_of, query, read, wrapped, BrResult};
 use crate::accounts::auth::Auth;
 use crate::db::{now, write_tx, Db, DbConnection, Scope};
 use crate::error::{ApiError, FieldErrors};
@@ -274,38 +274,32 @@ async fn create(
     let request = parse(&fields)?;
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     let (scope, base) = (auth.scope, base_url(&req));
-    Ok(
-        idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-            let (made, link) = make(conn, &scope, &request, &base)?;
-            Ok(json!({
-                "payment": payment(&made),
-                "payment_link": link,
-                "meta": {"request_id": super::request_id()},
-            }))
-        })
-        .await?,
-    )
+    let answer = idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
+        let (made, link) = make(conn, &scope, &request, &base)?;
+        let mut body = wrapped("payment", payment(&made));
+        body["payment_link"] = json!(link);
+        Ok(body)
+    });
+    Ok(answer.await?)
 }
 
 async fn list(req: HttpRequest, auth: Result<Auth, ApiError>, db: web::Data<Db>) -> BrResult {
-    let auth = Ok(authenticated(&req, auth)?);
-    let params = crate::http::query::QueryParams::parse(req.query_string()).map_err(BrError)?;
+    let auth = authenticated(&req, auth)?;
+    let params = query(&req)?;
     let filter = PaymentFilter {
         customer: params.get("account_id").map(str::to_string),
         invoice: params.get("invoice_id").map(str::to_string),
         ..Default::default()
     };
     list_of(
-        req,
         auth,
+        &params,
         &db,
         "payments",
         move |conn, scope, offset, limit| {
             let items = store::list(conn, scope, &filter, offset, limit)?;
-            Ok((
-                items.iter().map(payment).collect(),
-                store::count(conn, scope, &filter)?,
-            ))
+            let total = store::count(conn, scope, &filter)?;
+            Ok((items.iter().map(payment).collect(), total))
         },
     )
     .await
@@ -317,7 +311,8 @@ async fn retrieve(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> BrResult {
-    one_of(req, auth, &db, "payment", move |conn, scope| {
+    let auth = authenticated(&req, auth)?;
+    one_of(auth, &db, "payment", move |conn, scope| {
         let Ok(id) = crate::http::object_id(&id) else {
             return Ok(None);
         };

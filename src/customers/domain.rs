@@ -10,7 +10,7 @@ use crate::error::{ApiError, FieldErrors};
 use crate::http::fields::{Given, Presence, Reader};
 use crate::http::metadata::{apply_metadata, read_metadata, MetadataChange};
 use crate::payments::domain::timestamp;
-use crate::sources::domain::text_enum;
+use crate::text_enum::text_enum;
 
 text_enum!(
     /// An archived customer stays readable and referenced; it is what a delete leaves when

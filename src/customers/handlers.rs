@@ -8,12 +8,12 @@ use super::operations::{self, Deleted};
 use super::store::CustomerFilter;
 use crate::accounts::auth::Auth;
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::http::body::Body;
 use crate::http::fields::Presence;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::query::{FilterReader, QueryParams};
-use crate::http::resource;
+use crate::http::{prefixed_id, resource};
 use crate::idempotency;
 use crate::openapi::{
     CustomerListParams, CustomerWrite, IdempotencyErrors, IdempotencyHeader, ScopeHeaders,
@@ -35,11 +35,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A customer id from the path; anything but `cus_…` is not found.
-fn customer_id(raw: &str) -> Result<String, ApiError> {
-    crate::invoices::handlers::prefixed_id(raw, "cus_")
-}
-
 /// Create a customer.
 #[utoipa::path(post, path = "/customers/", tag = "customers", params(ScopeHeaders, IdempotencyHeader), request_body = CustomerWrite,
     responses((status = 201, body = CustomerView), ScopedErrors, IdempotencyErrors))]
@@ -53,7 +48,7 @@ pub async fn create(
     let input = CustomerInput::parse(&fields, Presence::Full)?;
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-        operations::create(conn, &auth.scope, &input)
+        operations::create(conn, &auth.scope, &input).map(|c| c.view())
     })
     .await
 }
@@ -88,7 +83,7 @@ pub async fn retrieve(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = customer_id(&id)?;
+    let id = prefixed_id(&id, "cus_")?;
     let view = db
         .run(move |conn| operations::retrieve(conn, &auth.scope, &id))
         .await?;
@@ -126,11 +121,13 @@ async fn write(
     body: Body,
     presence: Presence,
 ) -> ApiResult<HttpResponse> {
-    let id = customer_id(&id)?;
+    let id = prefixed_id(&id, "cus_")?;
     let input = CustomerInput::parse(&body.read().await?, presence)?;
     let merge = presence == Presence::Partial;
     let view = db
-        .write(move |conn| operations::update(conn, &auth.scope, &id, &input, merge))
+        .write(move |conn| {
+            operations::update(conn, &auth.scope, &id, &input, merge).map(|c| c.view())
+        })
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -147,7 +144,7 @@ pub async fn destroy(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = customer_id(&id)?;
+    let id = prefixed_id(&id, "cus_")?;
     match db
         .write(move |conn| operations::delete(conn, &auth.scope, &id))
         .await?

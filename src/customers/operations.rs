@@ -1,6 +1,7 @@
-//! Customer flows: each write in one transaction with its event.
+//! Customer flows: each write in one transaction with its event. Writes return the
+//! customer itself; each door shows it its own way.
 
-use super::domain::{self, CustomerInput, CustomerStatus, CustomerView};
+use super::domain::{self, Customer, CustomerInput, CustomerStatus, CustomerView};
 use super::store::{self, CustomerFilter};
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
@@ -11,12 +12,13 @@ pub fn create(
     conn: &mut DbConnection,
     scope: &Scope,
     input: &CustomerInput,
-) -> Result<CustomerView, ApiError> {
+) -> Result<Customer, ApiError> {
     let customer = domain::new_customer(input, scope.test_mode(), now())?;
     write_tx(conn, |conn| {
-        let view = store::insert(conn, scope, &customer)?.view();
+        let created = store::insert(conn, scope, &customer)?;
+        let view = created.view();
         events::record(conn, scope, "customer.created", "customer", &view.id, &view)?;
-        Ok(view)
+        Ok(created)
     })
 }
 
@@ -52,20 +54,26 @@ pub fn update(
     id: &str,
     input: &CustomerInput,
     merge: bool,
-) -> Result<CustomerView, ApiError> {
+) -> Result<Customer, ApiError> {
     write_tx(conn, |conn| {
         let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
         let mut next = domain::apply(&current, input, merge)?;
         if next == current {
-            return Ok(current.view());
+            return Ok(current);
         }
         next.updated = now();
         if !store::save(conn, scope, &current, &next)? {
             return Err(ApiError::Contention);
         }
-        let view = next.view();
-        events::record(conn, scope, "customer.updated", "customer", id, &view)?;
-        Ok(view)
+        events::record(
+            conn,
+            scope,
+            "customer.updated",
+            "customer",
+            id,
+            &next.view(),
+        )?;
+        Ok(next)
     })
 }
 

@@ -322,11 +322,11 @@ impl Db {
             .await
             .map_err(|_| ApiError::internal("no database connection came free"))?
             .map_err(ApiError::internal)?;
-        let db = self.clone();
+        let pool = self.pool.clone();
         actix_web::web::block(move || {
             // Held until the connection is back in the pool, even if the request is gone.
             let _permit = permit;
-            db.run_here(work)
+            on_pooled(&pool, work)
         })
         .await
         .map_err(ApiError::internal)?
@@ -338,10 +338,7 @@ impl Db {
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let mut conn = self.pool.get().map_err(ApiError::internal)?;
-        let result = work(&mut conn);
-        conn.answered(&result);
-        result
+        on_pooled(&self.pool, work)
     }
 
     /// Runs database work that writes, on this thread (not in async code): on SQLite
@@ -370,6 +367,17 @@ impl Db {
             None => self.run(work).await,
         }
     }
+}
+
+/// Runs `work` on a connection taken from `pool`, and records how it went (see `Conn`).
+fn on_pooled<T>(
+    pool: &Pool,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let mut conn = pool.get().map_err(ApiError::internal)?;
+    let result = work(&mut conn);
+    conn.answered(&result);
+    result
 }
 
 /// Runs the embedded migrations of the connection's backend. On PostgreSQL an advisory lock

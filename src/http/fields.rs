@@ -260,6 +260,11 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// DRF's message for a reference to an object that does not exist (in the caller's scope).
+pub fn invalid_pk(id: impl std::fmt::Display) -> String {
+    format!("Invalid pk \"{id}\" - object does not exist.")
+}
+
 fn pk_value(value: &Value) -> Result<i64, String> {
     let parsed = match value {
         Value::Number(n) => n.as_i64(),
@@ -267,7 +272,7 @@ fn pk_value(value: &Value) -> Result<i64, String> {
         _ => None,
     };
     parsed.ok_or_else(|| match value {
-        Value::Number(_) => format!("Invalid pk \"{value}\" - object does not exist."),
+        Value::Number(_) => invalid_pk(value),
         _ => format!(
             "Incorrect type. Expected pk value, received {}.",
             python_type(value)

@@ -41,6 +41,20 @@ pub fn object_id(raw: &str) -> Result<i64, ApiError> {
     }
 }
 
+/// An object id from the path: its prefix and letters or digits; anything else is not
+/// found.
+pub fn prefixed_id(raw: &str, prefix: &str) -> Result<String, ApiError> {
+    let valid = raw
+        .strip_prefix(prefix)
+        .is_some_and(|rest| !rest.is_empty() && rest.len() <= 40)
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(raw.to_string())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
 /// The absolute base URL of the request (`http://host`), for links the API hands out.
 pub fn base_url(req: &HttpRequest) -> String {
     if let Some(public) = req

@@ -12,7 +12,7 @@ use crate::http::fields::{Given, Presence, Reader};
 use crate::http::metadata::{apply_metadata, read_metadata, MetadataChange};
 use crate::money::{parse_decimal, Amount, Currency};
 use crate::payments::domain::{read_currency, timestamp};
-use crate::sources::domain::text_enum;
+use crate::text_enum::text_enum;
 
 text_enum!(
     /// Payments can pay `finalized` and `uncollectible` invoices.

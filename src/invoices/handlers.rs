@@ -8,12 +8,12 @@ use super::operations;
 use super::store::InvoiceFilter;
 use crate::accounts::auth::Auth;
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::http::body::Body;
 use crate::http::fields::Presence;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::query::{FilterReader, QueryParams};
-use crate::http::resource;
+use crate::http::{prefixed_id, resource};
 use crate::idempotency;
 use crate::openapi::{
     IdempotencyErrors, IdempotencyHeader, InvoiceListParams, InvoiceWrite, ScopeHeaders,
@@ -41,20 +41,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// An object id from the path: its prefix and letters or digits; anything else is not
-/// found.
-pub fn prefixed_id(raw: &str, prefix: &str) -> Result<String, ApiError> {
-    let valid = raw
-        .strip_prefix(prefix)
-        .is_some_and(|rest| !rest.is_empty() && rest.len() <= 40)
-        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if valid {
-        Ok(raw.to_string())
-    } else {
-        Err(ApiError::NotFound)
-    }
-}
-
 /// Create a draft invoice for a customer.
 #[utoipa::path(post, path = "/invoices/", tag = "invoices", params(ScopeHeaders, IdempotencyHeader), request_body = InvoiceWrite,
     responses((status = 201, body = InvoiceView), ScopedErrors, IdempotencyErrors))]
@@ -68,7 +54,7 @@ pub async fn create(
     let input = InvoiceInput::parse(&fields, Presence::Full)?;
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-        operations::create(conn, &auth.scope, &input)
+        operations::create(conn, &auth.scope, &input).map(|c| c.view())
     })
     .await
 }
@@ -142,7 +128,9 @@ async fn write(
     let input = InvoiceInput::parse(&body.read().await?, presence)?;
     let merge = presence == Presence::Partial;
     let view = db
-        .write(move |conn| operations::update(conn, &auth.scope, &id, &input, merge))
+        .write(move |conn| {
+            operations::update(conn, &auth.scope, &id, &input, merge).map(|c| c.view())
+        })
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -169,7 +157,7 @@ async fn move_to(
 ) -> ApiResult<HttpResponse> {
     let id = prefixed_id(&id, "inv_")?;
     let view = db
-        .write(move |conn| operations::move_to(conn, &auth.scope, &id, to))
+        .write(move |conn| operations::move_to(conn, &auth.scope, &id, to).map(|i| i.view()))
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }

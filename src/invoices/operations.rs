@@ -1,11 +1,13 @@
-//! Invoice flows: each write in one transaction with its event. `pay` is called by the
+//! Invoice flows: each write in one transaction with its event; writes return the invoice
+//! itself, which each door shows its own way. `pay` is called by the
 //! payments flows, in the transaction where a payment for the invoice succeeds.
 
-use super::domain::{self, InvoiceInput, InvoiceStatus, InvoiceView};
+use super::domain::{self, Invoice, InvoiceInput, InvoiceStatus, InvoiceView};
 use super::store::{self, InvoiceFilter};
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
+use crate::http::fields::invalid_pk;
 use crate::http::pagination::{Page, PageRequest};
 
 fn record(
@@ -22,10 +24,7 @@ fn check_customer(conn: &mut DbConnection, scope: &Scope, customer: &str) -> Res
     if crate::customers::store::exists(conn, scope, customer)? {
         Ok(())
     } else {
-        Err(ApiError::field(
-            "customer",
-            format!("Invalid pk \"{customer}\" - object does not exist."),
-        ))
+        Err(ApiError::field("customer", invalid_pk(customer)))
     }
 }
 
@@ -33,13 +32,13 @@ pub fn create(
     conn: &mut DbConnection,
     scope: &Scope,
     input: &InvoiceInput,
-) -> Result<InvoiceView, ApiError> {
+) -> Result<Invoice, ApiError> {
     let invoice = domain::new_invoice(input, scope.test_mode(), now())?;
     write_tx(conn, |conn| {
         check_customer(conn, scope, &invoice.customer)?;
-        let view = store::insert(conn, scope, &invoice)?.view();
-        record(conn, scope, "invoice.created", &view)?;
-        Ok(view)
+        let created = store::insert(conn, scope, &invoice)?;
+        record(conn, scope, "invoice.created", &created.view())?;
+        Ok(created)
     })
 }
 
@@ -71,12 +70,12 @@ pub fn update(
     id: &str,
     input: &InvoiceInput,
     merge: bool,
-) -> Result<InvoiceView, ApiError> {
+) -> Result<Invoice, ApiError> {
     write_tx(conn, |conn| {
         let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
         let mut next = domain::apply(&current, input, merge)?;
         if next == current {
-            return Ok(current.view());
+            return Ok(current);
         }
         if next.customer != current.customer {
             check_customer(conn, scope, &next.customer)?;
@@ -85,9 +84,8 @@ pub fn update(
         if !store::save(conn, scope, &current, &next)? {
             return Err(ApiError::Contention);
         }
-        let view = next.view();
-        record(conn, scope, "invoice.updated", &view)?;
-        Ok(view)
+        record(conn, scope, "invoice.updated", &next.view())?;
+        Ok(next)
     })
 }
 
@@ -97,7 +95,7 @@ pub fn move_to(
     scope: &Scope,
     id: &str,
     to: InvoiceStatus,
-) -> Result<InvoiceView, ApiError> {
+) -> Result<Invoice, ApiError> {
     write_tx(conn, |conn| {
         let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
         let at = now();
@@ -113,9 +111,13 @@ pub fn move_to(
         if !store::save(conn, scope, &current, &next)? {
             return Err(ApiError::Contention);
         }
-        let view = next.view();
-        record(conn, scope, &format!("invoice.{}", to.as_str()), &view)?;
-        Ok(view)
+        record(
+            conn,
+            scope,
+            &format!("invoice.{}", to.as_str()),
+            &next.view(),
+        )?;
+        Ok(next)
     })
 }
 

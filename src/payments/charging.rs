@@ -9,6 +9,7 @@ use super::domain::{timestamp, Payment};
 use super::status::PaymentStatus;
 use crate::error::{ApiError, FieldErrors};
 use crate::gateways::{Charge, Settlement};
+use crate::http::fields::invalid_pk;
 use crate::money::{Amount, Currency};
 use crate::sources::domain::{Source, SourceStatus, Usage};
 
@@ -282,12 +283,11 @@ fn fail(p: &mut Payment, code: &str) {
 /// The source ids a payment names must be sources of its workspace and mode.
 pub fn missing_sources(payment: &Payment, existing: &[i64]) -> FieldErrors {
     let mut errors = FieldErrors::new();
-    let invalid = |id: &i64| format!("Invalid pk \"{id}\" - object does not exist.");
     if let Some(id) = payment.source.filter(|id| !existing.contains(id)) {
-        errors.add("source", invalid(&id));
+        errors.add("source", invalid_pk(id));
     }
     if let Some(id) = payment.sources.iter().find(|id| !existing.contains(id)) {
-        errors.add("sources", invalid(id));
+        errors.add("sources", invalid_pk(id));
     }
     errors
 }

@@ -48,6 +48,15 @@ pub struct Payment {
 }
 
 impl Payment {
+    /// Whether money was collected or is being charged: its invoice is then fixed.
+    pub fn has_money_committed(&self) -> bool {
+        self.collected > 0
+            || matches!(
+                self.status,
+                PaymentStatus::Succeeded | PaymentStatus::Processing | PaymentStatus::Incomplete
+            )
+    }
+
     pub fn balance(&self) -> i64 {
         self.amount - self.collected
     }
@@ -505,5 +514,49 @@ pub fn check_delete(current: &Payment) -> Result<(), ApiError> {
              (requires_payment_method, failed, cancelled) can be. Cancel it instead.",
             current.status
         )))
+    }
+}
+
+/// What a payment for `invoice` must fit: the invoice open, its currency, what it still has
+/// due (unless the payment already succeeded), its customer. Returns the invoice's customer
+/// when the payment names none (it becomes the payment's).
+pub fn check_invoice(
+    payment: &Payment,
+    invoice: &crate::invoices::domain::Invoice,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    if !invoice.is_payable() {
+        errors.add(
+            "invoice",
+            format!(
+                "The invoice is {}: it cannot be paid.",
+                invoice.status.as_str()
+            ),
+        );
+    }
+    if invoice.currency != payment.currency {
+        errors.add(
+            "currency",
+            format!("Must be the invoice's currency, {}.", invoice.currency.code),
+        );
+    } else if payment.status != PaymentStatus::Succeeded && payment.amount > invoice.amount_due() {
+        errors.add(
+            "amount",
+            format!(
+                "Ensure this value is less than or equal to {}, what the invoice still has due.",
+                invoice.currency.format(invoice.amount_due())
+            ),
+        );
+    }
+    match &payment.customer {
+        Some(customer) if *customer != invoice.customer => {
+            errors.add(
+                "customer",
+                format!("Must be the invoice's customer, {}.", invoice.customer),
+            );
+            None
+        }
+        Some(_) => None,
+        None => Some(invoice.customer.clone()),
     }
 }

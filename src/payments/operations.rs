@@ -13,6 +13,7 @@ use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
 use crate::gateways::{self, Settlement};
+use crate::http::fields::invalid_pk;
 use crate::http::pagination::{Page, PageRequest};
 use crate::sources::store as sources_store;
 
@@ -143,10 +144,7 @@ fn check_references(
     if let Some(customer) = &payment.customer {
         let changed = current.is_none_or(|c| c.customer.as_ref() != Some(customer));
         if changed && !crate::customers::store::exists(conn, scope, customer)? {
-            errors.add(
-                "customer",
-                format!("Invalid pk \"{customer}\" - object does not exist."),
-            );
+            errors.add("customer", invalid_pk(customer));
         }
     }
     let mut fill = None;
@@ -159,58 +157,15 @@ fn check_references(
                 payment.currency,
             )
     });
-    let committed = |c: &Payment| {
-        c.collected > 0
-            || matches!(
-                c.status,
-                PaymentStatus::Succeeded | PaymentStatus::Processing | PaymentStatus::Incomplete
-            )
-    };
-    if current.is_some_and(|c| committed(c) && c.invoice != payment.invoice) {
+    if current.is_some_and(|c| c.has_money_committed() && c.invoice != payment.invoice) {
         errors.add(
             "invoice",
             "A payment with money collected or in flight cannot change its invoice.",
         );
     } else if let (Some(id), true) = (&payment.invoice, changed) {
-        {
-            match crate::invoices::store::find(conn, scope, id)? {
-                None => errors.add(
-                    "invoice",
-                    format!("Invalid pk \"{id}\" - object does not exist."),
-                ),
-                Some(invoice) => {
-                    if !invoice.is_payable() {
-                        errors.add(
-                            "invoice",
-                            format!(
-                                "The invoice is {}: it cannot be paid.",
-                                invoice.status.as_str()
-                            ),
-                        );
-                    }
-                    if invoice.currency != payment.currency {
-                        errors.add(
-                            "currency",
-                            format!("Must be the invoice's currency, {}.", invoice.currency.code),
-                        );
-                    } else if payment.status != PaymentStatus::Succeeded
-                        && payment.amount > invoice.amount_due()
-                    {
-                        errors.add("amount", format!(
-                            "Ensure this value is less than or equal to {}, what the invoice still has due.",
-                            invoice.currency.format(invoice.amount_due())
-                        ));
-                    }
-                    match &payment.customer {
-                        Some(customer) if *customer != invoice.customer => errors.add(
-                            "customer",
-                            format!("Must be the invoice's customer, {}.", invoice.customer),
-                        ),
-                        Some(_) => {}
-                        None => fill = Some(invoice.customer),
-                    }
-                }
-            }
+        match crate::invoices::store::find(conn, scope, id)? {
+            None => errors.add("invoice", invalid_pk(id)),
+            Some(invoice) => fill = domain::check_invoice(payment, &invoice, &mut errors),
         }
     }
     errors.into_result()?;
@@ -336,12 +291,8 @@ pub fn authorize(
 ) -> Result<PaymentView, ApiError> {
     write_tx(conn, |conn| {
         let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-        let source = sources_store::find(conn, scope, source_id)?.ok_or_else(|| {
-            ApiError::field(
-                "source",
-                format!("Invalid pk \"{source_id}\" - object does not exist."),
-            )
-        })?;
+        let source = sources_store::find(conn, scope, source_id)?
+            .ok_or_else(|| ApiError::field("source", invalid_pk(source_id)))?;
         let amount = charging::charge_amount(&payment, &source)?;
         check_invoice_room(conn, scope, &payment, amount)?;
         let gateway = gateways::find(&source.gateway).ok_or_else(|| {

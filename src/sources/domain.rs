@@ -12,33 +12,10 @@ use crate::http::fields::{Presence, Reader};
 use crate::http::metadata::{apply_metadata, read_metadata};
 use crate::money::parse_decimal;
 use crate::payments::domain::timestamp;
+use crate::text_enum::text_enum;
 
 /// Keys that would mean a raw card reached us: refused, never stored.
 const CARD_SECRETS: [&str; 6] = ["number", "card_number", "pan", "cvc", "cvv", "cvv2"];
-
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),* }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),* }
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = ();
-            fn from_str(s: &str) -> Result<Self, ()> {
-                match s { $($text => Ok($name::$variant),)* _ => Err(()) }
-            }
-        }
-    };
-}
-/// Shared with the other resources' status enums.
-pub(crate) use text_enum;
 
 text_enum!(
     /// Single-use sources are consumed by their first charge; reusable ones stay chargeable.
