@@ -93,6 +93,10 @@ pub enum ApiError {
     /// Over the credential's request rate: retry after this many seconds.
     #[error("throttled for {0} s")]
     Throttled(u64),
+    /// The database cannot be reached (no connection could be had, or it was lost mid-way):
+    /// not a defect of the request, so a 503 to retry. The cause is logged.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// Anything unexpected. The cause is logged; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -106,13 +110,82 @@ impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         ApiError::Validation(FieldErrors::one(field, message))
     }
+
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable(cause.to_string())
+    }
+
+    /// How many seconds a client should wait before trying again, for the answers that say
+    /// so (`Retry-After`): throttled, and the 503s.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Throttled(wait) => Some(*wait),
+            ApiError::Contention => Some(1),
+            // A pool retries a lost database every few seconds at most.
+            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_SECONDS),
+            _ => None,
+        }
+    }
+
+    /// The status and the headers of this error's answer, shared by both doors (each adds
+    /// its own body): `Allow` on a 405, `Retry-After` where a retry is expected. Logs the
+    /// causes of 500s and 503s (never shown to the client), each kind apart.
+    pub fn response_builder(&self) -> actix_web::HttpResponseBuilder {
+        match self {
+            ApiError::Internal(cause) => log::error!("500 internal error: {cause}"),
+            ApiError::Unavailable(cause) => outages::note(cause),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, *allow));
+        }
+        if let Some(wait) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, wait.to_string()));
+        }
+        response
+    }
+}
+
+/// What a client is told to wait when the database cannot be reached.
+const UNAVAILABLE_RETRY_SECONDS: u64 = 5;
+
+/// 503s for an unreachable database, counted apart from 500s and logged at most once a
+/// second (an outage would otherwise write a line per request).
+pub mod outages {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    static ANSWERED: AtomicU64 = AtomicU64::new(0);
+    static LAST_LINE: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+
+    /// How many requests were answered 503 because the database could not be reached,
+    /// since the process started.
+    pub fn answered() -> u64 {
+        ANSWERED.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn note(cause: &str) {
+        let total = ANSWERED.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = LAST_LINE.lock().unwrap_or_else(|p| p.into_inner());
+        let since = match *last {
+            Some((at, _)) if at.elapsed() < Duration::from_secs(1) => return,
+            Some((_, count)) => total - count,
+            None => 1,
+        };
+        *last = Some((Instant::now(), total));
+        log::warn!(
+            "503 database unavailable ({since} since the last line, {total} since start): {cause}"
+        );
+    }
 }
 
 impl From<diesel::result::Error> for ApiError {
     /// A transaction that the database gave up on because of another one (PostgreSQL's
     /// serialization failures and deadlocks, SQLite's lock held past its busy timeout, a
     /// reference to a row deleted meanwhile) is a `Contention`: `write_tx` runs it again.
-    /// Anything else is internal.
+    /// A connection lost under the query is `Unavailable`. Anything else is internal.
     fn from(err: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match &err {
@@ -122,6 +195,13 @@ impl From<diesel::result::Error> for ApiError {
             // What a row referred to was deleted by a concurrent transaction: running again
             // finds it gone and answers so.
             Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => ApiError::Contention,
+            // The server went away under the connection (PostgreSQL stopped or restarted).
+            // Not run again here: a lost commit's outcome is unknown, and the client's retry
+            // with its Idempotency-Key finds out.
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => ApiError::Unavailable(format!("connection lost: {}", info.message())),
             Error::DatabaseError(_, info)
                 if [
                     "deadlock detected",
@@ -152,7 +232,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Contention => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Contention | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -184,7 +264,8 @@ impl ResponseError for ApiError {
             ApiError::JsonParse(cause) => {
                 json!({ "detail": format!("JSON parse error - {cause}") })
             }
-            ApiError::Contention => {
+            // DRF's ServiceUnavailable.
+            ApiError::Contention | ApiError::Unavailable(_) => {
                 json!({ "detail": "Service temporarily unavailable, try again later." })
             }
             ApiError::Conflict { code, detail } => json!({ "detail": detail, "code": code }),
@@ -192,18 +273,9 @@ impl ResponseError for ApiError {
                 let unit = if *wait == 1 { "second" } else { "seconds" };
                 json!({ "detail": format!("Request was throttled. Expected available in {wait} {unit}.") })
             }
-            ApiError::Internal(cause) => {
-                log::error!("internal error: {cause}");
-                json!({ "detail": "A server error occurred." })
-            }
+            ApiError::Internal(_) => json!({ "detail": "A server error occurred." }),
         };
-        let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::MethodNotAllowed { allow, .. } = self {
-            response.insert_header((header::ALLOW, *allow));
-        }
-        if let ApiError::Throttled(wait) = self {
-            response.insert_header((header::RETRY_AFTER, wait.to_string()));
-        }
+        let mut response = self.response_builder();
         if matches!(
             self,
             ApiError::NotAuthenticated | ApiError::AuthenticationFailed(_)

@@ -58,7 +58,7 @@ use crate::payments::status::PaymentStatus;
         crate::webhooks::handlers::deliveries,
         crate::webhooks::handlers::retry,
     ),
-    components(schemas(PaymentView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, IdempotencyConflict, crate::health::Health)),
+    components(schemas(PaymentView, crate::accounts::payer::PayerView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, IdempotencyConflict, crate::health::Health)),
     modifiers(&Security),
     security(("token" = [])),
 )]

@@ -61,11 +61,16 @@ pub fn serve(
             .configure(configure)
             .default_service(web::to(not_found))
             .wrap(cors(&settings.cors_origins))
-            // One line per request: method, path (never the query or headers, so never a
-            // token), status and time.
+            // One line per request: method, route, status and time. The route template
+            // (`/pay/{key}/`), never the path, query or headers: a path may hold a checkout
+            // key, a header a token.
             .wrap(
-                Logger::new("%a \"%{METHOD}xi %U\" %s %Dms")
-                    .custom_request_replace("METHOD", |req| req.method().to_string()),
+                Logger::new("%a \"%{METHOD}xi %{ROUTE}xi\" %s %Dms")
+                    .custom_request_replace("METHOD", |req| req.method().to_string())
+                    .custom_request_replace("ROUTE", |req| {
+                        req.match_pattern()
+                            .unwrap_or_else(|| "(no route)".to_string())
+                    }),
             )
     })
     .workers(workers)

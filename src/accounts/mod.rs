@@ -6,7 +6,9 @@
 //! The plain value is shown once, when it is made.
 
 pub mod auth;
+
 pub mod cache;
+pub mod payer;
 
 use diesel::prelude::*;
 use rand::distr::{Alphanumeric, SampleString};

@@ -125,21 +125,18 @@ impl ResponseError for BrError {
                 "Too many requests.".into(),
                 vec![],
             ),
-            ApiError::Contention => (
+            ApiError::Contention | ApiError::Unavailable(_) => (
                 "api_error",
                 "service_unavailable",
                 "Service temporarily unavailable, try again.".into(),
                 vec![],
             ),
-            ApiError::Internal(cause) => {
-                log::error!("internal error: {cause}");
-                (
-                    "api_error",
-                    "internal_error",
-                    "An internal error occurred.".into(),
-                    vec![],
-                )
-            }
+            ApiError::Internal(_) => (
+                "api_error",
+                "internal_error",
+                "An internal error occurred.".into(),
+                vec![],
+            ),
             other => (
                 "invalid_request_error",
                 "invalid_request",
@@ -147,8 +144,16 @@ impl ResponseError for BrError {
                 vec![],
             ),
         };
-        // The official SDKs read the message at the top level too.
-        HttpResponse::build(self.status_code()).json(json!({
+        // The same status and headers as the Piriod side (Retry-After, Allow); the official
+        // SDKs read the message at the top level too.
+        let mut response = self.0.response_builder();
+        if matches!(
+            self.0,
+            ApiError::NotAuthenticated | ApiError::AuthenticationFailed(_)
+        ) {
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(json!({
             "error": {"type": kind, "code": code, "message": message, "details": details},
             "message": message,
         }))

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::{at, authenticated, list_of, one_of, query, read, wrapped, BrResult};
 use crate::accounts::auth::Auth;
+use crate::accounts::payer::Actor;
 use crate::db::{now, write_tx, Db, DbConnection, Scope};
 use crate::error::{ApiError, FieldErrors};
 use crate::http::base_url;
@@ -255,7 +256,7 @@ fn make(
         let input = PaymentInput::parse(&fields, Presence::Full)?;
         let mut view = operations::create(conn, scope, &input, base)?;
         if let Some(source) = r.payment_method_id {
-            view = operations::authorize(conn, scope, view.id, source, base)?;
+            view = operations::authorize(conn, scope, view.id, source, base, Actor::Merchant)?;
         }
         let link = r.integration_id.as_ref().and(view.checkout_url.clone());
         let made = store::find(conn, scope, view.id)?.ok_or(ApiError::NotFound)?;

@@ -1,6 +1,7 @@
 //! The public checkout page, `/pay/<key>/`: what a payer opens from `checkout_url`. The key
 //! is unguessable (not the payment's id), so payments cannot be enumerated; the page needs
-//! no token and works without JavaScript (a form post pays).
+//! no token and works without JavaScript (a form post pays). What a key may read and change
+//! is written down, route by route, in [`crate::accounts::payer`].
 
 pub mod page;
 
@@ -9,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::accounts;
+use crate::accounts::payer::{self, open_payment, Actor};
 use crate::db::{Db, DbConnection, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::http::body::Body;
@@ -48,6 +50,20 @@ fn html(status: StatusCode, body: String) -> HttpResponse {
         .body(body)
 }
 
+/// A payer's form post, counted against their key's rate: over it, a page that says so.
+fn throttled(req: &HttpRequest, key: &str) -> Option<HttpResponse> {
+    match payer::throttle(req, key) {
+        Err(ApiError::Throttled(wait)) => {
+            let mut response = html(StatusCode::TOO_MANY_REQUESTS, page::throttled(wait));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
+            Some(response)
+        }
+        _ => None,
+    }
+}
+
 fn respond(outcome: Outcome) -> HttpResponse {
     match outcome {
         Outcome::Redirect(to) => HttpResponse::SeeOther()
@@ -72,6 +88,9 @@ async fn pay(
     body: Body,
 ) -> ApiResult<HttpResponse> {
     let key = key.into_inner();
+    if let Some(refused) = throttled(&req, &key) {
+        return Ok(refused);
+    }
     let form = body.read().await?;
     let method = form
         .get("method")
@@ -83,15 +102,6 @@ async fn pay(
         .write(move |conn| charge(conn, &key, &method, &base))
         .await?;
     Ok(respond(outcome))
-}
-
-/// The payment behind a key, if its checkout is open.
-fn open_payment(conn: &mut DbConnection, key: &str) -> Result<Option<(Scope, Payment)>, ApiError> {
-    // Keys are 20 letters and digits; anything else (an integer id, say) is not one.
-    if key.len() != 20 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Ok(None);
-    }
-    Ok(payment_store::find_by_checkout_key(conn, key)?.filter(|(_, p)| p.enable_checkout))
 }
 
 fn render(
@@ -152,6 +162,10 @@ fn charge(
     let Some((scope, payment)) = open_payment(conn, key)? else {
         return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
     };
+    if !page::shows_form(payment.status) {
+        // Paid, cancelled or in flight: the page says so, and nothing is made.
+        return render(conn, key, None, StatusCode::CONFLICT);
+    }
     let source = match method.split_once(':') {
         Some(("sandbox", token)) => json!({"gateway": "sandbox", "gateway_data": {"token": token}}),
         None if method == "bank_transfer" => json!({"gateway": "bank_transfer"}),
@@ -164,10 +178,14 @@ fn charge(
             )
         }
     };
+    let payer = Actor::Payer {
+        payment: payment.id,
+    };
     let source = match sources::create(
         conn,
         &scope,
         source.as_object().unwrap_or(&Default::default()),
+        payer,
     ) {
         Ok(source) => source,
         Err(ApiError::Validation(_)) => {
@@ -178,12 +196,15 @@ fn charge(
                 StatusCode::BAD_REQUEST,
             )
         }
+        // The checkout was turned off meanwhile.
+        Err(ApiError::NotFound) => return render(conn, key, None, StatusCode::NOT_FOUND),
         Err(other) => return Err(other),
     };
-    let paid = match payments::authorize(conn, &scope, payment.id, source.id, base) {
+    let paid = match payments::authorize(conn, &scope, payment.id, source.id, base, payer) {
         Ok(paid) => paid,
         // Paid or cancelled meanwhile: the page says so.
         Err(ApiError::Validation(_)) => return render(conn, key, None, StatusCode::CONFLICT),
+        Err(ApiError::NotFound) => return render(conn, key, None, StatusCode::NOT_FOUND),
         Err(other) => return Err(other),
     };
     if let (Some(reason), PaymentStatus::Failed | PaymentStatus::Incomplete) =
@@ -272,6 +293,13 @@ async fn authorize_redirect(
     body: Body,
 ) -> ApiResult<HttpResponse> {
     let (query, base) = (req.query_string().to_string(), base_url(&req));
+    let key = crate::http::query::QueryParams::parse(&query)?
+        .get("checkout")
+        .unwrap_or("")
+        .to_string();
+    if let Some(refused) = throttled(&req, &key) {
+        return Ok(refused);
+    }
     let form = body.read().await?;
     let approved = form.get("decision").and_then(|d| d.as_str()) == Some("approve");
     let outcome = db
@@ -290,53 +318,4 @@ async fn authorize_redirect(
         })
         .await?;
     Ok(respond(outcome))
-}
-
-/// Who a payer-facing API call acts for, with its body.
-pub struct Caller {
-    pub scope: Scope,
-    pub fields: serde_json::Map<String, serde_json::Value>,
-    /// As idempotency keys are scoped: `Principal::credential`, or `checkout:<payment id>`.
-    pub credential: String,
-    /// The payment whose checkout key the call came with, if it came by key.
-    pub payment: Option<i64>,
-}
-
-/// Who a payer-facing API call acts for: the caller's credentials when it sends any (checked
-/// before the body, as everywhere), otherwise the payment behind the `checkout` key in the
-/// body (rate-limited per key, as a credential is).
-pub async fn caller(req: &HttpRequest, body: Body) -> Result<Caller, ApiError> {
-    use actix_web::FromRequest;
-    if req.headers().contains_key(header::AUTHORIZATION) {
-        let auth = crate::accounts::auth::Auth::extract(req).await?;
-        return Ok(Caller {
-            scope: auth.scope,
-            fields: body.read().await?,
-            credential: auth.principal.credential(),
-            payment: None,
-        });
-    }
-    let fields = body.read().await?;
-    let Some(key) = fields
-        .get("checkout")
-        .and_then(|k| k.as_str())
-        .map(str::to_string)
-    else {
-        return Err(ApiError::NotAuthenticated);
-    };
-    if let Some(throttle) = req.app_data::<web::Data<crate::http::throttle::Throttle>>() {
-        throttle.check(&crate::accounts::digest(&format!("checkout:{key}")))?;
-    }
-    let db = req
-        .app_data::<web::Data<Db>>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal("no database"))?;
-    let found = db.run(move |conn| open_payment(conn, &key)).await?;
-    let (scope, payment) = found.ok_or(ApiError::NotFound)?;
-    Ok(Caller {
-        scope,
-        fields,
-        credential: format!("checkout:{}", payment.id),
-        payment: Some(payment.id),
-    })
 }

@@ -78,6 +78,17 @@ pub fn not_found() -> String {
     )
 }
 
+/// A page for a payer who sent more than their key's rate allows.
+pub fn throttled(wait: u64) -> String {
+    let unit = if wait == 1 { "second" } else { "seconds" };
+    document(
+        "Too many attempts",
+        &format!(
+            "<h1>Too many attempts</h1><p role=\"alert\">Please wait {wait} {unit}, then try again.</p>"
+        ),
+    )
+}
+
 /// The payment's page: a form while it can be paid, otherwise its state.
 pub fn payment(page: &Page) -> String {
     let p = page.payment;
@@ -151,6 +162,15 @@ pub fn payment(page: &Page) -> String {
         }
     }
     document(&format!("Pay {}", page.workspace), &body)
+}
+
+/// Whether the page offers a form: only while the payment waits for money (as `payment`'s
+/// match shows).
+pub fn shows_form(status: PaymentStatus) -> bool {
+    matches!(
+        status,
+        PaymentStatus::RequiresPaymentMethod | PaymentStatus::Incomplete | PaymentStatus::Failed
+    )
 }
 
 fn status_words(status: PaymentStatus) -> &'static str {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::domain::{Customer, CustomerStatus};
 use crate::db::schema::customers;
-use crate::db::{containing, lower, DbConnection, MultiBackend, Scope};
+use crate::db::{containing, lower, lower_nullable, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 
 type InScope = diesel::dsl::And<
@@ -176,9 +176,7 @@ fn filtered<'a>(scope: &Scope, f: &'a CustomerFilter) -> customers::BoxedQuery<'
                 .like(pattern.clone())
                 .escape('\\')
                 .or(customers::email.like(pattern.clone()).escape('\\'))
-                .or(lower(customers::tax_id.assume_not_null())
-                    .like(pattern)
-                    .escape('\\')),
+                .or(lower_nullable(customers::tax_id).like(pattern).escape('\\')),
         );
     }
     q

@@ -7,6 +7,8 @@
 pub mod schema;
 mod writer;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
@@ -31,6 +33,16 @@ pub type PooledConnection = r2d2::PooledConnection<Manager>;
 diesel::define_sql_function! {
     /// Lower case with Unicode's rules on both backends (on SQLite, replaced at connect).
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+diesel::define_sql_function! {
+    /// `lower` of a nullable column: the same SQL function. On SQLite it is this signature
+    /// that cobro registers, for both: SQLite hands NULL to a function whatever the column's
+    /// type, and a non-null Rust argument would fail the whole query.
+    #[sql_name = "lower"]
+    fn lower_nullable(
+        x: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
 }
 
 /// Which database a URL names.
@@ -105,6 +117,8 @@ impl DatabaseUrl {
 pub struct Manager {
     url: DatabaseUrl,
     sqlite_synchronous: String,
+    /// True while the last attempt to open a connection failed (see [`checkout`]).
+    unreachable: Arc<AtomicBool>,
 }
 
 /// A pooled connection and when it last answered. A connection that answered within
@@ -138,7 +152,7 @@ impl Conn {
     /// race) has it tested before its next use.
     fn answered<T>(&mut self, result: &Result<T, ApiError>) {
         self.answered = match result {
-            Err(ApiError::Internal(_) | ApiError::Contention) => None,
+            Err(ApiError::Internal(_) | ApiError::Contention | ApiError::Unavailable(_)) => None,
             _ => Some(Instant::now()),
         };
     }
@@ -149,8 +163,10 @@ impl r2d2::ManageConnection for Manager {
     type Error = diesel::ConnectionError;
 
     fn connect(&self) -> Result<Conn, Self::Error> {
+        let opened = self.open();
+        self.unreachable.store(opened.is_err(), Ordering::Relaxed);
         Ok(Conn {
-            conn: self.open()?,
+            conn: opened?,
             answered: Some(Instant::now()),
         })
     }
@@ -192,8 +208,10 @@ impl Manager {
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 // SQLite's own lower() is ASCII-only; searches need Ñ and É folded too.
-                lower_utils::register_impl(&mut conn, |text: String| text.to_lowercase())
-                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                lower_nullable_utils::register_impl(&mut conn, |text: Option<String>| {
+                    text.map(|t| t.to_lowercase())
+                })
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }
@@ -251,6 +269,8 @@ pub struct Db {
     /// order and without holding a thread, instead of inside the pool, which wakes its
     /// waiters in no particular order: under load some waited there for half a second.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Shared with the pool's manager: whether the database refused the last connection.
+    unreachable: Arc<AtomicBool>,
 }
 
 /// How long a request waits for a database connection before it fails.
@@ -269,6 +289,7 @@ impl Db {
         let manager = Manager {
             url: url.clone(),
             sqlite_synchronous: sqlite_synchronous.to_string(),
+            unreachable: Arc::default(),
         };
         // Build lazily, then take one connection at once, so that a wrong URL fails now
         // with the driver's message instead of after the pool's timeout.
@@ -288,12 +309,16 @@ impl Db {
         })?;
         run_migrations(&mut first).map_err(|e| format!("cannot run migrations: {e}"))?;
         drop(first);
+        let manager_unreachable = manager.unreachable.clone();
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1) + RESERVED_CONNECTIONS)
             // The requests' connections open at start; each is tested when taken unless
             // fresh (`Conn`).
             .min_idle(Some(pool_size.max(1)))
-            .connection_timeout(CONNECTION_WAIT)
+            // Our own wait is `checkout`'s. This one also caps the pool's pause between
+            // attempts to reconnect at half of it, so a database back from an outage is
+            // found within a second.
+            .connection_timeout(CHECKOUT_SLICE * 8)
             .build(manager.clone())
             .map_err(|e| format!("cannot open the database pool: {e}"))?;
         let writer = match url.backend {
@@ -304,6 +329,7 @@ impl Db {
             Backend::Postgres => None,
         };
         Ok(Db {
+            unreachable: manager_unreachable,
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(pool_size.max(1) as usize)),
             pool,
             backend: url.backend,
@@ -320,13 +346,13 @@ impl Db {
         let permits = self.permits.clone();
         let permit = actix_web::rt::time::timeout(CONNECTION_WAIT, permits.acquire_owned())
             .await
-            .map_err(|_| ApiError::internal("no database connection came free"))?
+            .map_err(|_| ApiError::unavailable("no database connection came free in 10 s"))?
             .map_err(ApiError::internal)?;
-        let pool = self.pool.clone();
+        let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
         actix_web::web::block(move || {
             // Held until the connection is back in the pool, even if the request is gone.
             let _permit = permit;
-            on_pooled(&pool, work)
+            on_pooled(&pool, &unreachable, work)
         })
         .await
         .map_err(ApiError::internal)?
@@ -338,7 +364,7 @@ impl Db {
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        on_pooled(&self.pool, work)
+        on_pooled(&self.pool, &self.unreachable, work)
     }
 
     /// Runs database work that writes, on this thread (not in async code): on SQLite
@@ -372,12 +398,38 @@ impl Db {
 /// Runs `work` on a connection taken from `pool`, and records how it went (see `Conn`).
 fn on_pooled<T>(
     pool: &Pool,
+    unreachable: &AtomicBool,
     work: impl FnOnce(&mut DbConnection) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let mut conn = pool.get().map_err(ApiError::internal)?;
+    let mut conn = checkout(pool, unreachable)?;
     let result = work(&mut conn);
     conn.answered(&result);
     result
+}
+
+/// How long `checkout` waits at a time before it asks whether the database is reachable.
+const CHECKOUT_SLICE: Duration = Duration::from_millis(250);
+
+/// A connection from the pool. Waits up to [`CONNECTION_WAIT`] while the pool is busy, but
+/// gives up after a slice once connecting fails (the database is down or refuses us):
+/// during an outage every request gets its 503 in a fraction of a second instead of
+/// holding a connection permit for ten.
+fn checkout(pool: &Pool, unreachable: &AtomicBool) -> Result<PooledConnection, ApiError> {
+    let deadline = Instant::now() + CONNECTION_WAIT;
+    loop {
+        match pool.get_timeout(CHECKOUT_SLICE) {
+            Ok(conn) => return Ok(conn),
+            Err(err) if unreachable.load(Ordering::Relaxed) => {
+                return Err(ApiError::unavailable(format!("cannot connect: {err}")))
+            }
+            Err(err) if Instant::now() >= deadline => {
+                return Err(ApiError::unavailable(format!(
+                    "no connection came free in 10 s: {err}"
+                )))
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Runs the embedded migrations of the connection's backend. On PostgreSQL an advisory lock

@@ -166,6 +166,7 @@ diesel::table! {
         version -> BigInt,
         created -> Timestamp,
         updated -> Timestamp,
+        checkout_payment_id -> Nullable<BigInt>,
     }
 }
 

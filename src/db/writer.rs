@@ -73,7 +73,9 @@ where
     fn failed(&self) -> bool {
         matches!(
             self.result,
-            Some(Err(ApiError::Internal(_) | ApiError::Contention))
+            Some(Err(ApiError::Internal(_)
+                | ApiError::Contention
+                | ApiError::Unavailable(_)))
         )
     }
 

@@ -24,7 +24,8 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
             allow,
         })
     };
-    web::resource([trimmed.to_string(), format!("{trimmed}/")])
+    // The slashed form first: it is the one `match_pattern` names (in the request log).
+    web::resource([format!("{trimmed}/"), trimmed.to_string()])
         .default_service(web::to(method_not_allowed))
 }
 

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::domain::{timestamp, Payment};
 use super::status::PaymentStatus;
+use crate::accounts::payer::Actor;
 use crate::error::{ApiError, FieldErrors};
 use crate::gateways::{Charge, Settlement};
 use crate::http::fields::invalid_pk;
@@ -97,6 +98,33 @@ impl Attempt {
             updated: timestamp(self.updated),
         }
     }
+}
+
+/// Whether `source` may pay `payment` when `actor` asks.
+/// - A payer (a checkout key) may charge only a source made through this payment's checkout.
+///   Any other answers exactly as a source that does not exist, so a stranger learns nothing.
+/// - Whoever asks, a source made at a checkout pays only that payment, and a source that
+///   belongs to a customer pays only that customer's payments (Stripe's rule for a
+///   PaymentMethod attached to a customer).
+pub fn check_source(payment: &Payment, source: &Source, actor: Actor) -> Result<(), ApiError> {
+    if actor.checkout_payment().is_some() && source.checkout_payment != Some(payment.id) {
+        return Err(ApiError::field("source", invalid_pk(source.id)));
+    }
+    if source.checkout_payment.is_some_and(|id| id != payment.id) {
+        return Err(ApiError::field(
+            "source",
+            "This source was made at another payment's checkout: it can pay only that payment.",
+        ));
+    }
+    if let Some(owner) = &source.customer {
+        if payment.customer.as_ref() != Some(owner) {
+            return Err(ApiError::field(
+                "source",
+                format!("This source belongs to customer {owner}: it can pay only that customer's payments."),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How much a charge of `source` takes from `payment`: the source's amount, or the balance.
@@ -290,4 +318,100 @@ pub fn missing_sources(payment: &Payment, existing: &[i64]) -> FieldErrors {
         errors.add("sources", invalid_pk(id));
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payments::domain::{new_payment, PaymentInput};
+    use crate::sources::domain::new_source;
+    use serde_json::json;
+
+    fn payment(id: i64, customer: Option<&str>) -> Payment {
+        let body = json!({"amount": 1000, "currency": "CLP", "date": "2026-12-01", "description": "Order"});
+        let input = PaymentInput::parse(
+            body.as_object().unwrap(),
+            crate::http::fields::Presence::Full,
+        )
+        .unwrap();
+        let mut p = new_payment(input, true, "k".repeat(20), crate::db::now()).unwrap();
+        p.id = id;
+        p.customer = customer.map(str::to_string);
+        p
+    }
+
+    fn source(customer: Option<&str>, checkout_payment: Option<i64>) -> Source {
+        let body = json!({"gateway": "sandbox", "gateway_data": {"token": "tok_visa"}, "usage": "reusable"});
+        let mut s = new_source(body.as_object().unwrap(), true, crate::db::now(), None).unwrap();
+        s.id = 7;
+        s.customer = customer.map(str::to_string);
+        s.checkout_payment = checkout_payment;
+        s
+    }
+
+    fn message(result: Result<(), ApiError>) -> Option<String> {
+        match result {
+            Ok(()) => None,
+            Err(ApiError::Validation(errors)) => {
+                let (field, message) = errors.iter().next().unwrap();
+                assert_eq!(field, "source");
+                Some(message.to_string())
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_payer_charges_only_what_its_own_checkout_made_and_learns_nothing_else() {
+        let payer = Actor::Payer { payment: 1 };
+        let missing = invalid_pk(7);
+        assert_eq!(
+            message(check_source(
+                &payment(1, None),
+                &source(None, Some(1)),
+                payer
+            )),
+            None
+        );
+        for other in [
+            source(None, None),
+            source(None, Some(2)),
+            source(Some("cus_a"), None),
+        ] {
+            assert_eq!(
+                message(check_source(&payment(1, None), &other, payer)),
+                Some(missing.clone())
+            );
+        }
+    }
+
+    #[test]
+    fn whoever_asks_a_bound_or_owned_source_pays_only_its_payment_or_customer() {
+        let merchant = Actor::Merchant;
+        assert_eq!(
+            message(check_source(
+                &payment(1, None),
+                &source(None, None),
+                merchant
+            )),
+            None
+        );
+        assert!(message(check_source(
+            &payment(2, None),
+            &source(None, Some(1)),
+            merchant
+        ))
+        .unwrap()
+        .contains("another payment's checkout"));
+        let owned = source(Some("cus_a"), None);
+        assert_eq!(
+            message(check_source(&payment(1, Some("cus_a")), &owned, merchant)),
+            None
+        );
+        for other in [payment(1, Some("cus_b")), payment(1, None)] {
+            assert!(message(check_source(&other, &owned, merchant))
+                .unwrap()
+                .contains("belongs to customer cus_a"));
+        }
+    }
 }

@@ -197,6 +197,10 @@ pub async fn cancel(
 }
 
 /// Pay with a source: `{"source": id}` charges its amount, or the payment's balance.
+///
+/// A payer's browser may send the payment's checkout key as `"checkout"` in the body instead
+/// of credentials: it may then charge only a source made with that same key, and gets the
+/// payment as a payer sees it (`PayerPayment`: no customer, invoice, sources or metadata).
 #[utoipa::path(post, path = "/payments/{id}/authorize/", tag = "payments", params(ScopeHeaders, IdempotencyHeader, ("id" = i64, Path)),
     request_body = AuthorizeWrite,
     responses((status = 200, body = PaymentView), ScopedErrors, IdempotencyErrors))]
@@ -208,8 +212,12 @@ pub async fn authorize(
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
     // Also callable from the checkout with the payment's key: the id alone is never enough.
-    let caller = crate::checkout::caller(&req, body).await?;
-    if caller.payment.is_some_and(|payment| payment != id) {
+    let caller = crate::accounts::payer::caller(&req, body).await?;
+    if caller
+        .actor
+        .checkout_payment()
+        .is_some_and(|payment| payment != id)
+    {
         return Err(ApiError::NotFound);
     }
     let mut reader = Reader::new(&caller.fields, Presence::Full);
@@ -220,9 +228,9 @@ pub async fn authorize(
         return Err(ApiError::field("source", crate::http::fields::NOT_NULL));
     };
     let key = idempotency::key(&req, &caller.scope, caller.credential, &caller.fields)?;
-    let (scope, base) = (caller.scope, base_url(&req));
+    let (scope, base, actor) = (caller.scope, base_url(&req), caller.actor);
     idempotency::answer(&db, key, StatusCode::OK, move |conn| {
-        operations::authorize(conn, &scope, id, source, &base)
+        operations::authorize(conn, &scope, id, source, &base, actor).map(|view| actor.shown(view))
     })
     .await
 }

@@ -9,6 +9,7 @@ use super::filter::PaymentFilter;
 use super::status::PaymentStatus;
 use super::store;
 use crate::accounts::new_id;
+use crate::accounts::payer::{self, Actor};
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
@@ -281,18 +282,25 @@ pub fn delete(
 
 /// `POST /payments/{id}/authorize/`: charges a source for its amount, or for the balance.
 /// The payment and the source are both version-guarded, so concurrent charges of one
-/// payment never collect more than its amount.
+/// payment never collect more than its amount. Which sources `actor` may charge:
+/// [`charging::check_source`].
 pub fn authorize(
     conn: &mut DbConnection,
     scope: &Scope,
     id: i64,
     source_id: i64,
     base_url: &str,
+    actor: Actor,
 ) -> Result<PaymentView, ApiError> {
     write_tx(conn, |conn| {
-        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let payment = match actor {
+            Actor::Merchant => store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?,
+            Actor::Payer { payment } if payment == id => payer::still_open(conn, scope, id)?,
+            Actor::Payer { .. } => return Err(ApiError::NotFound),
+        };
         let source = sources_store::find(conn, scope, source_id)?
             .ok_or_else(|| ApiError::field("source", invalid_pk(source_id)))?;
+        charging::check_source(&payment, &source, actor)?;
         let amount = charging::charge_amount(&payment, &source)?;
         check_invoice_room(conn, scope, &payment, amount)?;
         let gateway = gateways::find(&source.gateway).ok_or_else(|| {
@@ -417,7 +425,8 @@ pub fn finish_redirect(
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
     write_tx(conn, |conn| {
-        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        // Only the payer answers, with the checkout key: its checkout must still be open.
+        let payment = payer::still_open(conn, scope, id)?;
         let attempt = awaiting_payer(conn, scope, id)?.ok_or_else(|| {
             ApiError::BadRequest("This payment has no charge waiting for authorization.".into())
         })?;

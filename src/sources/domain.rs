@@ -50,6 +50,8 @@ pub struct Source {
     pub gateway_data: Map<String, Value>,
     pub card: Option<Card>,
     pub metadata: Map<String, Value>,
+    /// The payment whose checkout made this source (a payer's): it can pay only that one.
+    pub checkout_payment: Option<i64>,
     pub version: i64,
     pub created: NaiveDateTime,
     pub updated: NaiveDateTime,
@@ -73,6 +75,9 @@ pub struct SourceView {
     pub card: Option<Card>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+    /// Extension, read-only: the payment whose checkout made this source (a payer made it
+    /// with the checkout key); such a source can pay only that payment. Null otherwise.
+    pub checkout_payment: Option<i64>,
     pub test_mode: bool,
     #[schema(value_type = String, format = DateTime)]
     pub created: String,
@@ -94,6 +99,7 @@ impl Source {
             gateway_data: self.gateway_data.clone(),
             card: self.card.clone(),
             metadata: self.metadata.clone(),
+            checkout_payment: self.checkout_payment,
             test_mode: self.test_mode,
             created: timestamp(self.created),
             updated: timestamp(self.updated),
@@ -102,11 +108,14 @@ impl Source {
 }
 
 /// Builds a new source from a create body: the gateway must exist and be open to the mode,
-/// and accept the `gateway_data`.
+/// and accept the `gateway_data`. A source a payer makes at payment `checkout_payment`'s
+/// checkout is bound to it, single use and nobody's: only the merchant attaches a source to a
+/// customer or keeps it for later (as with Stripe, where a publishable key cannot).
 pub fn new_source(
     body: &Map<String, Value>,
     test_mode: bool,
     now: NaiveDateTime,
+    checkout_payment: Option<i64>,
 ) -> Result<Source, ApiError> {
     let mut r = Reader::new(body, Presence::Full);
     let gateway_name = r.string("gateway", true, false, 64).sent().flatten();
@@ -143,6 +152,17 @@ pub fn new_source(
         }
     };
     let mut errors: FieldErrors = r.finish();
+    if checkout_payment.is_some() {
+        if customer.is_some() {
+            errors.add(
+                "customer",
+                "A source made at a checkout cannot be attached to a customer.",
+            );
+        }
+        if usage == Usage::Reusable {
+            errors.add("usage", "A source made at a checkout is single use.");
+        }
+    }
     if gateway_data
         .keys()
         .any(|k| CARD_SECRETS.contains(&k.to_ascii_lowercase().as_str()))
@@ -196,6 +216,7 @@ pub fn new_source(
         gateway_data: prepared.gateway_data,
         card: prepared.card,
         metadata,
+        checkout_payment,
         version: 1,
         created: now,
         updated: now,

@@ -36,11 +36,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     responses((status = 201, body = SourceView), ScopedErrors, IdempotencyErrors))]
 pub async fn create(req: HttpRequest, db: web::Data<Db>, body: Body) -> ApiResult<HttpResponse> {
     // Publishable: a payer's browser may call it with the payment's checkout key instead.
-    let caller = crate::checkout::caller(&req, body).await?;
+    let caller = crate::accounts::payer::caller(&req, body).await?;
     let key = idempotency::key(&req, &caller.scope, caller.credential, &caller.fields)?;
-    let (scope, fields) = (caller.scope, caller.fields);
+    let (scope, fields, actor) = (caller.scope, caller.fields, caller.actor);
     idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-        operations::create(conn, &scope, &fields)
+        operations::create(conn, &scope, &fields, actor)
     })
     .await
 }

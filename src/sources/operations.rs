@@ -2,18 +2,26 @@
 
 use super::domain::{self, SourceView};
 use super::store::{self, SourceFilter};
+use crate::accounts::payer::{self, Actor};
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
 use crate::http::pagination::{Page, PageRequest};
 
+/// A new source. A payer's (made with a checkout key) is bound to that payment, and only
+/// while the payment's checkout is open and it can still be paid.
 pub fn create(
     conn: &mut DbConnection,
     scope: &Scope,
     body: &serde_json::Map<String, serde_json::Value>,
+    actor: Actor,
 ) -> Result<SourceView, ApiError> {
-    let source = domain::new_source(body, scope.test_mode(), now())?;
+    let checkout = actor.checkout_payment();
+    let source = domain::new_source(body, scope.test_mode(), now(), checkout)?;
     write_tx(conn, |conn| {
+        if let Some(payment) = checkout {
+            payer::check_payable(&payer::still_open(conn, scope, payment)?)?;
+        }
         let view = store::insert(conn, scope, &source)?.view();
         events::record(
             conn,

@@ -48,6 +48,7 @@ struct SourceRow {
     version: i64,
     created: NaiveDateTime,
     updated: NaiveDateTime,
+    checkout_payment_id: Option<i64>,
 }
 
 impl SourceRow {
@@ -87,6 +88,7 @@ impl SourceRow {
             description: self.description,
             return_url: self.return_url,
             card,
+            checkout_payment: self.checkout_payment_id,
             version: self.version,
             created: self.created,
             updated: self.updated,
@@ -134,6 +136,7 @@ pub fn insert(conn: &mut DbConnection, scope: &Scope, s: &Source) -> Result<Sour
             sources::version.eq(s.version),
             sources::created.eq(s.created),
             sources::updated.eq(s.updated),
+            sources::checkout_payment_id.eq(s.checkout_payment),
         ))
         .get_result(conn)?;
     row.into_source()

@@ -3,15 +3,6 @@
 use crate::both;
 use crate::helpers::*;
 
-fn key_of(payment: &Value) -> String {
-    let url = payment["checkout_url"].as_str().expect("a checkout_url");
-    url.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 fn page(payment: &Value) -> Resp {
     send("GET", payment["checkout_url"].as_str().unwrap(), &[], None)
 }

@@ -55,8 +55,8 @@ fn connections_dropped_by_postgres_are_replaced() {
         app.get(&path).expect(200);
     }
 
-    // Dropped right after use: a request may meet a dead connection once (a 500 that names
-    // nothing inside), which retires it; the pool recovers at once.
+    // Dropped right after use: a request may meet a dead connection once (a 503 to retry,
+    // which names nothing inside), which retires it; the pool recovers at once.
     assert!(drop_sessions(&url) >= 1);
     let answers: Vec<Resp> = (0..20).map(|_| app.get(&path)).collect();
     let failed: Vec<&Resp> = answers.iter().filter(|r| r.status != 200).collect();
@@ -64,8 +64,12 @@ fn connections_dropped_by_postgres_are_replaced() {
     let connections = (pool + cobro::db::RESERVED_CONNECTIONS) as usize;
     assert!(failed.len() <= connections, "{} failed", failed.len());
     for answer in &failed {
-        assert_eq!(answer.status, 500, "{}", answer.text);
-        assert_eq!(answer.body, json!({"detail": "A server error occurred."}));
+        assert_eq!(answer.status, 503, "{}", answer.text);
+        assert_eq!(
+            answer.body,
+            json!({"detail": "Service temporarily unavailable, try again later."})
+        );
+        assert!(answer.header("retry-after").is_some());
     }
     assert!(answers[answers.len() - 10..]
         .iter()

@@ -381,6 +381,16 @@ impl App {
     }
 }
 
+/// A payment's checkout key: the last part of its `checkout_url`.
+pub fn key_of(payment: &Value) -> String {
+    let url = payment["checkout_url"].as_str().expect("a checkout_url");
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// A JSON number exactly as the server wrote it.
 pub fn num(value: &Value) -> String {
     assert!(value.is_number(), "not a number: {value}");

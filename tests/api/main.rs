@@ -17,6 +17,7 @@ mod idempotency;
 mod invoices;
 mod lists;
 mod operations;
+mod payers;
 mod payments;
 mod races;
 mod sources;

@@ -10,7 +10,8 @@ both! {
             "customer": "cus_1", "amount": "10.50", "description": "Visa", "metadata": {"k": "v"}})).expect(201).body;
         let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["id", "gateway", "usage", "customer", "amount", "description", "status", "return_url",
-            "gateway_data", "card", "metadata", "test_mode", "created", "updated"]);
+            "gateway_data", "card", "metadata", "checkout_payment", "test_mode", "created", "updated"]);
+        assert_eq!(s["checkout_payment"], Value::Null, "the merchant's own source is bound to no checkout");
         assert_eq!((s["status"].as_str(), s["usage"].as_str(), s["test_mode"].as_bool()), (Some("chargeable"), Some("single"), Some(true)));
         assert_eq!(s["gateway_data"], json!({"token": "tok_visa"}));
         assert_eq!((s["card"]["brand"].as_str(), s["card"]["last4"].as_str()), (Some("visa"), Some("4242")));

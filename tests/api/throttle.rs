@@ -30,7 +30,7 @@ both! {
         let Some(server) = server_with(app.backend(), |s| { s.rate_limit = 1; s.rate_limit_burst = 2; }) else { return };
         let app = app.in_test_mode();
         let payment = app.create_payment(json!({}));
-        let key = payment["checkout_url"].as_str().unwrap().rsplit('/').find(|p| !p.is_empty()).unwrap().to_string();
+        let key = key_of(&payment);
         let body = json!({"checkout": key, "gateway": "sandbox", "gateway_data": {"token": "tok_visa"}}).to_string();
         let url = format!("{}/sources/", server.base);
         let headers = [("Content-Type", "application/json")];

@@ -1,0 +1,1 @@
+ALTER TABLE sources DROP COLUMN checkout_payment_id;
