@@ -16,6 +16,7 @@ mod events;
 mod idempotency;
 mod invoices;
 mod lists;
+mod nulls;
 mod operations;
 mod payers;
 mod payments;

@@ -37,5 +37,27 @@ both! {
         send("POST", &url, &headers, Some(&body)).expect(201);
         send("POST", &url, &headers, Some(&body)).expect(201);
         send("POST", &url, &headers, Some(&body)).expect(429);
+        // The checkout page's form counts against the same key: a page that says to wait.
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let page = send("POST", &format!("{}/pay/{key}/", server.base), &form, Some("method=sandbox%3Atok_visa")).expect(429);
+        assert_eq!(page.header("Retry-After"), Some("1"));
+        assert!(page.text.contains("Too many attempts") && page.header("content-type") == Some("text/html; charset=utf-8"));
+        assert_eq!(app.get(&format!("/payments/{}/attempts/", payment["id"])).body, json!([]), "nothing was charged");
+        // Other payments' keys have their own budget.
+        let other = app.create_payment(json!({}));
+        let other_body = json!({"checkout": key_of(&other), "gateway": "bank_transfer"}).to_string();
+        send("POST", &url, &headers, Some(&other_body)).expect(201);
+    }
+
+    fn the_billingrails_door_throttles_with_retry_after_too(app) {
+        let Some(server) = server_with(app.backend(), |s| { s.rate_limit = 1; s.rate_limit_burst = 1; }) else { return };
+        let key = app.secret_key(true);
+        let bearer = format!("Bearer {key}");
+        let url = format!("{}/v1/payments", server.base);
+        send("GET", &url, &[("Authorization", &bearer)], None).expect(200);
+        let throttled = send("GET", &url, &[("Authorization", &bearer)], None).expect(429);
+        assert_eq!(throttled.header("Retry-After"), Some("1"));
+        assert_eq!(throttled.body["error"]["type"], "rate_limit_error");
+        assert_eq!(throttled.body["message"], "Too many requests.");
     }
 }
