@@ -150,34 +150,67 @@ impl ApiError {
 /// What a client is told to wait when the database cannot be reached.
 const UNAVAILABLE_RETRY_SECONDS: u64 = 5;
 
-/// 503s for an unreachable database, counted apart from 500s and logged at most once a
-/// second (an outage would otherwise write a line per request).
+/// An unreachable database, counted apart from 500s and logged at most once a second (an
+/// outage would otherwise write a line per request and per attempt to reconnect).
 pub mod outages {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
-    static ANSWERED: AtomicU64 = AtomicU64::new(0);
-    static LAST_LINE: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    /// Occurrences of one kind, and when a line last said so.
+    struct Tally {
+        total: AtomicU64,
+        last_line: Mutex<Option<(Instant, u64)>>,
+    }
+
+    impl Tally {
+        const fn new() -> Self {
+            Tally {
+                total: AtomicU64::new(0),
+                last_line: Mutex::new(None),
+            }
+        }
+
+        fn note(&self, what: &str, cause: &str) {
+            let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+            let since = match *last {
+                Some((at, _)) if at.elapsed() < Duration::from_secs(1) => return,
+                Some((_, logged)) => total - logged,
+                None => 1,
+            };
+            *last = Some((Instant::now(), total));
+            log::warn!("{what} ({since} since the last line, {total} since start): {cause}");
+        }
+    }
+
+    static ANSWERS: Tally = Tally::new();
+    static CONNECTS: Tally = Tally::new();
 
     /// How many requests were answered 503 because the database could not be reached,
     /// since the process started.
     pub fn answered() -> u64 {
-        ANSWERED.load(Ordering::Relaxed)
+        ANSWERS.total.load(Ordering::Relaxed)
     }
 
     pub(super) fn note(cause: &str) {
-        let total = ANSWERED.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = LAST_LINE.lock().unwrap_or_else(|p| p.into_inner());
-        let since = match *last {
-            Some((at, _)) if at.elapsed() < Duration::from_secs(1) => return,
-            Some((_, count)) => total - count,
-            None => 1,
-        };
-        *last = Some((Instant::now(), total));
-        log::warn!(
-            "503 database unavailable ({since} since the last line, {total} since start): {cause}"
-        );
+        ANSWERS.note("503 database unavailable", cause);
+    }
+
+    /// The pool's error handler: a failed attempt to open a connection.
+    #[derive(Debug)]
+    pub struct ConnectFailures;
+
+    impl<E: std::fmt::Display> r2d2::HandleError<E> for ConnectFailures {
+        fn handle_error(&self, error: E) {
+            // libpq's messages span lines; a log line is one.
+            let cause = error
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            CONNECTS.note("cannot connect to the database", &cause);
+        }
     }
 }
 

@@ -20,6 +20,7 @@ for_each_backend!(
     migrate_twice,
     bad_database_url,
     serve_end_to_end,
+    serve_logs_routes_never_checkout_keys,
     serve_no_bootstrap,
     health_reports_a_database_that_does_not_answer,
     user_token_needs_membership_and_rotation,
@@ -205,6 +206,72 @@ fn serve_end_to_end(db: &TestDb) {
         printed.iter().all(|line| !line.contains("token")),
         "bootstrapped again: {printed:?}"
     );
+}
+
+/// A checkout key is a bearer credential: the request log names the route it came by
+/// (`/pay/{key}/`), never the key, whether in the path, the query or the body.
+fn serve_logs_routes_never_checkout_keys(db: &TestDb) {
+    let server = Server::start(db, &[]);
+    let first = server.read_bootstrap();
+    server.wait_until_healthy();
+    let merchant = common::Client::new(&server.url(""), &first.token, &first.workspace);
+    let fields =
+        json!({"amount": 500, "currency": "CLP", "date": "2026-12-01", "description": "Order"});
+    let (status, payment) = merchant
+        .send(
+            "POST",
+            "/payments/",
+            Some(&fields),
+            &[("x-piriod-test-mode", "true")],
+        )
+        .expect("an answer");
+    assert_eq!(status, 201, "{payment}");
+    let checkout_url = text(&payment["checkout_url"]).to_string();
+    let key = checkout_url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let payer = ureq::AgentBuilder::new().redirects(0).build();
+    let call = |method: &str, path: &str, body: Option<&serde_json::Value>| {
+        common::http(&payer, method, &server.url(path), &[], body).expect("an answer")
+    };
+    assert_eq!(call("GET", &format!("/pay/{key}/"), None).0, 200);
+    let card =
+        json!({"checkout": key, "gateway": "sandbox", "gateway_data": {"token": "tok_redirect"}});
+    let (status, source) = call("POST", "/sources/", Some(&card));
+    assert_eq!(status, 201, "{source}");
+    let authorize = json!({"checkout": key, "source": source["id"]});
+    let id = &payment["id"];
+    assert_eq!(
+        call(
+            "POST",
+            &format!("/payments/{id}/authorize/"),
+            Some(&authorize)
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call("GET", &format!("/payments/{id}/pay/?checkout={key}"), None).0,
+        200
+    );
+    assert_eq!(
+        call("GET", "/pay/AAAAAAAAAAAAAAAAAAAA/nowhere", None).0,
+        404
+    );
+    let log = server.log();
+    assert!(!log.contains(&key), "the log shows a checkout key:\n{log}");
+    for line in [
+        "\"GET /pay/{key}/\" 200",
+        "\"POST /sources/\" 201",
+        "\"POST /payments/{id}/authorize/\" 200",
+        "\"GET /payments/{id}/pay/\" 200",
+        "\"GET (no route)\" 404",
+    ] {
+        assert!(log.contains(line), "no {line} in the log:\n{log}");
+    }
 }
 
 fn health_reports_a_database_that_does_not_answer(db: &TestDb) {

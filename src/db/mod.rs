@@ -164,7 +164,9 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, Self::Error> {
         let opened = self.open();
-        self.unreachable.store(opened.is_err(), Ordering::Relaxed);
+        if self.unreachable.swap(opened.is_err(), Ordering::Relaxed) && opened.is_ok() {
+            log::info!("connected to the database again");
+        }
         Ok(Conn {
             conn: opened?,
             answered: Some(Instant::now()),
@@ -319,6 +321,7 @@ impl Db {
             // attempts to reconnect at half of it, so a database back from an outage is
             // found within a second.
             .connection_timeout(CHECKOUT_SLICE * 8)
+            .error_handler(Box::new(crate::error::outages::ConnectFailures))
             .build(manager.clone())
             .map_err(|e| format!("cannot open the database pool: {e}"))?;
         let writer = match url.backend {
@@ -493,11 +496,18 @@ pub fn write_tx<T, E: TxError>(
 /// An error a write transaction can end with; a contention runs the transaction again.
 pub trait TxError: From<diesel::result::Error> {
     fn is_contention(&self) -> bool;
+    /// The connection is gone: there is nothing left to roll back.
+    fn is_connection_lost(&self) -> bool {
+        false
+    }
 }
 
 impl TxError for ApiError {
     fn is_contention(&self) -> bool {
         matches!(self, ApiError::Contention)
+    }
+    fn is_connection_lost(&self) -> bool {
+        matches!(self, ApiError::Unavailable(_))
     }
 }
 
@@ -522,8 +532,11 @@ fn write_tx_once<T, E: TxError>(
             Ok(value)
         }
         Err(err) => {
-            if let Err(rollback) = DbConnection::rollback_transaction(conn) {
-                log::error!("rollback failed: {rollback}");
+            match DbConnection::rollback_transaction(conn) {
+                // A lost connection rolls back on the server's side by itself.
+                Err(_) if err.is_connection_lost() => {}
+                Err(rollback) => log::error!("rollback failed: {rollback}"),
+                Ok(()) => {}
             }
             Err(err)
         }

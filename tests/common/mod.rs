@@ -21,6 +21,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 /// Runs each named test function once per backend: `name::sqlite` and `name::postgres`.
+#[allow(unused_macros)]
 macro_rules! for_each_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -38,6 +39,7 @@ macro_rules! for_each_backend {
         }
     )*};
 }
+#[allow(unused_imports)]
 pub(crate) use for_each_backend;
 
 // ---------------------------------------------------------------------------------------
@@ -490,6 +492,24 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Result<(u16, Value), NoAnswer> {
+    http_answer(agent, method, url, headers, body).map(|answer| (answer.status, answer.body))
+}
+
+/// An answer with the headers a test looks at.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<String>,
+}
+
+/// As [`http`], keeping `Retry-After`.
+pub fn http_answer(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<Answer, NoAnswer> {
     let mut request = agent.request(method, url);
     for (name, value) in headers {
         request = request.set(name, value);
@@ -517,12 +537,17 @@ pub fn http(
         }
     };
     let status = response.status();
+    let retry_after = response.header("retry-after").map(str::to_string);
     let text = response.into_string().map_err(|e| NoAnswer {
         kind: format!("body: {:?}", e.kind()),
         message: format!("{method} {url}: {status}, then the body broke off: {e}"),
     })?;
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Ok((status, body))
+    Ok(Answer {
+        status,
+        body,
+        retry_after,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -595,4 +620,165 @@ impl Client {
         self.call(method, path, body)
             .unwrap_or_else(|no| panic!("{method} {path}: no answer: {}", no.message))
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A PostgreSQL cluster of the test's own, to stop and start under a running server
+// ---------------------------------------------------------------------------------------
+
+/// A throwaway PostgreSQL cluster on 127.0.0.1, as `scripts/pg-cluster.sh` makes them, that
+/// a test may stop and start again on the same port. Removed when dropped.
+pub struct PgCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    /// As root, the cluster belongs to the `postgres` user (initdb refuses root).
+    owner: Option<&'static str>,
+}
+
+impl PgCluster {
+    /// None (skip) when PostgreSQL's programs are not installed, unless REQUIRE_POSTGRES=1.
+    pub fn start() -> Option<PgCluster> {
+        let Some(bin) = pg_bin() else {
+            if std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("REQUIRE_POSTGRES=1 but initdb, pg_ctl and postgres were not found");
+            }
+            eprintln!("PostgreSQL's programs are not installed: skipping");
+            return None;
+        };
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let dir = PathBuf::from(format!("/tmp/cobro-pg-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir(&dir).expect("a directory for the cluster");
+        let owner = root.then_some("postgres");
+        if let Some(owner) = owner {
+            let exists = Command::new("id")
+                .arg(owner)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !exists {
+                run_ok(Command::new("useradd").args([
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    owner,
+                ]));
+            }
+            run_ok(Command::new("chown").arg(format!("{owner}:")).arg(&dir));
+        }
+        let cluster = PgCluster {
+            bin,
+            dir,
+            port: free_port(),
+            owner,
+        };
+        run_ok(
+            cluster
+                .as_owner("initdb")
+                .args(["-U", "postgres", "--auth=trust", "--no-sync", "-D"])
+                .arg(cluster.dir.join("data")),
+        );
+        cluster.start_again();
+        Some(cluster)
+    }
+
+    /// The cluster's `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops at once, as a crash or a kill of the server would (`-m immediate`).
+    pub fn stop(&self) {
+        run_ok(
+            self.as_owner("pg_ctl")
+                .args(["stop", "-m", "immediate", "-D"])
+                .arg(self.dir.join("data")),
+        );
+    }
+
+    /// Starts (again) on the same port, and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        run_ok(
+            self.as_owner("pg_ctl")
+                .args(["start", "-w", "-D"])
+                .arg(self.dir.join("data"))
+                .args(["-l"])
+                .arg(self.dir.join("postgres.log"))
+                .args(["-o", &options]),
+        );
+    }
+
+    fn as_owner(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        match self.owner {
+            Some(owner) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", owner, "--"]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .as_owner("pg_ctl")
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory holding initdb, pg_ctl and postgres: from PATH, or the newest Debian install
+/// (the same search as `scripts/pg-cluster.sh`).
+fn pg_bin() -> Option<PathBuf> {
+    let complete = |dir: &std::path::Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|p| dir.join(p).is_file())
+    };
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
+    for dir in on_path {
+        if let Ok(initdb) = std::fs::canonicalize(dir.join("initdb")) {
+            if let Some(real) = initdb.parent().filter(|d| complete(d)) {
+                return Some(real.to_path_buf());
+            }
+        }
+    }
+    let mut installed: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|d| complete(d))
+        .collect();
+    installed.sort_by_key(|d| {
+        d.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+    });
+    installed.pop()
+}
+
+fn run_ok(command: &mut Command) {
+    let output = command.output().expect("the command runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
