@@ -32,6 +32,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Create a source (test mode: the sandbox's test tokens; both modes: bank_transfer).
+///
+/// A payer's browser may send the payment's checkout key as `"checkout"` in the body instead
+/// of credentials: the source is then single use, of no customer, and bound to that payment
+/// (`checkout_payment`), which alone it can pay.
 #[utoipa::path(post, path = "/sources/", tag = "sources", params(ScopeHeaders, IdempotencyHeader), request_body = SourceWrite,
     responses((status = 201, body = SourceView), ScopedErrors, IdempotencyErrors))]
 pub async fn create(req: HttpRequest, db: web::Data<Db>, body: Body) -> ApiResult<HttpResponse> {
