@@ -11,6 +11,9 @@
 //!   `Idempotency-Key`, and a create left without an answer is retried with it, as a client
 //!   would: in the end every create is acknowledged exactly once, with nothing doubled.
 //!   `scripts/crash-test.sh` runs it with its report visible.
+//! - `crash_while_a_gateway_answers` (SQLite and PostgreSQL): the server is killed with
+//!   SIGKILL while a charge is at the gateway (the sandbox's slow card); after a restart the
+//!   charge is settled by asking the gateway again, once, with nothing charged twice.
 
 mod common;
 
@@ -26,7 +29,102 @@ use serde_json::{json, Value};
 
 use common::{for_each_backend, Client, NoAnswer, Server, TestDb};
 
-for_each_backend!(crash_keeps_every_acknowledged_create);
+for_each_backend!(
+    crash_keeps_every_acknowledged_create,
+    crash_while_a_gateway_answers
+);
+
+// ---------------------------------------------------------------------------------------
+// A crash between a gateway's answer and cobro's record of it
+// ---------------------------------------------------------------------------------------
+
+fn crash_while_a_gateway_answers(db: &TestDb) {
+    let (token, workspace) = db.user_with_workspace("crash@example.com");
+    let port = common::free_port();
+    let env = [("COBRO_SANDBOX_SETTLE_SECONDS", "1")];
+    let server = Server::start_with(db, port, &["--no-bootstrap"], &env);
+    server.wait_until_healthy();
+    let client = Client::new(&server.url(""), &token, &workspace);
+    let test = [("x-piriod-test-mode", "true")];
+    let fields =
+        json!({"amount": 900, "currency": "CLP", "date": "2026-12-01", "description": "slow"});
+    let (status, payment) = client
+        .send("POST", "/payments/", Some(&fields), &test)
+        .unwrap();
+    assert_eq!(status, 201, "{payment}");
+    let card = json!({"gateway": "sandbox", "gateway_data": {"token": "tok_slow"}});
+    let (status, source) = client
+        .send("POST", "/sources/", Some(&card), &test)
+        .unwrap();
+    assert_eq!(status, 201, "{source}");
+    let id = payment["id"].as_i64().unwrap();
+    let charging = {
+        let client = Client::new(&server.url(""), &token, &workspace);
+        let body = json!({"source": source["id"]});
+        thread::spawn(move || {
+            client.send(
+                "POST",
+                &format!("/payments/{id}/authorize/"),
+                Some(&body),
+                &test,
+            )
+        })
+    };
+    // The charge is at the gateway (it answers after 3 s): the server dies.
+    thread::sleep(Duration::from_millis(800));
+    server.kill();
+    assert!(
+        charging.join().unwrap().is_err(),
+        "the charge got an answer from a dead server"
+    );
+
+    let restarted = Server::start_with(db, port, &["--no-bootstrap"], &env);
+    restarted.wait_until_healthy();
+    let client = Client::new(&restarted.url(""), &token, &workspace);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let settled = loop {
+        let (_, now) = client
+            .send("GET", &format!("/payments/{id}/"), None, &test)
+            .unwrap();
+        if now["status"] != "processing" {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still processing:\n{}",
+            restarted.log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (settled["status"].as_str(), settled["balance"].as_i64()),
+        (Some("succeeded"), Some(0))
+    );
+    let (_, tried) = client
+        .send("GET", &format!("/payments/{id}/attempts/"), None, &test)
+        .unwrap();
+    let tried = tried.as_array().unwrap();
+    assert_eq!(
+        (tried.len(), tried[0]["status"].as_str()),
+        (1, Some("succeeded")),
+        "one charge, settled once"
+    );
+    let (_, events) = client
+        .send(
+            "GET",
+            &format!("/events/?object_type=payment&object_id={id}"),
+            None,
+            &test,
+        )
+        .unwrap();
+    let succeeded = events["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "payment.succeeded")
+        .count();
+    assert_eq!(succeeded, 1);
+}
 
 // ---------------------------------------------------------------------------------------
 // Two servers, one database: cancel against success

@@ -18,8 +18,9 @@ use crate::http::fields::{parse_datetime, Presence};
 use crate::idempotency;
 use crate::payments::domain::{Payment, PaymentInput};
 use crate::payments::filter::PaymentFilter;
+use crate::payments::operations::{self, PendingCharge};
 use crate::payments::status::PaymentStatus;
-use crate::payments::{operations, store};
+use crate::payments::store;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/payments", web::get().to(list))
@@ -179,14 +180,17 @@ fn parse(body: &Map<String, Value>) -> Result<Request, ApiError> {
     })
 }
 
-/// Makes the payment: pays what the invoice still has due. Returns it and, for a checkout,
-/// the link the payer follows.
-fn make(
-    conn: &mut DbConnection,
-    scope: &Scope,
-    r: &Request,
-    base: &str,
-) -> Result<(Payment, Option<String>), ApiError> {
+/// What making a payment began: the payment, the link a checkout's payer follows, and the
+/// charge to send when it pays online with a payment method.
+struct Made {
+    id: i64,
+    link: Option<String>,
+    charge: Option<PendingCharge>,
+}
+
+/// Makes the payment, for what the invoice still has due, and records its charge when it
+/// pays online with a payment method (sent once this transaction is over).
+fn make(conn: &mut DbConnection, scope: &Scope, r: &Request, base: &str) -> Result<Made, ApiError> {
     write_tx(conn, |conn| {
         let invoice =
             crate::invoices::store::find(conn, scope, &r.invoice_id)?.ok_or_else(|| {
@@ -254,13 +258,16 @@ fn make(
             );
         }
         let input = PaymentInput::parse(&fields, Presence::Full)?;
-        let mut view = operations::create(conn, scope, &input, base)?;
-        if let Some(source) = r.payment_method_id {
-            view = operations::authorize(conn, scope, view.id, source, base, Actor::Merchant)?;
-        }
-        let link = r.integration_id.as_ref().and(view.checkout_url.clone());
-        let made = store::find(conn, scope, view.id)?.ok_or(ApiError::NotFound)?;
-        Ok((made, link))
+        let view = operations::create(conn, scope, &input, base)?;
+        let charge = r
+            .payment_method_id
+            .map(|source| operations::begin_charge(conn, scope, view.id, source, Actor::Merchant))
+            .transpose()?;
+        Ok(Made {
+            id: view.id,
+            link: r.integration_id.as_ref().and(view.checkout_url.clone()),
+            charge,
+        })
     })
 }
 
@@ -275,12 +282,23 @@ async fn create(
     let request = parse(&fields)?;
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     let (scope, base) = (auth.scope, base_url(&req));
-    let answer = idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-        let (made, link) = make(conn, &scope, &request, &base)?;
-        let mut body = wrapped("payment", payment(&made));
-        body["payment_link"] = json!(link);
-        Ok(body)
-    });
+    let (begun, made_base) = (scope.clone(), base.clone());
+    let answer = idempotency::answer_call(
+        &db,
+        key,
+        StatusCode::CREATED,
+        move |conn| make(conn, &begun, &request, &made_base),
+        |made: &Made| made.charge.as_ref().map(operations::call_gateway),
+        move |conn, made, outcome| {
+            if let (Some(charge), Some(outcome)) = (&made.charge, outcome) {
+                operations::finish_charge(conn, &scope, charge, outcome, &base)?;
+            }
+            let paid = store::find(conn, &scope, made.id)?.ok_or(ApiError::NotFound)?;
+            let mut body = wrapped("payment", payment(&paid));
+            body["payment_link"] = json!(made.link);
+            Ok(body)
+        },
+    );
     Ok(answer.await?)
 }
 

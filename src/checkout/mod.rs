@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::body::Body;
 use crate::http::{base_url, resource};
 use crate::payments::charging::AttemptStatus;
-use crate::payments::domain::Payment;
+use crate::payments::domain::{Payment, PaymentView};
 use crate::payments::status::PaymentStatus;
 use crate::payments::{operations as payments, store as payment_store};
 use crate::sources::{operations as sources, store as source_store};
@@ -97,10 +97,7 @@ async fn pay(
         .and_then(|v| v.as_str())
         .unwrap_or("")
         .to_string();
-    let base = base_url(&req);
-    let outcome = db
-        .write(move |conn| charge(conn, &key, &method, &base))
-        .await?;
+    let outcome = charge(&db, key, method, base_url(&req)).await?;
     Ok(respond(outcome))
 }
 
@@ -152,83 +149,96 @@ fn transfer_instructions(
     }))
 }
 
-/// Pays with the chosen method: a source for it, then a charge, as the API would do.
-fn charge(
+/// Pays with the chosen method, as the API would: a source for it (one write), then a
+/// charge (`payments::authorize`, which asks the gateway with no transaction open).
+async fn charge(db: &Db, key: String, method: String, base: String) -> Result<Outcome, ApiError> {
+    let made = {
+        let key = key.clone();
+        db.write(move |conn| payer_source(conn, &key, &method))
+            .await?
+    };
+    let (scope, payment, source) = match made {
+        Ok(made) => made,
+        Err(page) => return Ok(page),
+    };
+    let payer = Actor::Payer { payment };
+    let charged =
+        payments::authorize(db, scope.clone(), payment, source, base.clone(), payer).await;
+    db.run(move |conn| match charged {
+        Ok(paid) => after_charge(conn, &scope, &key, &paid, &base),
+        // Paid or cancelled meanwhile: the page says so.
+        Err(ApiError::Validation(_)) => render(conn, &key, None, StatusCode::CONFLICT),
+        // The checkout was turned off meanwhile.
+        Err(ApiError::NotFound) => render(conn, &key, None, StatusCode::NOT_FOUND),
+        Err(other) => Err(other),
+    })
+    .await
+}
+
+/// The source a payer's choice makes: (scope, payment, source), or the page to show
+/// instead (an unknown key, a payment that cannot be paid now, a method not offered).
+fn payer_source(
     conn: &mut DbConnection,
     key: &str,
     method: &str,
-    base: &str,
-) -> Result<Outcome, ApiError> {
+) -> Result<Result<(Scope, i64, i64), Outcome>, ApiError> {
     let Some((scope, payment)) = open_payment(conn, key)? else {
-        return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
+        return Ok(Err(Outcome::Page(StatusCode::NOT_FOUND, page::not_found())));
     };
     if !page::shows_form(payment.status) {
         // Paid, cancelled or in flight: the page says so, and nothing is made.
-        return render(conn, key, None, StatusCode::CONFLICT);
+        return render(conn, key, None, StatusCode::CONFLICT).map(Err);
     }
     let source = match method.split_once(':') {
         Some(("sandbox", token)) => json!({"gateway": "sandbox", "gateway_data": {"token": token}}),
         None if method == "bank_transfer" => json!({"gateway": "bank_transfer"}),
         _ => {
-            return render(
-                conn,
-                key,
-                Some("Choose a way to pay."),
-                StatusCode::BAD_REQUEST,
-            )
+            let message = Some("Choose a way to pay.");
+            return render(conn, key, message, StatusCode::BAD_REQUEST).map(Err);
         }
     };
     let payer = Actor::Payer {
         payment: payment.id,
     };
-    let source = match sources::create(
-        conn,
-        &scope,
-        source.as_object().unwrap_or(&Default::default()),
-        payer,
-    ) {
-        Ok(source) => source,
+    let fields = source.as_object().cloned().unwrap_or_default();
+    match sources::create(conn, &scope, &fields, payer) {
+        Ok(source) => Ok(Ok((scope, payment.id, source.id))),
         Err(ApiError::Validation(_)) => {
-            return render(
-                conn,
-                key,
-                Some("That way to pay is not available here."),
-                StatusCode::BAD_REQUEST,
-            )
+            let message = Some("That way to pay is not available here.");
+            render(conn, key, message, StatusCode::BAD_REQUEST).map(Err)
         }
-        // The checkout was turned off meanwhile.
-        Err(ApiError::NotFound) => return render(conn, key, None, StatusCode::NOT_FOUND),
-        Err(other) => return Err(other),
-    };
-    let paid = match payments::authorize(conn, &scope, payment.id, source.id, base, payer) {
-        Ok(paid) => paid,
-        // Paid or cancelled meanwhile: the page says so.
-        Err(ApiError::Validation(_)) => return render(conn, key, None, StatusCode::CONFLICT),
-        Err(ApiError::NotFound) => return render(conn, key, None, StatusCode::NOT_FOUND),
-        Err(other) => return Err(other),
-    };
+        Err(ApiError::NotFound) => render(conn, key, None, StatusCode::NOT_FOUND).map(Err),
+        Err(other) => Err(other),
+    }
+}
+
+/// Once charged: a decline shows on the page, a charge waiting for the payer sends them to
+/// authorize it, anything else lands.
+fn after_charge(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    key: &str,
+    paid: &PaymentView,
+    base: &str,
+) -> Result<Outcome, ApiError> {
     if let (Some(reason), PaymentStatus::Failed | PaymentStatus::Incomplete) =
         (&paid.failed_reason, paid.status)
     {
         let message = format!("The payment was declined ({reason}); nothing was charged this time. Choose another way to pay.");
         return render(conn, key, Some(&message), StatusCode::OK);
     }
-    if payments::awaiting_payer(conn, &scope, paid.id)?.is_some() {
+    if payments::awaiting_payer(conn, scope, paid.id)?.is_some() {
         return Ok(Outcome::Redirect(format!(
             "{base}/payments/{}/pay/?checkout={key}",
             paid.id
         )));
     }
-    landing(&paid, base, key).map(Outcome::Redirect)
+    landing(paid, base, key).map(Outcome::Redirect)
 }
 
 /// Where a payer goes once a payment is settled or in flight: the merchant's `return_url`
 /// with the payment's id and status, or the checkout page (a receipt) without one.
-fn landing(
-    paid: &crate::payments::domain::PaymentView,
-    base: &str,
-    key: &str,
-) -> Result<String, ApiError> {
+fn landing(paid: &PaymentView, base: &str, key: &str) -> Result<String, ApiError> {
     Ok(match &paid.return_url {
         Some(url) => {
             let mut url = url::Url::parse(url).map_err(ApiError::internal)?;

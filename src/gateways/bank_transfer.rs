@@ -3,8 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{reference, Charge, Gateway, PreparedSource, Settlement};
-use crate::money::Currency;
+use super::{reference, Charge, ChargeRequest, Gateway, PreparedSource, Settlement, Unknown};
 
 pub struct BankTransfer;
 
@@ -24,12 +23,8 @@ impl Gateway for BankTransfer {
         })
     }
 
-    fn charge(
-        &self,
-        _gateway_data: &Map<String, Value>,
-        amount: i64,
-        currency: Currency,
-    ) -> Charge {
+    fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
+        let (amount, currency) = (request.amount, request.currency);
         let reference = reference("bt_");
         let instructions = json!({
             "reference": reference,
@@ -40,13 +35,17 @@ impl Gateway for BankTransfer {
                 currency.format(amount), currency.code
             ),
         });
-        Charge::Pending {
+        Ok(Charge::Pending {
             reference,
             instructions: Some(instructions),
-        }
+        })
     }
 
     fn settlement(&self, _gateway_data: &Map<String, Value>) -> Option<Settlement> {
         None
+    }
+
+    fn settled_by_merchant(&self) -> bool {
+        true
     }
 }

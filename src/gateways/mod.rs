@@ -43,6 +43,23 @@ pub enum Charge {
     RequiresAction { reference: String },
 }
 
+/// What a charge asks of a gateway.
+pub struct ChargeRequest<'a> {
+    /// The attempt's id: the provider's idempotency key, and in its metadata, so that a
+    /// call sent again (or asked about later) is the same charge.
+    pub attempt: i64,
+    pub amount: i64,
+    pub currency: Currency,
+    pub description: &'a str,
+    /// The source's data (the sandbox's token, a provider's payment method).
+    pub gateway_data: &'a Map<String, Value>,
+}
+
+/// A call that got no answer (a timeout, a broken connection, a provider's 5xx): the charge
+/// may or may not have happened. The attempt stays in flight until the provider is asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unknown(pub String);
+
 /// How a pending charge ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Settlement {
@@ -56,10 +73,17 @@ pub trait Gateway: Sync {
     fn live(&self) -> bool;
     /// Checks a new source's `gateway_data`; the error is the message for that field.
     fn prepare(&self, gateway_data: &Map<String, Value>) -> Result<PreparedSource, String>;
-    /// Charges a chargeable source `amount` minor units of `currency`.
-    fn charge(&self, gateway_data: &Map<String, Value>, amount: i64, currency: Currency) -> Charge;
-    /// How a pending charge settles when the gateway decides it (None: the merchant does).
+    /// Charges a chargeable source. Called with no database transaction open: it may take
+    /// seconds, or never answer.
+    fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown>;
+    /// How a charge in flight settles when the gateway decides it, as it would answer if
+    /// asked now (None: someone else decides, the merchant or the payer).
     fn settlement(&self, gateway_data: &Map<String, Value>) -> Option<Settlement>;
+    /// Whether the merchant says how a charge ends (a bank transfer they see arrive), rather
+    /// than the gateway: only then may a merchant move a payment out of `processing`.
+    fn settled_by_merchant(&self) -> bool {
+        false
+    }
 }
 
 pub const NAMES: [&str; 2] = ["sandbox", "bank_transfer"];

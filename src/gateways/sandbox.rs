@@ -4,8 +4,7 @@
 use chrono::Datelike;
 use serde_json::{json, Map, Value};
 
-use super::{reference, Card, Charge, Gateway, PreparedSource, Settlement};
-use crate::money::Currency;
+use super::{reference, Card, Charge, ChargeRequest, Gateway, PreparedSource, Settlement, Unknown};
 
 pub struct Sandbox;
 
@@ -31,7 +30,15 @@ enum Behaviour {
     Async(Option<&'static str>),
     /// The payer authorizes (or refuses) on the sandbox's page, reached by a redirect.
     Redirect,
+    /// Succeeds, after [`SLOW_ANSWER`]: a provider that takes its time.
+    Slow,
+    /// Succeeds, but the answer is lost on its way back (as a timeout loses it): the charge
+    /// stays in flight until the sandbox is asked again, which says it succeeded.
+    AnswerLost,
 }
+
+/// How long the sandbox's slow card takes to answer.
+pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_secs(3);
 
 const TOKENS: &[TestToken] = &[
     TestToken {
@@ -69,6 +76,18 @@ const TOKENS: &[TestToken] = &[
         last4: "3184",
         behaviour: Behaviour::Redirect,
         label: "Visa ending 3184: asks you to authorize it (redirect)",
+    },
+    TestToken {
+        token: "tok_slow",
+        last4: "0077",
+        behaviour: Behaviour::Slow,
+        label: "Visa ending 0077: succeeds after 3 seconds",
+    },
+    TestToken {
+        token: "tok_answer_lost",
+        last4: "0069",
+        behaviour: Behaviour::AnswerLost,
+        label: "Visa ending 0069: succeeds, but the answer is lost (settled later)",
     },
 ];
 
@@ -109,15 +128,19 @@ impl Gateway for Sandbox {
         })
     }
 
-    fn charge(
-        &self,
-        gateway_data: &Map<String, Value>,
-        _amount: i64,
-        _currency: Currency,
-    ) -> Charge {
+    fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
         let reference = reference("sbx_");
-        match token_of(gateway_data).map(|t| t.behaviour) {
+        Ok(match token_of(request.gateway_data).map(|t| t.behaviour) {
             Some(Behaviour::Succeed) => Charge::Succeeded { reference },
+            Some(Behaviour::Slow) => {
+                std::thread::sleep(SLOW_ANSWER);
+                Charge::Succeeded { reference }
+            }
+            Some(Behaviour::AnswerLost) => {
+                return Err(Unknown(
+                    "the sandbox's answer was lost (tok_answer_lost)".into(),
+                ))
+            }
             Some(Behaviour::Redirect) => Charge::RequiresAction { reference },
             Some(Behaviour::Async(_)) => Charge::Pending {
                 reference,
@@ -131,14 +154,22 @@ impl Gateway for Sandbox {
                 reference,
                 code: "invalid_token".into(),
             },
-        }
+        })
     }
 
+    /// What the sandbox says when asked about a charge in flight: how its token ends. Also
+    /// for a charge whose answer never reached cobro (lost, or cobro stopped while asking).
     fn settlement(&self, gateway_data: &Map<String, Value>) -> Option<Settlement> {
         match token_of(gateway_data)?.behaviour {
-            Behaviour::Async(None) => Some(Settlement::Succeeded),
-            Behaviour::Async(Some(code)) => Some(Settlement::Failed { code: code.into() }),
-            _ => None,
+            Behaviour::Succeed
+            | Behaviour::Slow
+            | Behaviour::AnswerLost
+            | Behaviour::Async(None) => Some(Settlement::Succeeded),
+            Behaviour::Async(Some(code)) | Behaviour::Decline(code) => {
+                Some(Settlement::Failed { code: code.into() })
+            }
+            // The payer answers that one.
+            Behaviour::Redirect => None,
         }
     }
 }

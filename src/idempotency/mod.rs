@@ -118,34 +118,16 @@ where
         let value = db.write(move |conn| work(conn)).await?;
         return Ok(HttpResponse::build(status).json(value));
     };
-    let key = std::sync::Arc::new(key);
-    let claiming = key.clone();
-    let lock = match db.write(move |conn| claim(conn, &claiming)).await? {
-        Claim::Answered { status, body } => {
-            let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
-            return Ok(HttpResponse::build(status)
-                .insert_header((REPLAYED_HEADER, "true"))
-                .content_type("application/json")
-                .body(body));
-        }
-        Claim::Mine(lock) => lock,
+    let (key, lock) = match claim_key(db, key).await? {
+        Ok(claimed) => claimed,
+        Err(replay) => return Ok(replay),
     };
     let (working, lock_held) = (key.clone(), lock.clone());
     let result = db
         .write(move |conn| {
             write_tx(conn, |conn| {
-                let value = work(conn)?;
-                let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
-                let k = &working;
-                if !store::complete(
-                    conn,
-                    &k.scope,
-                    &k.credential,
-                    &k.key,
-                    &lock_held,
-                    status.as_u16(),
-                    &body,
-                )? {
+                let body = to_body(&work(conn)?)?;
+                if !store_answer(conn, &working, &lock_held, status, &body)? {
                     // Taken over by a retry that presumed this request dead: it runs instead.
                     return Err(in_progress());
                 }
@@ -153,12 +135,129 @@ where
             })
         })
         .await;
+    respond(db, key, lock, status, result).await
+}
+
+/// As [`answer`], for work that calls a provider between two transactions, in the shape of
+/// the webhook worker: `begin` records the intent in one transaction, `call` runs with no
+/// transaction open (on the blocking pool: it may take seconds), and `finish` applies its
+/// outcome in a second one, which also stores the answer. Once `begin` has committed,
+/// `finish`'s work is kept even when a retry took this request's claim over meanwhile (the
+/// key's answer is then the retry's): a provider's answer is never thrown away.
+pub async fn answer_call<P, O, T, B, C, F>(
+    db: &Db,
+    key: Option<Key>,
+    status: StatusCode,
+    begin: B,
+    call: C,
+    mut finish: F,
+) -> ApiResult<HttpResponse>
+where
+    B: FnOnce(&mut DbConnection) -> Result<P, ApiError> + Send + 'static,
+    C: FnOnce(&P) -> O + Send + 'static,
+    F: FnMut(&mut DbConnection, &P, &O) -> Result<T, ApiError> + Send + 'static,
+    P: Send + 'static,
+    O: Send + 'static,
+    T: Serialize + Send + 'static,
+{
+    let claimed = match key {
+        None => None,
+        Some(key) => match claim_key(db, key).await? {
+            Ok(claimed) => Some(claimed),
+            Err(replay) => return Ok(replay),
+        },
+    };
+    let (prepared, claimed) = match (db.write(begin).await, claimed) {
+        (Ok(prepared), claimed) => (prepared, claimed),
+        (Err(err), None) => return Err(err),
+        (Err(err), Some((key, lock))) => return respond(db, key, lock, status, Err(err)).await,
+    };
+    let (prepared, outcome) = actix_web::web::block(move || {
+        let outcome = call(&prepared);
+        (prepared, outcome)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let storing = claimed.clone();
+    let result = db
+        .write(move |conn| {
+            write_tx(conn, |conn| {
+                let body = to_body(&finish(conn, &prepared, &outcome)?)?;
+                if let Some((key, lock)) = &storing {
+                    // A lost claim keeps the work (see above); only the stored answer goes.
+                    store_answer(conn, key, lock, status, &body)?;
+                }
+                Ok(body)
+            })
+        })
+        .await;
+    match claimed {
+        Some((key, lock)) => respond(db, key, lock, status, result).await,
+        None => result.map(|body| json_body(status, body)),
+    }
+}
+
+fn to_body(value: &impl Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(ApiError::internal)
+}
+
+fn json_body(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Claims the key: Ok with the key and this request's lock, or Err with the stored answer
+/// to replay.
+async fn claim_key(
+    db: &Db,
+    key: Key,
+) -> Result<Result<(std::sync::Arc<Key>, String), HttpResponse>, ApiError> {
+    let key = std::sync::Arc::new(key);
+    let claiming = key.clone();
+    match db.write(move |conn| claim(conn, &claiming)).await? {
+        Claim::Answered { status, body } => {
+            let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
+            Ok(Err(HttpResponse::build(status)
+                .insert_header((REPLAYED_HEADER, "true"))
+                .content_type("application/json")
+                .body(body)))
+        }
+        Claim::Mine(lock) => Ok(Ok((key, lock))),
+    }
+}
+
+/// Stores the answer under the claim; false when another request took the claim over.
+fn store_answer(
+    conn: &mut DbConnection,
+    key: &Key,
+    lock: &str,
+    status: StatusCode,
+    body: &str,
+) -> Result<bool, ApiError> {
+    store::complete(
+        conn,
+        &key.scope,
+        &key.credential,
+        &key.key,
+        lock,
+        status.as_u16(),
+        body,
+    )
+}
+
+/// The answer to a keyed request: its body, or its error once the key is freed (nothing
+/// was stored, so a corrected retry can run).
+async fn respond(
+    db: &Db,
+    key: std::sync::Arc<Key>,
+    lock: String,
+    status: StatusCode,
+    result: Result<String, ApiError>,
+) -> ApiResult<HttpResponse> {
     match result {
-        Ok(body) => Ok(HttpResponse::build(status)
-            .content_type("application/json")
-            .body(body)),
+        Ok(body) => Ok(json_body(status, body)),
         Err(err) => {
-            // Nothing was stored: free the key so that a corrected retry can run.
             let released = db
                 .write(move |conn| {
                     let k = &key;

@@ -176,59 +176,35 @@ pub fn charge_amount(payment: &Payment, source: &Source) -> Result<i64, ApiError
     Ok(minor)
 }
 
-/// What a charge changed: the payment, the source, the attempt (without id) and the event.
-pub struct Charged {
+/// A charge about to be sent: the payment moved to `processing` (a charge in flight, so no
+/// other starts and the merchant cannot move it meanwhile), a single-use source `pending`
+/// (it cannot pay elsewhere meanwhile), and the attempt, `processing`, to insert.
+pub struct Started {
     pub payment: Payment,
     pub source: Source,
     pub attempt: Attempt,
-    pub event_type: String,
 }
 
-pub fn apply_charge(
+pub fn start_charge(
     payment: &Payment,
     source: &Source,
     amount: i64,
-    charge: Charge,
     now: NaiveDateTime,
-) -> Charged {
+) -> Result<Started, ApiError> {
     let mut p = payment.clone();
     let mut s = source.clone();
-    let (status, reference, code) = match charge {
-        Charge::Succeeded { reference } => {
-            collect(&mut p, amount, now);
-            (AttemptStatus::Succeeded, reference, None)
-        }
-        Charge::Declined { reference, code } => {
-            fail(&mut p, &code);
-            (AttemptStatus::Failed, reference, Some(code))
-        }
-        Charge::Pending {
-            reference,
-            instructions,
-        } => {
-            p.status = PaymentStatus::Processing;
-            p.failed_reason = None;
-            if let Some(instructions) = instructions {
-                s.gateway_data.insert("instructions".into(), instructions);
-            }
-            (AttemptStatus::Processing, reference, None)
-        }
-        Charge::RequiresAction { reference } => {
-            p.status = PaymentStatus::Processing;
-            p.failed_reason = None;
-            (AttemptStatus::RequiresAction, reference, None)
-        }
-    };
-    if s.usage == Usage::Single {
-        s.status = source_status(status);
-    }
-    s.updated = now;
+    move_to(&mut p, PaymentStatus::Processing)?;
+    p.failed_reason = None;
     p.source.get_or_insert(s.id);
     if !p.sources.contains(&s.id) {
         p.sources.push(s.id);
     }
     p.version += 1;
     p.updated = now;
+    if s.usage == Usage::Single {
+        s.status = SourceStatus::Pending;
+        s.updated = now;
+    }
     let attempt = Attempt {
         id: 0,
         payment_id: p.id,
@@ -236,19 +212,77 @@ pub fn apply_charge(
         gateway: s.gateway.clone(),
         amount,
         currency: p.currency,
-        status,
-        failure_code: code,
-        gateway_reference: Some(reference),
+        status: AttemptStatus::Processing,
+        failure_code: None,
+        gateway_reference: None,
         created: now,
         updated: now,
     };
-    let event_type = format!("payment.{}", p.status);
-    Charged {
+    Ok(Started {
         payment: p,
         source: s,
         attempt,
-        event_type,
+    })
+}
+
+/// What a gateway's answer changed: the payment, the source, the attempt and the event.
+pub struct Charged {
+    pub payment: Payment,
+    pub source: Source,
+    pub attempt: Attempt,
+    pub event_type: String,
+}
+
+/// Applies a gateway's answer to a charge started by [`start_charge`]: the payment (in
+/// `processing`), its source and its attempt as they are now.
+pub fn apply_charge(
+    payment: &Payment,
+    source: &Source,
+    attempt: &Attempt,
+    charge: Charge,
+    now: NaiveDateTime,
+) -> Result<Charged, ApiError> {
+    let mut p = payment.clone();
+    let mut s = source.clone();
+    let mut a = attempt.clone();
+    let (status, reference, code) = match charge {
+        Charge::Succeeded { reference } => {
+            collect(&mut p, attempt.amount, now)?;
+            (AttemptStatus::Succeeded, reference, None)
+        }
+        Charge::Declined { reference, code } => {
+            fail(&mut p, &code)?;
+            (AttemptStatus::Failed, reference, Some(code))
+        }
+        // Still in flight: the payment stays `processing`.
+        Charge::Pending {
+            reference,
+            instructions,
+        } => {
+            if let Some(instructions) = instructions {
+                s.gateway_data.insert("instructions".into(), instructions);
+            }
+            (AttemptStatus::Processing, reference, None)
+        }
+        Charge::RequiresAction { reference } => (AttemptStatus::RequiresAction, reference, None),
+    };
+    if s.usage == Usage::Single {
+        s.status = source_status(status);
     }
+    s.updated = now;
+    p.version += 1;
+    p.updated = now;
+    a.status = status;
+    a.failure_code = code;
+    a.gateway_reference = Some(reference);
+    a.updated = now;
+    let event_type = format!("payment.{}", p.status);
+    Ok(Charged {
+        payment: p,
+        source: s,
+        attempt: a,
+        event_type,
+    })
 }
 
 /// Settles the payment's charge in flight.
@@ -257,16 +291,16 @@ pub fn apply_settlement(
     attempt: &Attempt,
     settlement: &Settlement,
     now: NaiveDateTime,
-) -> (Payment, Attempt) {
+) -> Result<(Payment, Attempt), ApiError> {
     let mut p = payment.clone();
     let mut a = attempt.clone();
     match settlement {
         Settlement::Succeeded => {
-            collect(&mut p, attempt.amount, now);
+            collect(&mut p, attempt.amount, now)?;
             a.status = AttemptStatus::Succeeded;
         }
         Settlement::Failed { code } => {
-            fail(&mut p, code);
+            fail(&mut p, code)?;
             a.status = AttemptStatus::Failed;
             a.failure_code = Some(code.clone());
         }
@@ -274,7 +308,7 @@ pub fn apply_settlement(
     a.updated = now;
     p.version += 1;
     p.updated = now;
-    (p, a)
+    Ok((p, a))
 }
 
 /// What a single-use source becomes with its charge.
@@ -286,26 +320,38 @@ pub fn source_status(attempt: AttemptStatus) -> SourceStatus {
     }
 }
 
-fn collect(p: &mut Payment, amount: i64, now: NaiveDateTime) {
-    p.collected += amount;
+/// Every status change of a charge goes through the status machine's one check.
+fn move_to(p: &mut Payment, to: PaymentStatus) -> Result<(), ApiError> {
+    if !p.status.can_move_to(to) {
+        return Err(ApiError::internal(format!(
+            "payment {} cannot move from {} to {to}",
+            p.id, p.status
+        )));
+    }
+    p.status = to;
+    Ok(())
+}
+
+fn collect(p: &mut Payment, amount: i64, now: NaiveDateTime) -> Result<(), ApiError> {
+    p.collected = (p.collected + amount).min(p.amount);
     p.failed_reason = None;
-    if p.collected >= p.amount {
-        p.collected = p.amount;
-        p.status = PaymentStatus::Succeeded;
+    if p.collected == p.amount {
+        move_to(p, PaymentStatus::Succeeded)?;
         p.payment_date.get_or_insert(now);
     } else {
-        p.status = PaymentStatus::Incomplete;
+        move_to(p, PaymentStatus::Incomplete)?;
     }
+    Ok(())
 }
 
 /// A failure never hides money already collected behind `failed`.
-fn fail(p: &mut Payment, code: &str) {
+fn fail(p: &mut Payment, code: &str) -> Result<(), ApiError> {
     p.failed_reason = Some(code.to_string());
-    p.status = if p.collected > 0 {
-        PaymentStatus::Incomplete
+    if p.collected > 0 {
+        move_to(p, PaymentStatus::Incomplete)
     } else {
-        PaymentStatus::Failed
-    };
+        move_to(p, PaymentStatus::Failed)
+    }
 }
 
 /// The source ids a payment names must be sources of its workspace and mode.
@@ -383,6 +429,39 @@ mod tests {
                 Some(missing.clone())
             );
         }
+    }
+
+    #[test]
+    fn a_charge_moves_the_payment_only_as_the_status_machine_allows() {
+        let now = crate::db::now();
+        let card = source(None, None);
+        let started = start_charge(&payment(1, None), &card, 400, now).unwrap();
+        assert_eq!(started.payment.status, PaymentStatus::Processing);
+        assert_eq!(started.attempt.status, AttemptStatus::Processing);
+        let paid = Charge::Succeeded {
+            reference: "sbx_1".into(),
+        };
+        let charged =
+            apply_charge(&started.payment, &card, &started.attempt, paid.clone(), now).unwrap();
+        assert_eq!(
+            (charged.payment.status, charged.payment.collected),
+            (PaymentStatus::Incomplete, 400)
+        );
+        assert_eq!(charged.event_type, "payment.incomplete");
+        // An answer for a payment that is not in flight is refused, not forced.
+        let mut settled = payment(1, None);
+        settled.status = PaymentStatus::Succeeded;
+        assert!(apply_charge(&settled, &card, &started.attempt, paid, now).is_err());
+        assert!(start_charge(&settled, &card, 400, now).is_err());
+        let declined = Settlement::Failed {
+            code: "card_declined".into(),
+        };
+        let (failed, attempt) =
+            apply_settlement(&started.payment, &started.attempt, &declined, now).unwrap();
+        assert_eq!(
+            (failed.status, attempt.status),
+            (PaymentStatus::Failed, AttemptStatus::Failed)
+        );
     }
 
     #[test]

@@ -229,9 +229,18 @@ pub async fn authorize(
     };
     let key = idempotency::key(&req, &caller.scope, caller.credential, &caller.fields)?;
     let (scope, base, actor) = (caller.scope, base_url(&req), caller.actor);
-    idempotency::answer(&db, key, StatusCode::OK, move |conn| {
-        operations::authorize(conn, &scope, id, source, &base, actor).map(|view| actor.shown(view))
-    })
+    let begun = scope.clone();
+    idempotency::answer_call(
+        &db,
+        key,
+        StatusCode::OK,
+        move |conn| operations::begin_charge(conn, &begun, id, source, actor),
+        operations::call_gateway,
+        move |conn, pending, outcome| {
+            operations::finish_charge(conn, &scope, pending, outcome, &base)
+                .map(|view| actor.shown(view))
+        },
+    )
     .await
 }
 

@@ -13,7 +13,7 @@ use crate::accounts::payer::{self, Actor};
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
-use crate::gateways::{self, Settlement};
+use crate::gateways::{self, Charge, ChargeRequest, Settlement, Unknown};
 use crate::http::fields::invalid_pk;
 use crate::http::pagination::{Page, PageRequest};
 use crate::sources::store as sources_store;
@@ -218,10 +218,41 @@ pub fn update(
         if current.status == PaymentStatus::Processing
             && change.payment.status != PaymentStatus::Processing
         {
+            check_merchant_settles(conn, scope, current)?;
             end_charges_in_flight(conn, scope, &change.payment)?;
         }
         Ok(Some(change))
     })
+}
+
+/// A merchant moves a payment out of `processing` only when what is in flight is theirs to
+/// settle (a bank transfer); a gateway's charge ends with the gateway's answer, or a status
+/// would say what the gateway never said.
+fn check_merchant_settles(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+) -> Result<(), ApiError> {
+    let in_flight = store::attempts(conn, scope, payment.id)?
+        .into_iter()
+        .filter(|a| {
+            matches!(
+                a.status,
+                AttemptStatus::Processing | AttemptStatus::RequiresAction
+            )
+        });
+    for attempt in in_flight {
+        if !gateways::find(&attempt.gateway).is_some_and(|g| g.settled_by_merchant()) {
+            return Err(ApiError::field(
+                "status",
+                format!(
+                    "A charge of this payment is in flight at the {} gateway: its answer decides how it ends.",
+                    attempt.gateway
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Marks the payment's processing attempts with how the merchant ended them.
@@ -280,18 +311,33 @@ pub fn delete(
     })
 }
 
-/// `POST /payments/{id}/authorize/`: charges a source for its amount, or for the balance.
+/// A charge recorded and not yet sent: what the gateway call needs, read in the first
+/// transaction, so that the call itself opens none.
+#[derive(Clone, Debug)]
+pub struct PendingCharge {
+    pub attempt: Attempt,
+    pub gateway_data: serde_json::Map<String, serde_json::Value>,
+    pub description: String,
+}
+
+/// `POST /payments/{id}/authorize/` charges a source for its amount, or for the balance, in
+/// three steps, so that no transaction (and on SQLite, no batch of the single writer) waits
+/// on a provider: [`begin_charge`] records the attempt, [`call_gateway`] asks the gateway
+/// with no transaction open, and [`finish_charge`] applies its answer.
+///
+/// This first step, in one transaction: checks the charge (the payment's state and balance,
+/// the invoice's room, which sources `actor` may charge: [`charging::check_source`]), moves
+/// the payment to `processing` (a charge in flight: no other starts, and the merchant cannot
+/// move it meanwhile), reserves a single-use source, and inserts the attempt `processing`.
 /// The payment and the source are both version-guarded, so concurrent charges of one
-/// payment never collect more than its amount. Which sources `actor` may charge:
-/// [`charging::check_source`].
-pub fn authorize(
+/// payment never collect more than its amount.
+pub fn begin_charge(
     conn: &mut DbConnection,
     scope: &Scope,
     id: i64,
     source_id: i64,
-    base_url: &str,
     actor: Actor,
-) -> Result<PaymentView, ApiError> {
+) -> Result<PendingCharge, ApiError> {
     write_tx(conn, |conn| {
         let payment = match actor {
             Actor::Merchant => store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?,
@@ -303,11 +349,82 @@ pub fn authorize(
         charging::check_source(&payment, &source, actor)?;
         let amount = charging::charge_amount(&payment, &source)?;
         check_invoice_room(conn, scope, &payment, amount)?;
-        let gateway = gateways::find(&source.gateway).ok_or_else(|| {
-            ApiError::internal(format!("source {source_id} has an unknown gateway"))
-        })?;
-        let charge = gateway.charge(&source.gateway_data, amount, payment.currency);
-        let mut charged = charging::apply_charge(&payment, &source, amount, charge, now());
+        if gateways::find(&source.gateway).is_none() {
+            return Err(ApiError::internal(format!(
+                "source {source_id} has an unknown gateway"
+            )));
+        }
+        let started = charging::start_charge(&payment, &source, amount, now())?;
+        if !save(conn, scope, &payment, &started.payment)?
+            || !sources_store::save(conn, scope, &source, &started.source)?
+        {
+            return Err(ApiError::Contention);
+        }
+        let attempt = store::insert_attempt(conn, scope, &started.attempt)?;
+        Ok(PendingCharge {
+            attempt,
+            gateway_data: source.gateway_data.clone(),
+            description: payment.description.clone(),
+        })
+    })
+}
+
+/// The second step: the gateway's answer, with no transaction open. `Err(Unknown)` when it
+/// gave none (a timeout, a broken connection, a 5xx).
+pub fn call_gateway(pending: &PendingCharge) -> Result<Charge, Unknown> {
+    let attempt = &pending.attempt;
+    let gateway = gateways::find(&attempt.gateway)
+        .ok_or_else(|| Unknown(format!("no gateway {}", attempt.gateway)))?;
+    gateway.charge(&ChargeRequest {
+        attempt: attempt.id,
+        amount: attempt.amount,
+        currency: attempt.currency,
+        description: &pending.description,
+        gateway_data: &pending.gateway_data,
+    })
+}
+
+/// The third step, in one transaction: applies the gateway's answer to the payment, source
+/// and attempt as they are now (pure `charging` functions, so it may run again safely). An
+/// attempt answered meanwhile (settled, or ended by the merchant) is left as it is. With no
+/// answer, the attempt stays in flight, and the payment `processing`, until the gateway is
+/// asked again.
+pub fn finish_charge(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    pending: &PendingCharge,
+    outcome: &Result<Charge, Unknown>,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    let id = pending.attempt.payment_id;
+    write_tx(conn, |conn| {
+        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let attempt = store::attempts(conn, scope, id)?
+            .into_iter()
+            .find(|a| a.id == pending.attempt.id)
+            .ok_or_else(|| {
+                ApiError::internal(format!("attempt {} vanished", pending.attempt.id))
+            })?;
+        if attempt.status != AttemptStatus::Processing || attempt.gateway_reference.is_some() {
+            return Ok(payment.view(base_url));
+        }
+        let charge = match outcome {
+            Ok(charge) => charge.clone(),
+            Err(Unknown(cause)) => {
+                log::warn!(
+                    "charge attempt {} ({}): no answer, left in flight: {cause}",
+                    attempt.id,
+                    attempt.gateway
+                );
+                // Processing from now on, for a while: listeners hear of it.
+                let view = payment.view(base_url);
+                record(conn, scope, "payment.processing", &view)?;
+                return Ok(view);
+            }
+        };
+        let source = sources_store::find(conn, scope, attempt.source_id)?
+            .ok_or_else(|| ApiError::internal(format!("source {} vanished", attempt.source_id)))?;
+        let mut charged = charging::apply_charge(&payment, &source, &attempt, charge, now())?;
         if charged.attempt.status == AttemptStatus::RequiresAction {
             // Where to send the payer to authorize it (single use).
             let url = format!(
@@ -324,23 +441,40 @@ pub fn authorize(
         {
             return Err(ApiError::Contention);
         }
-        store::insert_attempt(conn, scope, &charged.attempt)?;
+        store::save_attempt(conn, scope, &charged.attempt)?;
         let view = charged.payment.view(base_url);
         record(conn, scope, &charged.event_type, &view)?;
         if charged.source.status != source.status {
-            let source_view = charged.source.view();
             let event = format!("source.{}", charged.source.status.as_str());
-            events::record(
-                conn,
-                scope,
-                &event,
-                "source",
-                &source_id.to_string(),
-                &source_view,
-            )?;
+            let source_view = charged.source.view();
+            let source_id = source.id.to_string();
+            events::record(conn, scope, &event, "source", &source_id, &source_view)?;
         }
         Ok(view)
     })
+}
+
+/// All three steps, for callers with no idempotency key of their own (the checkout page).
+pub async fn authorize(
+    db: &crate::db::Db,
+    scope: Scope,
+    id: i64,
+    source_id: i64,
+    base_url: String,
+    actor: Actor,
+) -> Result<PaymentView, ApiError> {
+    let begun = scope.clone();
+    let pending = db
+        .write(move |conn| begin_charge(conn, &begun, id, source_id, actor))
+        .await?;
+    let (pending, outcome) = actix_web::web::block(move || {
+        let outcome = call_gateway(&pending);
+        (pending, outcome)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    db.write(move |conn| finish_charge(conn, &scope, &pending, &outcome, &base_url))
+        .await
 }
 
 /// `POST /payments/{id}/settle/` (test mode): settles the charge in flight at once, as its
@@ -371,15 +505,46 @@ pub fn settle(
         let settlement = gateways::find(&attempt.gateway)
             .and_then(|g| g.settlement(&source.gateway_data))
             .ok_or_else(nothing)?;
-        let (next, attempt) = charging::apply_settlement(&payment, &attempt, &settlement, now());
-        if !save(conn, scope, &payment, &next)? {
-            return Err(ApiError::Contention);
-        }
-        store::save_attempt(conn, scope, &attempt)?;
-        let view = next.view(base_url);
-        record(conn, scope, &format!("payment.{}", next.status), &view)?;
-        Ok(view)
+        apply_settled(conn, scope, &payment, &attempt, &settlement, base_url)
     })
+}
+
+/// Writes how a charge in flight ended: the payment, the attempt and, for a single-use
+/// source still waiting on it, the source, each with its event.
+fn apply_settled(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+    attempt: &Attempt,
+    settlement: &Settlement,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    let (next, attempt) = charging::apply_settlement(payment, attempt, settlement, now())?;
+    if !save(conn, scope, payment, &next)? {
+        return Err(ApiError::Contention);
+    }
+    store::save_attempt(conn, scope, &attempt)?;
+    if let Some(source) = sources_store::find(conn, scope, attempt.source_id)? {
+        let waiting = matches!(
+            source.status,
+            crate::sources::domain::SourceStatus::Pending
+                | crate::sources::domain::SourceStatus::WaitingAuthorization
+        );
+        if source.usage == crate::sources::domain::Usage::Single && waiting {
+            let mut used = source.clone();
+            used.status = charging::source_status(attempt.status);
+            used.updated = attempt.updated;
+            if !sources_store::save(conn, scope, &source, &used)? {
+                return Err(ApiError::Contention);
+            }
+            let event = format!("source.{}", used.status.as_str());
+            let source_id = used.id.to_string();
+            events::record(conn, scope, &event, "source", &source_id, &used.view())?;
+        }
+    }
+    let view = next.view(base_url);
+    record(conn, scope, &format!("payment.{}", next.status), &view)?;
+    Ok(view)
 }
 
 /// Settles the sandbox charges in flight for longer than `after`, as a real gateway's
@@ -437,33 +602,7 @@ pub fn finish_redirect(
                 code: "authentication_failed".into(),
             }
         };
-        let (next, attempt) = charging::apply_settlement(&payment, &attempt, &settlement, now());
-        if !save(conn, scope, &payment, &next)? {
-            return Err(ApiError::Contention);
-        }
-        store::save_attempt(conn, scope, &attempt)?;
-        if let Some(source) = sources_store::find(conn, scope, attempt.source_id)? {
-            if source.usage == crate::sources::domain::Usage::Single {
-                let mut used = source.clone();
-                used.status = charging::source_status(attempt.status);
-                used.updated = attempt.updated;
-                if !sources_store::save(conn, scope, &source, &used)? {
-                    return Err(ApiError::Contention);
-                }
-                let event = format!("source.{}", used.status.as_str());
-                events::record(
-                    conn,
-                    scope,
-                    &event,
-                    "source",
-                    &used.id.to_string(),
-                    &used.view(),
-                )?;
-            }
-        }
-        let view = next.view(base_url);
-        record(conn, scope, &format!("payment.{}", next.status), &view)?;
-        Ok(view)
+        apply_settled(conn, scope, &payment, &attempt, &settlement, base_url)
     })
 }
 

@@ -557,6 +557,7 @@ pub fn save_attempt(conn: &mut DbConnection, scope: &Scope, a: &Attempt) -> Resu
         .set((
             payment_attempts::status.eq(a.status.as_str()),
             payment_attempts::failure_code.eq(&a.failure_code),
+            payment_attempts::gateway_reference.eq(&a.gateway_reference),
             payment_attempts::updated.eq(a.updated),
         ))
         .execute(conn)?;

@@ -211,8 +211,20 @@ both! {
             let collected: i64 = tried.iter().map(|a| num(&a["amount"]).parse::<i64>().unwrap()).sum();
             assert!(collected <= 1000, "collected {collected} of 1000");
             assert_eq!(num(&final_state["balance"]).parse::<i64>().unwrap(), 1000 - collected);
+            // One charge is in flight at a time: the others are refused, never queued.
+            for refused in results.iter().filter(|r| r.status == 400) {
+                let said = refused.text.as_str();
+                assert!(said.contains("in flight") || said.contains("nothing to charge") || said.contains("more than the payment's balance"), "{said}");
+            }
             match source_amount {
-                Some(_) => assert_eq!(wins, 3, "three charges of 300 fit in 1000"),
+                Some(_) => {
+                    assert!((1..=3).contains(&wins), "{wins} charges of 300 in 1000");
+                    // Charged one after the other, exactly three of 300 fit.
+                    while authorize(&test, &p, token(&test, "tok_visa", json!({"amount": 300}))).status == 200 {}
+                    let filled = test.get(&format!("/payments/{}/", p["id"])).body;
+                    assert_eq!((num(&filled["balance"]), filled["status"].as_str()), ("100".to_string(), Some("incomplete")));
+                    assert_eq!(attempts(&test, &p).len(), 3);
+                }
                 None => assert_eq!((wins, final_state["status"].as_str()), (1, Some("succeeded"))),
             }
         }
@@ -234,5 +246,70 @@ both! {
         assert_eq!(attempts(&test, &ok)[0]["status"], "succeeded");
         assert_eq!(attempts(&test, &bad)[0]["failure_code"], "card_declined");
         assert_eq!(test.event_types(&bad["id"]), ["payment.created", "payment.processing", "payment.failed"]);
+    }
+}
+
+both! {
+    fn a_slow_gateway_holds_up_no_other_request(app) {
+        use std::time::{Duration, Instant};
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({"amount": 500}));
+        let slow = token(&test, "tok_slow", json!({}));
+        let path = format!("/payments/{}/authorize/", p["id"]);
+        let key = [("Idempotency-Key", "slow-charge-1")];
+        let body = json!({"source": slow}).to_string();
+        let charging = {
+            let (test, path, body) = (test.clone(), path.clone(), body.clone());
+            std::thread::spawn(move || test.send("POST", &path, Some(&body), &[("Idempotency-Key", "slow-charge-1")]))
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        // While the gateway takes its time, writes and reads of the server go on as usual.
+        for _ in 0..5 {
+            let asked = Instant::now();
+            let other = test.create_payment(json!({}));
+            test.get(&format!("/payments/{}/", other["id"])).expect(200);
+            assert!(asked.elapsed() < Duration::from_millis(1000), "a create and a read took {:?}", asked.elapsed());
+        }
+        // The payment shows its charge in flight, and nothing else can move it meanwhile.
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "processing");
+        assert_eq!(test.get(&format!("/sources/{slow}/")).body["status"], "pending");
+        let busy = authorize(&test, &p, token(&test, "tok_visa", json!({}))).expect(400);
+        assert!(busy.text.contains("in flight"), "{}", busy.text);
+        test.post(&format!("/payments/{}/cancel/", p["id"]), json!({})).expect(400);
+        let by_hand = test.patch(&format!("/payments/{}/", p["id"]), json!({"status": "succeeded"})).expect(400);
+        assert_eq!(by_hand.body, json!({"status": ["A charge of this payment is in flight at the sandbox gateway: its answer decides how it ends."]}));
+        // The same request again is still running: a 409, never a second charge.
+        test.send("POST", &path, Some(&body), &key).expect(409);
+
+        let answered = charging.join().unwrap().expect(200);
+        assert_eq!(answered.body["status"], "succeeded");
+        let replay = test.send("POST", &path, Some(&body), &key).expect(200);
+        assert_eq!((replay.header("idempotent-replayed"), replay.text.as_str()), (Some("true"), answered.text.as_str()));
+        let tried = attempts(&test, &p);
+        assert_eq!((tried.len(), tried[0]["status"].as_str()), (1, Some("succeeded")));
+        assert!(tried[0]["gateway_reference"].as_str().unwrap().starts_with("sbx_"));
+        assert_eq!(test.get(&format!("/sources/{slow}/")).body["status"], "consumed");
+        assert_eq!(test.event_types(&p["id"]), ["payment.created", "payment.succeeded"]);
+    }
+
+    fn a_lost_answer_stays_in_flight_until_the_gateway_is_asked_again(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({"amount": 700}));
+        let lost = token(&test, "tok_answer_lost", json!({}));
+        let waiting = authorize(&test, &p, lost).expect(200).body;
+        // No answer is no answer: neither paid nor failed.
+        assert_eq!((waiting["status"].as_str(), &waiting["failed_reason"]), (Some("processing"), &Value::Null));
+        let tried = attempts(&test, &p);
+        assert_eq!((tried[0]["status"].as_str(), &tried[0]["gateway_reference"]), (Some("processing"), &Value::Null));
+        assert_eq!(test.get(&format!("/sources/{lost}/")).body["status"], "pending");
+        assert_eq!(test.event_types(&p["id"]), ["payment.created", "payment.processing"]);
+        // Asked again (the server does so by itself after COBRO_SANDBOX_SETTLE_SECONDS), the
+        // sandbox says the money moved.
+        let settled = test.post(&format!("/payments/{}/settle/", p["id"]), json!({})).expect(200).body;
+        assert_eq!((settled["status"].as_str(), num(&settled["balance"])), (Some("succeeded"), "0".to_string()));
+        assert_eq!(attempts(&test, &p)[0]["status"], "succeeded");
+        assert_eq!(test.get(&format!("/sources/{lost}/")).body["status"], "consumed");
+        assert_eq!(test.events_of("source", &json!(lost)), ["source.created", "source.consumed"]);
+        assert_eq!(test.event_types(&p["id"]), ["payment.created", "payment.processing", "payment.succeeded"]);
     }
 }
