@@ -95,7 +95,7 @@ pub enum ApiError {
     Throttled(u64),
     /// The database cannot be reached (no connection could be had, or it was lost mid-way):
     /// not a defect of the request, so a 503 to retry. The cause is logged.
-    #[error("database unavailable: {0}")]
+    #[error("no database connection: {0}")]
     Unavailable(String),
     /// Anything unexpected. The cause is logged; the client sees a generic message.
     #[error("internal error: {0}")]
@@ -111,8 +111,19 @@ impl ApiError {
         ApiError::Validation(FieldErrors::one(field, message))
     }
 
+    /// The cause on one line (libpq's messages span several).
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
-        ApiError::Unavailable(cause.to_string())
+        let cause = cause.to_string();
+        ApiError::Unavailable(cause.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    /// Logs the error of a background job that will try again (a worker's loop). An
+    /// unreachable database is left to the pool's own lines, counted once a second, instead
+    /// of a line per loop and per job.
+    pub fn log_for(&self, job: &str) {
+        if !matches!(self, ApiError::Unavailable(_)) {
+            log::warn!("{job}: {self}");
+        }
     }
 
     /// How many seconds a client should wait before trying again, for the answers that say
@@ -147,8 +158,10 @@ impl ApiError {
     }
 }
 
-/// What a client is told to wait when the database cannot be reached.
-const UNAVAILABLE_RETRY_SECONDS: u64 = 5;
+/// What a client is told to wait when no database connection can be had: as long as an
+/// `Idempotency-Key`'s lease, so that a write cut off by a lost connection, retried with its
+/// key, runs again rather than meeting its own claim (a 409).
+const UNAVAILABLE_RETRY_SECONDS: u64 = 10;
 
 /// An unreachable database, counted apart from 500s and logged at most once a second (an
 /// outage would otherwise write a line per request and per attempt to reconnect).
@@ -194,7 +207,7 @@ pub mod outages {
     }
 
     pub(super) fn note(cause: &str) {
-        ANSWERS.note("503 database unavailable", cause);
+        ANSWERS.note("503 no database connection", cause);
     }
 
     /// The pool's error handler: a failed attempt to open a connection.
@@ -234,7 +247,7 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
-            ) => ApiError::Unavailable(format!("connection lost: {}", info.message())),
+            ) => ApiError::unavailable(format!("connection lost: {}", info.message())),
             Error::DatabaseError(_, info)
                 if [
                     "deadlock detected",

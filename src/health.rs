@@ -38,9 +38,11 @@ pub async fn health(db: web::Data<Db>) -> HttpResponse {
             database,
         })
     } else {
-        HttpResponse::ServiceUnavailable().json(Health {
-            status: "unavailable",
-            database,
-        })
+        HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "10"))
+            .json(Health {
+                status: "unavailable",
+                database,
+            })
     }
 }

@@ -129,7 +129,7 @@ fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
                 })
                 .await;
             if let Err(err) = result {
-                log::warn!("settling sandbox charges: {err}");
+                err.log_for("settling sandbox charges");
             }
         }
     });
@@ -146,7 +146,7 @@ fn purge_idempotency_keys(db: Db, ttl_seconds: u64) {
                 .write(move |conn| crate::idempotency::purge_expired(conn, ttl_seconds))
                 .await;
             if let Err(err) = result {
-                log::warn!("purging idempotency keys: {err}");
+                err.log_for("purging idempotency keys");
             }
         }
     });

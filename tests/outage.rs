@@ -73,6 +73,11 @@ fn a_postgresql_outage_answers_503_and_the_same_server_recovers() {
     let server = Server::start(&db, &["--no-bootstrap"]);
     server.wait_until_healthy();
     let base = server.url("");
+    let merchant = Client::new(&base, &token, &workspace);
+    let order =
+        json!({"amount": 100, "currency": "CLP", "date": "2026-12-01", "description": "checkout"});
+    let (_, shown) = merchant.expect_answer("POST", "/payments/", Some(&order));
+    let checkout_url = text(&shown["checkout_url"]).to_string();
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..3)
@@ -121,7 +126,7 @@ fn a_postgresql_outage_answers_503_and_the_same_server_recovers() {
                 answer.body,
                 server.log()
             );
-            assert_eq!(answer.retry_after.as_deref(), Some("5"), "{path}");
+            assert_eq!(answer.retry_after.as_deref(), Some("10"), "{path}");
             if body.is_null() {
                 assert_eq!(
                     answer.body["error"]["code"], "service_unavailable",
@@ -139,7 +144,30 @@ fn a_postgresql_outage_answers_503_and_the_same_server_recovers() {
             );
         }
         let health = http_answer(&agent, "GET", &server.url("/health/"), &[], None).unwrap();
-        assert_eq!(health.status, 503);
+        assert_eq!(
+            (health.status, health.retry_after.as_deref()),
+            (503, Some("10"))
+        );
+        // The payer's checkout page says so in a page, not in JSON.
+        let page = http_answer(
+            &agent,
+            "GET",
+            &format!("{}/", checkout_url.trim_end_matches('/')),
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (page.status, page.retry_after.as_deref()),
+            (503, Some("10"))
+        );
+        assert!(
+            page.body
+                .as_str()
+                .is_some_and(|html| html.contains("Temporarily unavailable")),
+            "{}",
+            page.body
+        );
         thread::sleep(Duration::from_millis(500));
     }
 
@@ -177,9 +205,10 @@ fn a_postgresql_outage_answers_503_and_the_same_server_recovers() {
     let client = Client::new(&base, &token, &workspace);
     let (status, page) = client.expect_answer("GET", "/payments/?page_size=1", None);
     assert_eq!(status, 200);
+    // Every payment a client was told about, and the one made for the checkout page.
     assert_eq!(
         page["count"].as_u64(),
-        Some(created.len() as u64),
+        Some(created.len() as u64 + 1),
         "stored = acknowledged"
     );
     for (key, id) in &created {
@@ -198,7 +227,7 @@ fn a_postgresql_outage_answers_503_and_the_same_server_recovers() {
     {
         eprintln!("{line}");
     }
-    assert!(log.contains("503 database unavailable"), "{log}");
+    assert!(log.contains("503 no database connection"), "{log}");
     assert!(!log.contains("500 internal error"), "{log}");
     assert!(log.contains("connected to the database again"), "{log}");
     eprintln!(

@@ -12,14 +12,16 @@
 //! |---|---|---|
 //! | `GET /pay/{key}/` | the workspace's name; the payment's description, amount, balance and status; the instructions of a bank transfer in flight | nothing |
 //! | `POST /pay/{key}/` | the same page, or a redirect to the landing | a single-use source made from the form's choice (a sandbox test card in test mode, a bank transfer), bound to this payment, charged for the balance |
-//! | `POST /sources/` with `"checkout": key` | the source it made | a single-use source bound to this payment; `customer` and `usage: reusable` are refused; refused once the payment is `succeeded` or `cancelled` |
+//! | `POST /sources/` with `"checkout": key` | the source it made | a single-use source for the balance, bound to this payment; `customer`, `usage: reusable` and `amount` are refused; refused while a charge is in flight and once the payment is `succeeded` or `cancelled` |
 //! | `POST /payments/{id}/authorize/` with `"checkout": key` (the key's own payment only) | the payment, without the merchant's own references ([`PayerView`]) | a charge of a source made through this same checkout; any other source id, existing or not, answers as one that does not exist |
 //! | `GET /payments/{id}/pay/?checkout=key` | the sandbox's authorization page for the charge waiting on the payer (test mode) | nothing |
 //! | `POST /payments/{id}/pay/?checkout=key` | a redirect to the landing | approves or refuses the charge of this payment waiting on the payer, once |
 //!
 //! A key reads nothing else: not the payment's metadata, customer, invoice or other
-//! sources, not other payments, not lists, events or webhooks. A succeeded or cancelled
-//! payment's key still shows its page (a receipt, or that it was cancelled) but pays nothing.
+//! sources, not other payments, not lists, events or webhooks, and a refusal names none of
+//! them (an invoice that no longer has room is "This payment cannot be paid now"). A
+//! succeeded or cancelled payment's key still shows its page (a receipt, or that it was
+//! cancelled) but pays nothing. The pages answer every failure with a page, never JSON.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
@@ -135,21 +137,22 @@ pub fn still_open(
         .ok_or(ApiError::NotFound)
 }
 
-/// Refuses a payer's new source for a payment that can no longer be paid.
+/// Refuses a payer's new source for a payment that cannot be paid now: paid, cancelled, or
+/// with a charge in flight (as the checkout page shows no form then).
 pub fn check_payable(payment: &Payment) -> Result<(), ApiError> {
-    if matches!(
-        payment.status,
-        PaymentStatus::Succeeded | PaymentStatus::Cancelled
-    ) {
-        return Err(ApiError::field(
-            "non_field_errors",
-            format!(
-                "The payment is \"{}\": there is nothing to pay.",
-                payment.status
-            ),
-        ));
-    }
-    Ok(())
+    let refused = match payment.status {
+        PaymentStatus::Succeeded | PaymentStatus::Cancelled => format!(
+            "The payment is \"{}\": there is nothing to pay.",
+            payment.status
+        ),
+        PaymentStatus::Processing => {
+            "A charge of this payment is in flight: wait for it to settle.".to_string()
+        }
+        PaymentStatus::RequiresPaymentMethod
+        | PaymentStatus::Incomplete
+        | PaymentStatus::Failed => return Ok(()),
+    };
+    Err(ApiError::field("non_field_errors", refused))
 }
 
 /// The payment as its payer sees it: what is being paid and how it stands, without the

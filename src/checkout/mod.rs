@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::accounts;
 use crate::accounts::payer::{self, open_payment, Actor};
 use crate::db::{Db, DbConnection, Scope};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 use crate::http::body::Body;
 use crate::http::{base_url, resource};
 use crate::payments::charging::AttemptStatus;
@@ -42,43 +42,46 @@ enum Outcome {
     Page(StatusCode, String),
 }
 
-fn html(status: StatusCode, body: String) -> HttpResponse {
-    HttpResponse::build(status)
+fn html(mut response: actix_web::HttpResponseBuilder, body: String) -> HttpResponse {
+    response
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("x-frame-options", "DENY"))
         .body(body)
 }
 
-/// A payer's form post, counted against their key's rate: over it, a page that says so.
-fn throttled(req: &HttpRequest, key: &str) -> Option<HttpResponse> {
-    match payer::throttle(req, key) {
-        Err(ApiError::Throttled(wait)) => {
-            let mut response = html(StatusCode::TOO_MANY_REQUESTS, page::throttled(wait));
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
-            Some(response)
+/// A payer is shown pages, never JSON: a refusal, an outage or a fault is a page too, with
+/// the status and headers the API would answer (`Retry-After` on a 429 or a 503).
+fn respond(result: Result<Outcome, ApiError>) -> HttpResponse {
+    let err = match result {
+        Ok(Outcome::Redirect(to)) => {
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, to))
+                .finish()
         }
-        _ => None,
-    }
+        Ok(Outcome::Page(status, body)) => return html(HttpResponse::build(status), body),
+        Err(err) => err,
+    };
+    let body = match &err {
+        ApiError::NotFound => page::not_found(),
+        ApiError::Throttled(wait) => page::throttled(*wait),
+        ApiError::Contention | ApiError::Unavailable(_) => page::unavailable(),
+        ApiError::Internal(_) => page::fault(),
+        _ => page::unreadable(),
+    };
+    html(err.response_builder(), body)
 }
 
-fn respond(outcome: Outcome) -> HttpResponse {
-    match outcome {
-        Outcome::Redirect(to) => HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, to))
-            .finish(),
-        Outcome::Page(status, body) => html(status, body),
-    }
-}
-
-async fn show(db: web::Data<Db>, key: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn show(req: HttpRequest, db: web::Data<Db>, key: web::Path<String>) -> HttpResponse {
     let key = key.into_inner();
-    let outcome = db
-        .run(move |conn| render(conn, &key, None, StatusCode::OK))
-        .await?;
-    Ok(respond(outcome))
+    respond(
+        async {
+            payer::throttle(&req, &key)?;
+            db.run(move |conn| render(conn, &key, None, StatusCode::OK))
+                .await
+        }
+        .await,
+    )
 }
 
 async fn pay(
@@ -86,19 +89,21 @@ async fn pay(
     db: web::Data<Db>,
     key: web::Path<String>,
     body: Body,
-) -> ApiResult<HttpResponse> {
+) -> HttpResponse {
     let key = key.into_inner();
-    if let Some(refused) = throttled(&req, &key) {
-        return Ok(refused);
-    }
-    let form = body.read().await?;
-    let method = form
-        .get("method")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let outcome = charge(&db, key, method, base_url(&req)).await?;
-    Ok(respond(outcome))
+    respond(
+        async {
+            payer::throttle(&req, &key)?;
+            let form = body.read().await?;
+            let method = form
+                .get("method")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string();
+            charge(&db, key, method, base_url(&req)).await
+        }
+        .await,
+    )
 }
 
 fn render(
@@ -185,7 +190,7 @@ fn payer_source(
     let Some((scope, payment)) = open_payment(conn, key)? else {
         return Ok(Err(Outcome::Page(StatusCode::NOT_FOUND, page::not_found())));
     };
-    if !page::shows_form(payment.status) {
+    if payer::check_payable(&payment).is_err() {
         // Paid, cancelled or in flight: the page says so, and nothing is made.
         return render(conn, key, None, StatusCode::CONFLICT).map(Err);
     }
@@ -251,14 +256,19 @@ fn landing(paid: &PaymentView, base: &str, key: &str) -> Result<String, ApiError
     })
 }
 
+/// The `checkout` key of a query string (empty when there is none).
+fn checkout_key(query: &str) -> Result<String, ApiError> {
+    let params = crate::http::query::QueryParams::parse(query)?;
+    Ok(params.get("checkout").unwrap_or("").to_string())
+}
+
 /// The payment behind `?checkout=<key>` if it is payment `id` with its checkout open.
 fn keyed_payment(
     conn: &mut DbConnection,
     req_query: &str,
     id: &str,
 ) -> Result<Option<(Scope, Payment, String)>, ApiError> {
-    let params = crate::http::query::QueryParams::parse(req_query)?;
-    let key = params.get("checkout").unwrap_or("").to_string();
+    let key = checkout_key(req_query)?;
     let found = open_payment(conn, &key)?;
     Ok(found
         .filter(|(_, p)| p.id.to_string() == id)
@@ -271,28 +281,32 @@ async fn continue_payment(
     req: HttpRequest,
     db: web::Data<Db>,
     id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    let (query, base) = (req.query_string().to_string(), base_url(&req));
-    let outcome = db
-        .run(move |conn| {
-            let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
-                return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
-            };
-            match payments::awaiting_payer(conn, &scope, payment.id)? {
-                Some(attempt) => {
-                    let workspace =
-                        accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
-                    let amount = attempt.currency.for_people(attempt.amount);
-                    Ok(Outcome::Page(
-                        StatusCode::OK,
-                        page::sandbox_authorization(&workspace, &payment, &key, &amount),
-                    ))
+) -> HttpResponse {
+    respond(
+        async {
+            let (query, base) = (req.query_string().to_string(), base_url(&req));
+            payer::throttle(&req, &checkout_key(&query)?)?;
+            db.run(move |conn| {
+                let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
+                    return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
+                };
+                match payments::awaiting_payer(conn, &scope, payment.id)? {
+                    Some(attempt) => {
+                        let workspace =
+                            accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
+                        let amount = attempt.currency.for_people(attempt.amount);
+                        Ok(Outcome::Page(
+                            StatusCode::OK,
+                            page::sandbox_authorization(&workspace, &payment, &key, &amount),
+                        ))
+                    }
+                    None => landing(&payment.view(&base), &base, &key).map(Outcome::Redirect),
                 }
-                None => landing(&payment.view(&base), &base, &key).map(Outcome::Redirect),
-            }
-        })
-        .await?;
-    Ok(respond(outcome))
+            })
+            .await
+        }
+        .await,
+    )
 }
 
 /// The payer's answer on the authorization page; then on to the landing.
@@ -301,31 +315,28 @@ async fn authorize_redirect(
     db: web::Data<Db>,
     id: web::Path<String>,
     body: Body,
-) -> ApiResult<HttpResponse> {
-    let (query, base) = (req.query_string().to_string(), base_url(&req));
-    let key = crate::http::query::QueryParams::parse(&query)?
-        .get("checkout")
-        .unwrap_or("")
-        .to_string();
-    if let Some(refused) = throttled(&req, &key) {
-        return Ok(refused);
-    }
-    let form = body.read().await?;
-    let approved = form.get("decision").and_then(|d| d.as_str()) == Some("approve");
-    let outcome = db
-        .write(move |conn| {
-            let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
-                return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
-            };
-            match payments::finish_redirect(conn, &scope, payment.id, approved, &base) {
-                Ok(paid) => landing(&paid, &base, &key).map(Outcome::Redirect),
-                // Answered already (single use): the landing says how it ended.
-                Err(ApiError::BadRequest(_)) => {
-                    landing(&payment.view(&base), &base, &key).map(Outcome::Redirect)
+) -> HttpResponse {
+    respond(
+        async {
+            let (query, base) = (req.query_string().to_string(), base_url(&req));
+            payer::throttle(&req, &checkout_key(&query)?)?;
+            let form = body.read().await?;
+            let approved = form.get("decision").and_then(|d| d.as_str()) == Some("approve");
+            db.write(move |conn| {
+                let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
+                    return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
+                };
+                match payments::finish_redirect(conn, &scope, payment.id, approved, &base) {
+                    Ok(paid) => landing(&paid, &base, &key).map(Outcome::Redirect),
+                    // Answered already (single use): the landing says how it ended.
+                    Err(ApiError::BadRequest(_)) => {
+                        landing(&payment.view(&base), &base, &key).map(Outcome::Redirect)
+                    }
+                    Err(other) => Err(other),
                 }
-                Err(other) => Err(other),
-            }
-        })
-        .await?;
-    Ok(respond(outcome))
+            })
+            .await
+        }
+        .await,
+    )
 }

@@ -78,14 +78,48 @@ pub fn not_found() -> String {
     )
 }
 
+/// A page that says what went wrong, in a heading and a sentence.
+fn problem(title: &str, message: &str) -> String {
+    document(
+        title,
+        &format!(
+            "<h1>{}</h1><p role=\"alert\">{}</p>",
+            escape(title),
+            escape(message)
+        ),
+    )
+}
+
+/// When the service cannot answer now (its database is unreachable or busy).
+pub fn unavailable() -> String {
+    problem(
+        "Temporarily unavailable",
+        "Payments cannot be taken right now. Nothing was charged; please try again in a moment.",
+    )
+}
+
+/// When something went wrong on our side (the cause is in the server's log).
+pub fn fault() -> String {
+    problem(
+        "Something went wrong",
+        "This page could not be shown. Please try again; if it happens again, contact the merchant.",
+    )
+}
+
+/// When the request itself could not be read (a malformed form, say).
+pub fn unreadable() -> String {
+    problem(
+        "That did not work",
+        "The form could not be read. Go back to the payment page and try again.",
+    )
+}
+
 /// A page for a payer who sent more than their key's rate allows.
 pub fn throttled(wait: u64) -> String {
     let unit = if wait == 1 { "second" } else { "seconds" };
-    document(
+    problem(
         "Too many attempts",
-        &format!(
-            "<h1>Too many attempts</h1><p role=\"alert\">Please wait {wait} {unit}, then try again.</p>"
-        ),
+        &format!("Please wait {wait} {unit}, then try again."),
     )
 }
 
@@ -162,15 +196,6 @@ pub fn payment(page: &Page) -> String {
         }
     }
     document(&format!("Pay {}", page.workspace), &body)
-}
-
-/// Whether the page offers a form: only while the payment waits for money (as `payment`'s
-/// match shows).
-pub fn shows_form(status: PaymentStatus) -> bool {
-    matches!(
-        status,
-        PaymentStatus::RequiresPaymentMethod | PaymentStatus::Incomplete | PaymentStatus::Failed
-    )
 }
 
 fn status_words(status: PaymentStatus) -> &'static str {

@@ -203,9 +203,11 @@ impl Manager {
                 let mut conn = SqliteConnection::establish(&self.url.target)?;
                 // WAL lets readers run beside the writer; busy_timeout makes writers queue
                 // instead of failing; `synchronous` is the durability setting (README).
+                // busy_timeout first: setting WAL waits for the file's lock too (several
+                // connections open at once at the first start).
                 conn.batch_execute(&format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
                     self.sqlite_synchronous
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -349,7 +351,7 @@ impl Db {
         let permits = self.permits.clone();
         let permit = actix_web::rt::time::timeout(CONNECTION_WAIT, permits.acquire_owned())
             .await
-            .map_err(|_| ApiError::unavailable("no database connection came free in 10 s"))?
+            .map_err(|_| ApiError::unavailable("none came free in 10 s (the server is busy)"))?
             .map_err(ApiError::internal)?;
         let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
         actix_web::web::block(move || {
@@ -427,7 +429,7 @@ fn checkout(pool: &Pool, unreachable: &AtomicBool) -> Result<PooledConnection, A
             }
             Err(err) if Instant::now() >= deadline => {
                 return Err(ApiError::unavailable(format!(
-                    "no connection came free in 10 s: {err}"
+                    "none came free in 10 s: {err}"
                 )))
             }
             Err(_) => {}

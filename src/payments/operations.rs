@@ -348,7 +348,14 @@ pub fn begin_charge(
             .ok_or_else(|| ApiError::field("source", invalid_pk(source_id)))?;
         charging::check_source(&payment, &source, actor)?;
         let amount = charging::charge_amount(&payment, &source)?;
-        check_invoice_room(conn, scope, &payment, amount)?;
+        check_invoice_room(conn, scope, &payment, amount).map_err(|refused| match actor {
+            Actor::Merchant => refused,
+            // The invoice is the merchant's business: a payer is told only that it cannot pay.
+            Actor::Payer { .. } => ApiError::field(
+                "non_field_errors",
+                "This payment cannot be paid now; ask the merchant.",
+            ),
+        })?;
         if gateways::find(&source.gateway).is_none() {
             return Err(ApiError::internal(format!(
                 "source {source_id} has an unknown gateway"

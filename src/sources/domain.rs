@@ -109,8 +109,9 @@ impl Source {
 
 /// Builds a new source from a create body: the gateway must exist and be open to the mode,
 /// and accept the `gateway_data`. A source a payer makes at payment `checkout_payment`'s
-/// checkout is bound to it, single use and nobody's: only the merchant attaches a source to a
-/// customer or keeps it for later (as with Stripe, where a publishable key cannot).
+/// checkout is bound to it, single use, nobody's and for the balance: only the merchant
+/// attaches a source to a customer, keeps it for later or splits a payment (as with Stripe,
+/// where a publishable key cannot).
 pub fn new_source(
     body: &Map<String, Value>,
     test_mode: bool,
@@ -161,6 +162,12 @@ pub fn new_source(
         }
         if usage == Usage::Reusable {
             errors.add("usage", "A source made at a checkout is single use.");
+        }
+        if amount.is_some() {
+            errors.add(
+                "amount",
+                "A source made at a checkout pays the balance: the merchant sets the amount.",
+            );
         }
     }
     if gateway_data

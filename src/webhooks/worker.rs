@@ -102,7 +102,7 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
             Ok(0) => thread::sleep(std::time::Duration::from_millis(200)),
             Ok(_) => {}
             Err(err) => {
-                log::warn!("webhook worker: {err}");
+                err.log_for("webhook worker");
                 thread::sleep(std::time::Duration::from_secs(1));
             }
         }
@@ -161,7 +161,7 @@ fn send_all(db: &Db, jobs: &Mutex<Receiver<Job>>, settings: WorkerSettings) {
         };
         let id = job.due.id;
         if let Err(err) = send_one(db, job, settings) {
-            log::warn!("webhook delivery {id}: {err}");
+            err.log_for(&format!("webhook delivery {id}"));
         }
     }
 }

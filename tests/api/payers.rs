@@ -135,6 +135,11 @@ both! {
         let refused = by_key(&test, "/sources/", &key, keep).expect(400);
         assert_eq!(refused.body, json!({"usage": ["A source made at a checkout is single use."]}));
         assert_eq!(test.get("/sources/").body["count"], 0, "a refused source is not made");
+        let mut split = card.clone();
+        split["amount"] = json!(1);
+        let refused = by_key(&test, "/sources/", &key, split).expect(400);
+        assert_eq!(refused.body, json!({"amount": ["A source made at a checkout pays the balance: the merchant sets the amount."]}));
+        assert_eq!(test.get("/sources/").body["count"], 0, "a refused source is not made");
         let made = by_key(&test, "/sources/", &key, card).expect(201).body;
         assert_eq!((made["usage"].as_str(), &made["customer"], &made["checkout_payment"]), (Some("single"), &Value::Null, &p["id"]));
         // The merchant's source of its customer is another thing altogether.
@@ -159,6 +164,41 @@ both! {
         let full = test.get(&format!("/payments/{}/", p["id"])).body;
         assert_eq!((&full["customer"], &full["metadata"]["margin"]), (&json!(customer), &json!("secret")));
         assert_eq!(test.get(&format!("/invoices/{invoice}/")).body["status"], "paid");
+    }
+
+    fn a_payers_refusals_name_none_of_the_merchants_business(app) {
+        let test = app.in_test_mode();
+        let customer = test.customer_id("Ana");
+        let invoice = test.open_invoice(&customer, "CLP", "1000");
+        let p = test.create_payment(json!({"invoice": invoice}));
+        // Part of the invoice is paid another way: the checkout's charge no longer fits.
+        test.create_payment(json!({"invoice": invoice, "amount": 600, "status": "succeeded"}));
+        let source = payer_source(&test, &p);
+        let refused = authorize_by_key(&test, &p, &key_of(&p), &source["id"]).expect(400);
+        assert_eq!(refused.body, json!({"non_field_errors": ["This payment cannot be paid now; ask the merchant."]}));
+        assert!(!refused.text.contains(&invoice) && !refused.text.contains("400"), "{}", refused.text);
+        // The merchant is told why.
+        let told = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": test.source_id()})).expect(400);
+        assert!(told.text.contains(&invoice), "{}", told.text);
+    }
+
+    fn a_payer_may_send_a_form_as_well_as_json(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({}));
+        let other = payer_source(&test, &test.create_payment(json!({})));
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let key = key_of(&p);
+        let made = send("POST", &test.url("/sources/"), &form, Some(&format!("checkout={key}&gateway=bank_transfer"))).expect(201).body;
+        assert_eq!(made["checkout_payment"], p["id"]);
+        let path = test.url(&format!("/payments/{}/authorize/", p["id"]));
+        let stolen = send("POST", &path, &form, Some(&format!("checkout={key}&source={}", other["id"]))).expect(400);
+        assert_eq!(stolen.body, missing_source(&other["id"]));
+        let paid = send("POST", &path, &form, Some(&format!("checkout={key}&source={}", made["id"]))).expect(200).body;
+        assert_eq!(paid["status"], "processing", "a bank transfer waits for the merchant");
+        // While it is in flight, the payer makes nothing more.
+        let card = json!({"gateway": "sandbox", "gateway_data": {"token": "tok_visa"}});
+        let busy = by_key(&test, "/sources/", &key, card).expect(400);
+        assert_eq!(busy.body, json!({"non_field_errors": ["A charge of this payment is in flight: wait for it to settle."]}));
     }
 
     fn a_key_opens_no_other_route(app) {

@@ -43,6 +43,9 @@ both! {
         assert_eq!(page.header("Retry-After"), Some("1"));
         assert!(page.text.contains("Too many attempts") && page.header("content-type") == Some("text/html; charset=utf-8"));
         assert_eq!(app.get(&format!("/payments/{}/attempts/", payment["id"])).body, json!([]), "nothing was charged");
+        // And so do its pages.
+        let shown = send("GET", payment["checkout_url"].as_str().unwrap().replace(&app.server.base, &server.base).as_str(), &[], None).expect(429);
+        assert!(shown.text.contains("Too many attempts"));
         // Other payments' keys have their own budget.
         let other = app.create_payment(json!({}));
         let other_body = json!({"checkout": key_of(&other), "gateway": "bank_transfer"}).to_string();
