@@ -63,6 +63,19 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage the server's secret key, which seals provider credentials.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Seal every provider credential again under the current key. With COBRO_SECRET_KEY
+    /// ("new,old"): under its first key. With the SQLite key file: under a new key, which
+    /// then replaces the file's.
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,6 +145,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
     if let Command::Worker = command {
         return work(settings, &url);
     }
+    if let Command::Secrets {
+        command: SecretsCommand::Rotate,
+    } = command
+    {
+        return rotate_secrets(&settings, &url);
+    }
     let db = Db::connect(&url, 1, &settings.sqlite_synchronous)?;
     let mut conn = db.pool.get().map_err(|e| e.to_string())?;
     operator(&mut conn, command).map_err(|e| e.to_string())
@@ -140,7 +159,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
 fn operator(conn: &mut PooledConnection, command: Command) -> Result<(), accounts::AccountError> {
     let conn: &mut DbConnection = conn;
     match command {
-        Command::Serve { .. } | Command::Worker => unreachable!("handled by run"),
+        Command::Serve { .. } | Command::Worker | Command::Secrets { .. } => {
+            unreachable!("handled by run")
+        }
         Command::Migrate => println!("migrations are up to date"),
         Command::User {
             command: UserCommand::Create { email, json },
@@ -219,6 +240,8 @@ fn serve(
     no_bootstrap: bool,
 ) -> Result<(), String> {
     let db = Db::connect(url, settings.pool_size, &settings.sqlite_synchronous)?;
+    // A wrong key fails now, with its reason, rather than when a credential is needed.
+    startup::keyring(&settings).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     if !no_bootstrap {
@@ -266,6 +289,50 @@ fn work(settings: Settings, url: &DatabaseUrl) -> Result<(), String> {
     })?;
     log::info!("stopping: finishing the deliveries in flight");
     running.stop();
+    Ok(())
+}
+
+/// `cobro secrets rotate`: every integration's credentials sealed under the current key.
+/// With the SQLite key file, a new key is made and written first beside the old ones (so
+/// that an interrupted rotation loses nothing), and alone once all is sealed under it.
+fn rotate_secrets(settings: &Settings, url: &DatabaseUrl) -> Result<(), String> {
+    use crate::secrets::{self, Keyring};
+    let db = Db::connect(url, 1, &settings.sqlite_synchronous)?;
+    let mut conn = db.pool.get().map_err(|e| e.to_string())?;
+    let reseal = |conn: &mut DbConnection, keyring: &Keyring| {
+        crate::integrations::operations::reseal_all(conn, keyring).map_err(|e| e.to_string())
+    };
+    if !settings.secret_keys.0.is_empty() {
+        let keyring = Keyring::parse(&settings.secret_keys.0, "COBRO_SECRET_KEY")?;
+        let (resealed, already) = reseal(&mut conn, &keyring)?;
+        let current = keyring.current().unwrap_or_default();
+        println!("sealed {resealed} integrations anew under key {current} ({already} already were); the other keys of COBRO_SECRET_KEY may now go");
+        return Ok(());
+    }
+    if url.backend != crate::db::Backend::Sqlite {
+        return Err("COBRO_SECRET_KEY is not set: set it to \"new,old\" keys to rotate".into());
+    }
+    let path = secrets::key_file(&url.target);
+    Keyring::load(&[], url)?; // makes the key file when there is none yet
+    let old_keys: Vec<String> = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let new_key = secrets::new_key();
+    let mut all = vec![new_key.clone()];
+    all.extend(old_keys);
+    secrets::write_key_file(&path, &all, false)?;
+    let keyring = Keyring::parse(&all, &path.display().to_string())?;
+    let (resealed, already) = reseal(&mut conn, &keyring)?;
+    secrets::write_key_file(&path, &[new_key], false)?;
+    let current = keyring.current().unwrap_or_default();
+    println!(
+        "sealed {resealed} integrations anew under key {current} ({already} already were); {} holds only it now: back it up",
+        path.display()
+    );
     Ok(())
 }
 

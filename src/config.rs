@@ -48,6 +48,23 @@ pub struct Settings {
     /// asking the database again (default 1000; 0: ask every time). A token rotated by
     /// `cobro token rotate` keeps working on running servers for at most this long.
     pub auth_cache_ms: u64,
+    /// `COBRO_SECRET_KEY`: the keys that seal provider credentials (64 hex digits each,
+    /// comma-separated while rotating; the first seals). Unset on SQLite: a key file beside
+    /// the database.
+    pub secret_keys: SecretKeys,
+    /// `COBRO_STRIPE_API_BASE`: where Stripe's API is (default `https://api.stripe.com`); a
+    /// server setting, never a tenant's.
+    pub stripe_api_base: String,
+}
+
+/// Secret keys, never printed (`Settings` derives `Debug`).
+#[derive(Clone, Default)]
+pub struct SecretKeys(pub Vec<String>);
+
+impl std::fmt::Debug for SecretKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKeys({} hidden)", self.0.len())
+    }
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "cobro.db";
@@ -82,6 +99,13 @@ impl Settings {
             if !crate::http::fields::is_web_url(url) {
                 return Err(format!(
                     "COBRO_PUBLIC_URL must be an absolute http(s) URL, not \"{url}\""
+                ));
+            }
+        }
+        if let Some(base) = var("COBRO_STRIPE_API_BASE") {
+            if !crate::http::fields::is_web_url(&base) {
+                return Err(format!(
+                    "COBRO_STRIPE_API_BASE must be an absolute http(s) URL, not \"{base}\""
                 ));
             }
         }
@@ -123,6 +147,20 @@ impl Settings {
                 Some("1" | "true" | "yes")
             ),
             rate_limit_burst: number("COBRO_RATE_LIMIT_BURST", 2 * rate_limit as usize)? as u32,
+            secret_keys: SecretKeys(
+                var("COBRO_SECRET_KEY")
+                    .map(|v| {
+                        v.split(',')
+                            .map(|k| k.trim().to_string())
+                            .filter(|k| !k.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            stripe_api_base: var("COBRO_STRIPE_API_BASE")
+                .unwrap_or_else(|| crate::gateways::stripe::DEFAULT_API_BASE.into())
+                .trim_end_matches('/')
+                .to_string(),
         })
     }
 }

@@ -57,6 +57,11 @@ use crate::payments::status::PaymentStatus;
         crate::webhooks::handlers::test,
         crate::webhooks::handlers::deliveries,
         crate::webhooks::handlers::retry,
+        crate::integrations::handlers::create,
+        crate::integrations::handlers::list,
+        crate::integrations::handlers::retrieve,
+        crate::integrations::handlers::partial_update,
+        crate::integrations::handlers::destroy,
     ),
     components(schemas(PaymentView, crate::accounts::payer::PayerView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, IdempotencyConflict, crate::health::Health)),
     modifiers(&Security),
@@ -143,6 +148,23 @@ pub enum IdempotencyErrors {
 pub struct IdempotencyConflict {
     pub detail: String,
     pub code: String,
+}
+
+/// The writable fields of an integration. Create requires gateway, name and credentials;
+/// PATCH takes name, enabled and credentials (those given replace their namesakes).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct IntegrationWrite {
+    /// `stripe`.
+    gateway: String,
+    /// Not blank; at most 100 characters.
+    name: String,
+    /// Default true.
+    enabled: Option<bool>,
+    /// Stripe: `secret_key` (`sk_test_…`/`rk_test_…` in test mode, `sk_live_…`/`rk_live_…`
+    /// in live mode) and `webhook_secret` (`whsec_…`).
+    #[schema(value_type = Object)]
+    credentials: serde_json::Value,
 }
 
 /// The writable fields of a customer. Create and PUT require name.

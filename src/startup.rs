@@ -16,8 +16,10 @@ use crate::http::body::BodyLimit;
 use crate::http::throttle::Throttle;
 use crate::http::{not_found, resource};
 use crate::openapi::ApiDoc;
+use crate::secrets::Keyring;
 use crate::{
-    billingrails, checkout, customers, events, health, invoices, payments, sources, webhooks,
+    billingrails, checkout, customers, events, health, integrations, invoices, payments, sources,
+    webhooks,
 };
 
 /// Every route of the API; shared by the server and the tests' in-process app.
@@ -29,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(invoices::routes)
         .configure(billingrails::routes)
         .configure(webhooks::routes)
+        .configure(integrations::routes)
         .configure(checkout::routes)
         .service(resource("/health", "GET").route(web::get().to(health::health)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
@@ -44,6 +47,8 @@ pub fn serve(
 ) -> std::io::Result<Server> {
     let settings = settings.clone();
     let workers = settings.workers;
+    let keyring = web::Data::new(keyring(&settings)?);
+    crate::gateways::stripe::configure(&settings.stripe_api_base);
     let address = listener.local_addr()?;
     settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
     purge_idempotency_keys(db.clone(), settings.idempotency_ttl_seconds);
@@ -56,6 +61,7 @@ pub fn serve(
             app = app.app_data(throttle.clone());
         }
         app.app_data(web::Data::new(db.clone()))
+            .app_data(keyring.clone())
             .app_data(web::Data::new(settings.clone()))
             .app_data(BodyLimit(settings.body_limit))
             .configure(configure)
@@ -82,6 +88,19 @@ pub fn serve(
         server.disable_signals()
     };
     Ok(server.run())
+}
+
+/// The server's secret keys (`crate::secrets`); without any, provider credentials cannot be
+/// stored, which is said once here and then by each integration refused.
+pub fn keyring(settings: &Settings) -> std::io::Result<Keyring> {
+    let database =
+        crate::db::DatabaseUrl::parse(&settings.database_url).map_err(std::io::Error::other)?;
+    let keyring =
+        Keyring::load(&settings.secret_keys.0, &database).map_err(std::io::Error::other)?;
+    if keyring.current().is_none() {
+        log::warn!("COBRO_SECRET_KEY is not set: provider integrations cannot be connected");
+    }
+    Ok(keyring)
 }
 
 /// CORS for browser dashboards: the origins in COBRO_CORS_ORIGINS (`*` for any) and, always,

@@ -21,6 +21,7 @@ for_each_backend!(
     bad_database_url,
     serve_end_to_end,
     serve_logs_routes_never_checkout_keys,
+    provider_credentials_are_sealed_under_a_key_that_rotates,
     serve_no_bootstrap,
     health_reports_a_database_that_does_not_answer,
     user_token_needs_membership_and_rotation,
@@ -272,6 +273,98 @@ fn serve_logs_routes_never_checkout_keys(db: &TestDb) {
     ] {
         assert!(log.contains(line), "no {line} in the log:\n{log}");
     }
+}
+
+/// Provider credentials sealed under the server's key: on SQLite a key file made beside the
+/// database (mode 0600), on PostgreSQL `COBRO_SECRET_KEY`, and `cobro secrets rotate`.
+fn provider_credentials_are_sealed_under_a_key_that_rotates(db: &TestDb) {
+    let (k1, k2) = ("11".repeat(32), "22".repeat(32));
+    let integration = json!({"gateway": "stripe", "name": "Stripe",
+        "credentials": {"secret_key": "sk_test_51QsealedUnderTheKey000000000042"}});
+    let rotate = json!({"credentials": {"webhook_secret": "whsec_rotatedRotatedRotated00001"}});
+    let test = [("x-piriod-test-mode", "true")];
+    let port = common::free_port();
+    let mut server = Server::start_on(db, port, &[]);
+    let first = server.read_bootstrap();
+    server.wait_until_healthy();
+    if db.backend == Backend::Postgres {
+        // Without a key, a server starts but keeps no provider credentials.
+        let client = common::Client::new(&server.url(""), &first.token, &first.workspace);
+        let (status, body) = client
+            .send("POST", "/integrations/", Some(&integration), &test)
+            .unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(text(&body["detail"]).contains("COBRO_SECRET_KEY"), "{body}");
+        server.stop();
+        server = Server::start_with(db, port, &[], &[("COBRO_SECRET_KEY", k1.as_str())]);
+        server.wait_until_healthy();
+    }
+    let client = common::Client::new(&server.url(""), &first.token, &first.workspace);
+    let (status, made) = client
+        .send("POST", "/integrations/", Some(&integration), &test)
+        .unwrap();
+    assert_eq!(status, 201, "{made}");
+    let path = format!("/integrations/{}/", text(&made["id"]));
+    server.stop();
+
+    let key_file = db.dir.path().join("cobro.db.key");
+    let rotated_env: Vec<(&str, String)> = match db.backend {
+        Backend::Sqlite => {
+            use std::os::unix::fs::PermissionsExt;
+            let before =
+                std::fs::read_to_string(&key_file).expect("a key file beside the database");
+            let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "the key file is its owner's only");
+            let said = db.cobro(&["secrets", "rotate"]);
+            assert!(said.contains("sealed 1 integrations anew"), "{said}");
+            let after = std::fs::read_to_string(&key_file).unwrap();
+            assert!(after != before && after.lines().count() == 1, "{after}");
+            vec![]
+        }
+        Backend::Postgres => {
+            let both = format!("{k2},{k1}");
+            let output = db
+                .command(&db.url)
+                .env("COBRO_SECRET_KEY", &both)
+                .args(["secrets", "rotate"])
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&output.stdout);
+            assert!(said.contains("sealed 1 integrations anew"), "{said}");
+            vec![("COBRO_SECRET_KEY", k2.clone())]
+        }
+    };
+    let env: Vec<(&str, &str)> = rotated_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let again = Server::start_with(db, port, &[], &env);
+    again.wait_until_healthy();
+    let client = common::Client::new(&again.url(""), &first.token, &first.workspace);
+    // A change of credentials opens the sealed ones: they open under the new key.
+    let (status, body) = client.send("PATCH", &path, Some(&rotate), &test).unwrap();
+    assert_eq!(status, 200, "{body}\n{}", again.log());
+    assert_eq!(body["credentials"]["secret_key"], "sk_test_…0042");
+    again.stop();
+    if db.backend == Backend::Postgres {
+        // The old key alone no longer opens them.
+        let old = Server::start_with(db, port, &[], &[("COBRO_SECRET_KEY", k1.as_str())]);
+        old.wait_until_healthy();
+        let client = common::Client::new(&old.url(""), &first.token, &first.workspace);
+        let (status, _) = client.send("PATCH", &path, Some(&rotate), &test).unwrap();
+        assert_eq!(status, 500);
+        assert!(!old.log().contains("rotatedRotated"), "a secret in the log");
+    }
+    // A malformed key stops the server at start, with the reason.
+    let output = db
+        .command(&db.url)
+        .env("COBRO_SECRET_KEY", "not-hex")
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && said.contains("COBRO_SECRET_KEY: a secret key is 64 hex digits"),
+        "{said}"
+    );
 }
 
 fn health_reports_a_database_that_does_not_answer(db: &TestDb) {

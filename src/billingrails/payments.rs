@@ -210,11 +210,17 @@ fn make(conn: &mut DbConnection, scope: &Scope, r: &Request, base: &str) -> Resu
                 invoice.currency.for_people(invoice.amount_due())
             )));
         }
-        if let Some(gateway) = &r.integration_id {
-            if crate::gateways::find(gateway).is_none() {
+        if let Some(integration) = &r.integration_id {
+            // An integration of the workspace's (`int_…`), enabled, or a built-in one.
+            let known = match integration.strip_prefix("int_") {
+                Some(_) => crate::integrations::store::find(conn, scope, integration)?
+                    .is_some_and(|i| i.enabled),
+                None => crate::gateways::find(integration).is_some_and(|g| g.builtin()),
+            };
+            if !known {
                 return Err(ApiError::field(
                     "integration_id",
-                    format!("No such integration: {gateway}."),
+                    format!("No such integration: {integration}."),
                 ));
             }
         }

@@ -609,6 +609,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("webhook_deliveries", "src/webhooks/store.rs"),
     ("customers", "src/customers/store.rs"),
     ("invoices", "src/invoices/store.rs"),
+    ("integrations", "src/integrations/store.rs"),
 ];
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.

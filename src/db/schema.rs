@@ -124,6 +124,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    integrations (id) {
+        id -> Text,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        gateway -> Text,
+        name -> Text,
+        enabled -> Bool,
+        credentials -> Text,
+        credentials_key -> Text,
+        credentials_shown -> Text,
+        version -> BigInt,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
     invoices (id) {
         id -> Text,
         workspace_id -> Text,
@@ -167,6 +184,7 @@ diesel::table! {
         created -> Timestamp,
         updated -> Timestamp,
         checkout_payment_id -> Nullable<BigInt>,
+        integration_id -> Nullable<Text>,
     }
 }
 
@@ -185,6 +203,7 @@ diesel::table! {
         gateway_reference -> Nullable<Text>,
         created -> Timestamp,
         updated -> Timestamp,
+        integration_id -> Nullable<Text>,
     }
 }
 

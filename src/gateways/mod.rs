@@ -3,6 +3,7 @@
 
 pub mod bank_transfer;
 pub mod sandbox;
+pub mod stripe;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -67,10 +68,56 @@ pub enum Settlement {
     Failed { code: String },
 }
 
+/// A workspace's account at a provider, opened from its integration for the calls of one
+/// charge: the integration's id and its credentials. Never printed.
+#[derive(Clone, Default)]
+pub struct Account {
+    pub integration: Option<String>,
+    pub credentials: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Account({:?}, credentials hidden)", self.integration)
+    }
+}
+
+impl Account {
+    /// A credential by name (empty when missing: the provider then refuses the call).
+    pub fn credential(&self, name: &str) -> &str {
+        self.credentials
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
 pub trait Gateway: Sync {
     fn name(&self) -> &'static str;
     /// Whether live-mode payments may use it (the sandbox is test mode only).
     fn live(&self) -> bool;
+    /// Whether it works with no integration of the workspace's own (the sandbox and bank
+    /// transfer are built in); a provider needs one, with the workspace's credentials.
+    fn builtin(&self) -> bool {
+        true
+    }
+    /// Checks the credentials an integration of this gateway is given, in `test_mode` or
+    /// live, adding each problem to `errors`; returns the ones to keep.
+    fn check_credentials(
+        &self,
+        _given: &Map<String, Value>,
+        _test_mode: bool,
+        errors: &mut crate::error::FieldErrors,
+    ) -> Map<String, Value> {
+        errors.add(
+            "gateway",
+            format!(
+                "The {} gateway is built in: it takes no integration.",
+                self.name()
+            ),
+        );
+        Map::new()
+    }
     /// Checks a new source's `gateway_data`; the error is the message for that field.
     fn prepare(&self, gateway_data: &Map<String, Value>) -> Result<PreparedSource, String>;
     /// Charges a chargeable source. Called with no database transaction open: it may take
@@ -86,12 +133,14 @@ pub trait Gateway: Sync {
     }
 }
 
-pub const NAMES: [&str; 2] = ["sandbox", "bank_transfer"];
+/// Every gateway, built-in ones first: the one registry of which exist.
+pub const NAMES: [&str; 3] = ["sandbox", "bank_transfer", "stripe"];
 
 pub fn find(name: &str) -> Option<&'static dyn Gateway> {
     match name {
         "sandbox" => Some(&sandbox::Sandbox),
         "bank_transfer" => Some(&bank_transfer::BankTransfer),
+        "stripe" => Some(&stripe::Stripe),
         _ => None,
     }
 }

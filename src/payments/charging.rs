@@ -54,6 +54,8 @@ pub struct Attempt {
     pub payment_id: i64,
     pub source_id: i64,
     pub gateway: String,
+    /// The integration it went through (none for the built-in sandbox and bank transfer).
+    pub integration: Option<String>,
     pub amount: i64,
     pub currency: Currency,
     pub status: AttemptStatus,
@@ -210,6 +212,7 @@ pub fn start_charge(
         payment_id: p.id,
         source_id: s.id,
         gateway: s.gateway.clone(),
+        integration: s.integration.clone(),
         amount,
         currency: p.currency,
         status: AttemptStatus::Processing,

@@ -488,6 +488,7 @@ struct AttemptRow {
     gateway_reference: Option<String>,
     created: NaiveDateTime,
     updated: NaiveDateTime,
+    integration_id: Option<String>,
 }
 
 impl AttemptRow {
@@ -501,6 +502,7 @@ impl AttemptRow {
             payment_id: self.payment_id,
             source_id: self.source_id,
             gateway: self.gateway,
+            integration: self.integration_id,
             amount: self.amount,
             failure_code: self.failure_code,
             gateway_reference: self.gateway_reference,
@@ -522,6 +524,7 @@ pub fn insert_attempt(
             payment_attempts::payment_id.eq(a.payment_id),
             payment_attempts::source_id.eq(a.source_id),
             payment_attempts::gateway.eq(&a.gateway),
+            payment_attempts::integration_id.eq(&a.integration),
             payment_attempts::amount.eq(a.amount),
             payment_attempts::currency.eq(a.currency.code),
             payment_attempts::status.eq(a.status.as_str()),
@@ -584,6 +587,26 @@ pub fn invoice_in_flight(
         .iter()
         .map(|(amount, collected)| amount - collected)
         .sum())
+}
+
+/// Whether a charge through this integration is in flight (waiting for its answer, the
+/// payer or a capture).
+pub fn integration_has_charges_in_flight(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    integration: &str,
+) -> Result<bool, ApiError> {
+    let in_flight = [
+        AttemptStatus::Processing.as_str(),
+        AttemptStatus::RequiresAction.as_str(),
+    ];
+    Ok(diesel::select(diesel::dsl::exists(
+        payment_attempts::table
+            .filter(attempts_in_scope(scope))
+            .filter(payment_attempts::integration_id.eq(integration.to_string()))
+            .filter(payment_attempts::status.eq_any(in_flight)),
+    ))
+    .get_result(conn)?)
 }
 
 /// Whether any payment of the scope names this invoice.

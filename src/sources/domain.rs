@@ -52,6 +52,8 @@ pub struct Source {
     pub metadata: Map<String, Value>,
     /// The payment whose checkout made this source (a payer's): it can pay only that one.
     pub checkout_payment: Option<i64>,
+    /// The integration it charges through (none for the built-in gateways).
+    pub integration: Option<String>,
     pub version: i64,
     pub created: NaiveDateTime,
     pub updated: NaiveDateTime,
@@ -78,6 +80,8 @@ pub struct SourceView {
     /// Extension, read-only: the payment whose checkout made this source (a payer made it
     /// with the checkout key); such a source can pay only that payment. Null otherwise.
     pub checkout_payment: Option<i64>,
+    /// The integration it charges through (`int_…`), or the built-in gateway's name.
+    pub integration: String,
     pub test_mode: bool,
     #[schema(value_type = String, format = DateTime)]
     pub created: String,
@@ -100,6 +104,10 @@ impl Source {
             card: self.card.clone(),
             metadata: self.metadata.clone(),
             checkout_payment: self.checkout_payment,
+            integration: self
+                .integration
+                .clone()
+                .unwrap_or_else(|| self.gateway.clone()),
             test_mode: self.test_mode,
             created: timestamp(self.created),
             updated: timestamp(self.updated),
@@ -224,6 +232,7 @@ pub fn new_source(
         card: prepared.card,
         metadata,
         checkout_payment,
+        integration: None,
         version: 1,
         created: now,
         updated: now,

@@ -49,6 +49,7 @@ struct SourceRow {
     created: NaiveDateTime,
     updated: NaiveDateTime,
     checkout_payment_id: Option<i64>,
+    integration_id: Option<String>,
 }
 
 impl SourceRow {
@@ -89,6 +90,7 @@ impl SourceRow {
             return_url: self.return_url,
             card,
             checkout_payment: self.checkout_payment_id,
+            integration: self.integration_id,
             version: self.version,
             created: self.created,
             updated: self.updated,
@@ -137,6 +139,7 @@ pub fn insert(conn: &mut DbConnection, scope: &Scope, s: &Source) -> Result<Sour
             sources::created.eq(s.created),
             sources::updated.eq(s.updated),
             sources::checkout_payment_id.eq(s.checkout_payment),
+            sources::integration_id.eq(&s.integration),
         ))
         .get_result(conn)?;
     row.into_source()

@@ -11,6 +11,8 @@ use cobro::db::{DatabaseUrl, Db};
 pub use serde_json::{json, Value};
 
 pub const ALLOWED_ORIGIN: &str = "https://dashboard.example";
+pub const TEST_SECRET_KEY: &str =
+    "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -47,6 +49,8 @@ pub fn serve(db: Db, adjust: impl FnOnce(&mut Settings)) -> Server {
     // their receivers on 127.0.0.1 and retry in milliseconds.
     settings.webhook_worker = false;
     settings.webhook_allow_private = false;
+    // Provider credentials are sealed under this key (on both backends alike).
+    settings.secret_keys = cobro::config::SecretKeys(vec![TEST_SECRET_KEY.to_string()]);
     adjust(&mut settings);
     let server_db = db.clone();
     if settings.webhook_worker {

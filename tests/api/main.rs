@@ -14,6 +14,7 @@ mod connections;
 mod customers;
 mod events;
 mod idempotency;
+mod integrations;
 mod invoices;
 mod lists;
 mod nulls;

@@ -10,7 +10,7 @@ both! {
             "customer": "cus_1", "amount": "10.50", "description": "Visa", "metadata": {"k": "v"}})).expect(201).body;
         let keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["id", "gateway", "usage", "customer", "amount", "description", "status", "return_url",
-            "gateway_data", "card", "metadata", "checkout_payment", "test_mode", "created", "updated"]);
+            "gateway_data", "card", "metadata", "checkout_payment", "integration", "test_mode", "created", "updated"]);
         assert_eq!(s["checkout_payment"], Value::Null, "the merchant's own source is bound to no checkout");
         assert_eq!((s["status"].as_str(), s["usage"].as_str(), s["test_mode"].as_bool()), (Some("chargeable"), Some("single"), Some(true)));
         assert_eq!(s["gateway_data"], json!({"token": "tok_visa"}));
@@ -31,7 +31,7 @@ both! {
         };
         refused(&app, json!({"gateway": "sandbox", "gateway_data": {"token": "tok_visa"}}), "gateway",
             "The sandbox gateway is only available in test mode.");
-        refused(&test, json!({"gateway": "stripe"}), "gateway", "\"stripe\" is not a valid choice.");
+        refused(&test, json!({"gateway": "paypal"}), "gateway", "\"paypal\" is not a valid choice.");
         refused(&test, json!({}), "gateway", "This field is required.");
         refused(&test, json!({"gateway": "sandbox", "usage": "twice", "gateway_data": {"token": "tok_visa"}}), "usage", "\"twice\" is not a valid choice.");
         refused(&test, json!({"gateway": "sandbox", "amount": 0, "gateway_data": {"token": "tok_visa"}}), "amount", "Ensure this value is greater than 0.");

@@ -46,7 +46,7 @@ pub(crate) use for_each_backend;
 // A database per test, and running the binary on it
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,

@@ -1,0 +1,136 @@
+//! HTTP for integrations.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::domain::{IntegrationInput, IntegrationView};
+use super::operations;
+use crate::accounts::auth::Auth;
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::http::body::Body;
+use crate::http::fields::Presence;
+use crate::http::pagination::{Page, PageRequest};
+use crate::http::query::QueryParams;
+use crate::http::{base_url, resource};
+use crate::idempotency;
+use crate::openapi::{
+    IdempotencyErrors, IdempotencyHeader, IntegrationWrite, ScopeHeaders, ScopedErrors,
+};
+use crate::secrets::Keyring;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/integrations", "GET, POST")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/integrations/{id}", "GET, PATCH, DELETE")
+            .route(web::get().to(retrieve))
+            .route(web::patch().to(partial_update))
+            .route(web::delete().to(destroy)),
+    );
+}
+
+/// An integration's id in a path: `int_…` or a built-in gateway's name; anything else is
+/// not found.
+fn integration_id(raw: &str) -> ApiResult<String> {
+    if crate::gateways::find(raw).is_some_and(|g| g.builtin()) {
+        return Ok(raw.to_string());
+    }
+    crate::http::prefixed_id(raw, "int_")
+}
+
+fn keyring(req: &HttpRequest) -> ApiResult<web::Data<Keyring>> {
+    req.app_data::<web::Data<Keyring>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no keyring in app data"))
+}
+
+/// Connect a provider account: `{"gateway": "stripe", "name": …, "credentials": {"secret_key":
+/// "sk_test_…", "webhook_secret": "whsec_…"}}`. The credentials are sealed at rest and shown
+/// masked from now on, never in full again.
+#[utoipa::path(post, path = "/integrations/", tag = "integrations", params(ScopeHeaders, IdempotencyHeader), request_body = IntegrationWrite,
+    responses((status = 201, body = IntegrationView), ScopedErrors, IdempotencyErrors))]
+pub async fn create(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    let fields = body.read().await?;
+    let input = IntegrationInput::parse(&fields, Presence::Full)?;
+    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
+    let (keyring, base) = (keyring(&req)?, base_url(&req));
+    idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
+        operations::create(conn, &auth.scope, &input, &keyring, &base)
+    })
+    .await
+}
+
+/// List the mode's integrations: the built-in ones first, then the workspace's own.
+#[utoipa::path(get, path = "/integrations/", tag = "integrations", params(ScopeHeaders),
+    responses((status = 200, body = Page<IntegrationView>), ScopedErrors))]
+pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
+    let params = QueryParams::parse(req.query_string())?;
+    let page = PageRequest::new(&req, &params)?;
+    let base = base_url(&req);
+    let page = db
+        .run(move |conn| operations::list(conn, &auth.scope, &page, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Retrieve an integration (`int_…`, or `sandbox`, `bank_transfer`).
+#[utoipa::path(get, path = "/integrations/{id}/", tag = "integrations", params(ScopeHeaders, ("id" = String, Path)),
+    responses((status = 200, body = IntegrationView), ScopedErrors))]
+pub async fn retrieve(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = integration_id(&id)?;
+    let base = base_url(&req);
+    let view = db
+        .run(move |conn| operations::retrieve(conn, &auth.scope, &id, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Rename, enable or disable an integration, or rotate its credentials (those given
+/// replace their namesakes).
+#[utoipa::path(patch, path = "/integrations/{id}/", tag = "integrations", params(ScopeHeaders, ("id" = String, Path)),
+    request_body = IntegrationWrite, responses((status = 200, body = IntegrationView), ScopedErrors))]
+pub async fn partial_update(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    let id = integration_id(&id)?;
+    let input = IntegrationInput::parse(&body.read().await?, Presence::Partial)?;
+    let (keyring, base) = (keyring(&req)?, base_url(&req));
+    let view = db
+        .write(move |conn| operations::update(conn, &auth.scope, &id, &input, &keyring, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Delete an integration; refused while a charge through it is in flight.
+#[utoipa::path(delete, path = "/integrations/{id}/", tag = "integrations", params(ScopeHeaders, ("id" = String, Path)),
+    responses((status = 204, description = "Deleted."), ScopedErrors))]
+pub async fn destroy(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = integration_id(&id)?;
+    let base = base_url(&req);
+    db.write(move |conn| operations::delete(conn, &auth.scope, &id, &base))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
