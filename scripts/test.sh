@@ -7,6 +7,9 @@
 #
 # TEST_DATABASE_URL=postgres://…      use that server instead of starting a cluster
 # REQUIRE_POSTGRES=1                  fail instead of skipping the PostgreSQL tests
+# TEST_STRIPE_URL=http://…            use that localstripe instead of starting one
+# REQUIRE_STRIPE=1                    fail instead of skipping the Stripe tests (localstripe
+#                                     is installed from PyPI into target/ when missing)
 # RUN_FUZZ=1                          then fuzz the API with schemathesis (scripts/fuzz.sh)
 set -euo pipefail
 
@@ -14,6 +17,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # find_pg_bin, start_cluster, stop_cluster
 source scripts/pg-cluster.sh
+# install_localstripe, start_localstripe, stop_localstripe
+source scripts/localstripe.sh
 
 if [[ -n ${TEST_DATABASE_URL:-} ]]; then
     echo "Using TEST_DATABASE_URL from the environment."
@@ -27,6 +32,20 @@ elif [[ ${REQUIRE_POSTGRES:-} == 1 ]]; then
 else
     echo "PostgreSQL not found: the PostgreSQL tests will be skipped (install PostgreSQL or set TEST_DATABASE_URL to run them)."
 fi
+
+if [[ -n ${TEST_STRIPE_URL:-} ]]; then
+    echo "Using TEST_STRIPE_URL from the environment."
+elif install_localstripe && start_localstripe; then
+    export TEST_STRIPE_URL="$stripe_url"
+elif [[ ${REQUIRE_STRIPE:-} == 1 ]]; then
+    echo "error: REQUIRE_STRIPE=1 but localstripe could not be installed or started (it needs python3 with venv and PyPI)" >&2
+    exit 1
+else
+    echo "localstripe not available: the Stripe tests will be skipped."
+fi
+
+# Both stop with the script, however it ends.
+trap 'stop_localstripe; stop_cluster' EXIT
 
 if [[ -n ${TEST_DATABASE_URL:-} ]]; then
     # Never print a password.

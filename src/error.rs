@@ -97,6 +97,10 @@ pub enum ApiError {
     /// not a defect of the request, so a 503 to retry. The cause is logged.
     #[error("no database connection: {0}")]
     Unavailable(String),
+    /// A payment provider did not answer a call that changes nothing until it does (a new
+    /// source's check): a 502 to retry. The cause is logged.
+    #[error("the payment provider did not answer: {0}")]
+    Provider(String),
     /// Anything unexpected. The cause is logged; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -132,6 +136,7 @@ impl ApiError {
         match self {
             ApiError::Throttled(wait) => Some(*wait),
             ApiError::Contention => Some(1),
+            ApiError::Provider(_) => Some(5),
             // A pool retries a lost database every few seconds at most.
             ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_SECONDS),
             _ => None,
@@ -144,6 +149,7 @@ impl ApiError {
     pub fn response_builder(&self) -> actix_web::HttpResponseBuilder {
         match self {
             ApiError::Internal(cause) => log::error!("500 internal error: {cause}"),
+            ApiError::Provider(cause) => log::warn!("502 no answer from the provider: {cause}"),
             ApiError::Unavailable(cause) => outages::note(cause),
             _ => {}
         }
@@ -279,6 +285,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Contention | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Provider(_) => StatusCode::BAD_GATEWAY,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -319,6 +326,9 @@ impl ResponseError for ApiError {
                 let unit = if *wait == 1 { "second" } else { "seconds" };
                 json!({ "detail": format!("Request was throttled. Expected available in {wait} {unit}.") })
             }
+            ApiError::Provider(_) => json!({
+                "detail": "The payment provider did not answer; nothing was saved. Try again shortly."
+            }),
             ApiError::Internal(_) => json!({ "detail": "A server error occurred." }),
         };
         let mut response = self.response_builder();

@@ -23,6 +23,7 @@ use crate::payments::status::PaymentStatus;
         crate::payments::handlers::destroy,
         crate::payments::handlers::cancel,
         crate::payments::handlers::authorize,
+        crate::payments::handlers::capture,
         crate::payments::handlers::settle,
         crate::payments::handlers::attempts,
         crate::events::handlers::list,
@@ -377,6 +378,17 @@ pub struct AuthorizeWrite {
     source: i64,
     /// Without credentials (from the checkout page): the payment's checkout key.
     checkout: Option<String>,
+    /// False: authorize and hold the amount, for a later `capture` (merchants only).
+    capture: Option<bool>,
+}
+
+/// `POST /payments/{id}/capture/`: how much of what is held (default: all of it).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CaptureWrite {
+    /// In the payment's currency, more than 0 and at most what is held.
+    #[schema(value_type = Option<f64>)]
+    amount: Option<String>,
 }
 
 /// Filters of `GET /sources/`.

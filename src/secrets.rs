@@ -150,6 +150,15 @@ impl Keyring {
     }
 }
 
+/// The server's keyring, from a request's app data.
+pub fn from_request(
+    req: &actix_web::HttpRequest,
+) -> Result<actix_web::web::Data<Keyring>, ApiError> {
+    req.app_data::<actix_web::web::Data<Keyring>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no keyring in app data"))
+}
+
 /// A key's id: the start of a digest of it, which reveals nothing of the key.
 fn key_id(key: &[u8]) -> String {
     let digest = Sha256::digest([b"cobro secret key id:".as_slice(), key].concat());

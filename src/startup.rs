@@ -144,7 +144,7 @@ fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
             let base_url = base_url.clone();
             let result = db
                 .write(move |conn| {
-                    crate::payments::operations::settle_due_sandbox_charges(conn, after, &base_url)
+                    crate::payments::charges::settle_due_sandbox_charges(conn, after, &base_url)
                 })
                 .await;
             if let Err(err) = result {

@@ -131,6 +131,12 @@ impl ResponseError for BrError {
                 "Service temporarily unavailable, try again.".into(),
                 vec![],
             ),
+            ApiError::Provider(_) => (
+                "api_error",
+                "provider_unavailable",
+                "The payment provider did not answer; nothing was saved. Try again shortly.".into(),
+                vec![],
+            ),
             ApiError::Internal(_) => (
                 "api_error",
                 "internal_error",

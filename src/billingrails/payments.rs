@@ -16,9 +16,10 @@ use crate::http::base_url;
 use crate::http::body::Body;
 use crate::http::fields::{parse_datetime, Presence};
 use crate::idempotency;
+use crate::payments::charges::{self, Pending};
 use crate::payments::domain::{Payment, PaymentInput};
 use crate::payments::filter::PaymentFilter;
-use crate::payments::operations::{self, PendingCharge};
+use crate::payments::operations;
 use crate::payments::status::PaymentStatus;
 use crate::payments::store;
 
@@ -185,12 +186,18 @@ fn parse(body: &Map<String, Value>) -> Result<Request, ApiError> {
 struct Made {
     id: i64,
     link: Option<String>,
-    charge: Option<PendingCharge>,
+    charge: Option<Pending>,
 }
 
 /// Makes the payment, for what the invoice still has due, and records its charge when it
 /// pays online with a payment method (sent once this transaction is over).
-fn make(conn: &mut DbConnection, scope: &Scope, r: &Request, base: &str) -> Result<Made, ApiError> {
+fn make(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    r: &Request,
+    base: &str,
+    keyring: &crate::secrets::Keyring,
+) -> Result<Made, ApiError> {
     write_tx(conn, |conn| {
         let invoice =
             crate::invoices::store::find(conn, scope, &r.invoice_id)?.ok_or_else(|| {
@@ -267,7 +274,10 @@ fn make(conn: &mut DbConnection, scope: &Scope, r: &Request, base: &str) -> Resu
         let view = operations::create(conn, scope, &input, base)?;
         let charge = r
             .payment_method_id
-            .map(|source| operations::begin_charge(conn, scope, view.id, source, Actor::Merchant))
+            .map(|source| {
+                let merchant = Actor::Merchant;
+                charges::begin_charge(conn, scope, view.id, source, merchant, true, keyring)
+            })
             .transpose()?;
         Ok(Made {
             id: view.id,
@@ -289,15 +299,16 @@ async fn create(
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     let (scope, base) = (auth.scope, base_url(&req));
     let (begun, made_base) = (scope.clone(), base.clone());
+    let keyring = crate::secrets::from_request(&req)?;
     let answer = idempotency::answer_call(
         &db,
         key,
         StatusCode::CREATED,
-        move |conn| make(conn, &begun, &request, &made_base),
-        |made: &Made| made.charge.as_ref().map(operations::call_gateway),
+        move |conn| make(conn, &begun, &request, &made_base, &keyring),
+        |made: &Made| made.charge.as_ref().map(charges::call),
         move |conn, made, outcome| {
             if let (Some(charge), Some(outcome)) = (&made.charge, outcome) {
-                operations::finish_charge(conn, &scope, charge, outcome, &base)?;
+                charges::finish(conn, &scope, charge, outcome, &base)?;
             }
             let paid = store::find(conn, &scope, made.id)?.ok_or(ApiError::NotFound)?;
             let mut body = wrapped("payment", payment(&paid));

@@ -18,7 +18,7 @@ use crate::http::{base_url, resource};
 use crate::payments::charging::AttemptStatus;
 use crate::payments::domain::{Payment, PaymentView};
 use crate::payments::status::PaymentStatus;
-use crate::payments::{operations as payments, store as payment_store};
+use crate::payments::{charges, store as payment_store};
 use crate::sources::{operations as sources, store as source_store};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -100,7 +100,8 @@ async fn pay(
                 .and_then(|v| v.as_str())
                 .unwrap_or("")
                 .to_string();
-            charge(&db, key, method, base_url(&req)).await
+            let keyring = crate::secrets::from_request(&req)?.into_inner();
+            charge(&db, keyring, key, method, base_url(&req)).await
         }
         .await,
     )
@@ -117,7 +118,7 @@ fn render(
     };
     let workspace = accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
     let instructions = transfer_instructions(conn, &scope, &payment)?;
-    let awaiting_payer = payments::awaiting_payer(conn, &scope, payment.id)?.is_some();
+    let awaiting_payer = charges::awaiting_payer(conn, &scope, payment.id)?.is_some();
     let page = page::Page {
         workspace: &workspace,
         payment: &payment,
@@ -155,11 +156,17 @@ fn transfer_instructions(
 }
 
 /// Pays with the chosen method, as the API would: a source for it (one write), then a
-/// charge (`payments::authorize`, which asks the gateway with no transaction open).
-async fn charge(db: &Db, key: String, method: String, base: String) -> Result<Outcome, ApiError> {
+/// charge (`charges::authorize`, which asks the gateway with no transaction open).
+async fn charge(
+    db: &Db,
+    keyring: std::sync::Arc<crate::secrets::Keyring>,
+    key: String,
+    method: String,
+    base: String,
+) -> Result<Outcome, ApiError> {
     let made = {
-        let key = key.clone();
-        db.write(move |conn| payer_source(conn, &key, &method))
+        let (key, keyring) = (key.clone(), keyring.clone());
+        db.write(move |conn| payer_source(conn, &key, &method, &keyring))
             .await?
     };
     let (scope, payment, source) = match made {
@@ -167,8 +174,16 @@ async fn charge(db: &Db, key: String, method: String, base: String) -> Result<Ou
         Err(page) => return Ok(page),
     };
     let payer = Actor::Payer { payment };
-    let charged =
-        payments::authorize(db, scope.clone(), payment, source, base.clone(), payer).await;
+    let charged = charges::authorize(
+        db,
+        keyring,
+        scope.clone(),
+        payment,
+        source,
+        base.clone(),
+        payer,
+    )
+    .await;
     db.run(move |conn| match charged {
         Ok(paid) => after_charge(conn, &scope, &key, &paid, &base),
         // Paid or cancelled meanwhile: the page says so.
@@ -186,6 +201,7 @@ fn payer_source(
     conn: &mut DbConnection,
     key: &str,
     method: &str,
+    keyring: &crate::secrets::Keyring,
 ) -> Result<Result<(Scope, i64, i64), Outcome>, ApiError> {
     let Some((scope, payment)) = open_payment(conn, key)? else {
         return Ok(Err(Outcome::Page(StatusCode::NOT_FOUND, page::not_found())));
@@ -206,7 +222,7 @@ fn payer_source(
         payment: payment.id,
     };
     let fields = source.as_object().cloned().unwrap_or_default();
-    match sources::create(conn, &scope, &fields, payer) {
+    match sources::create_builtin(conn, &scope, &fields, payer, keyring) {
         Ok(source) => Ok(Ok((scope, payment.id, source.id))),
         Err(ApiError::Validation(_)) => {
             let message = Some("That way to pay is not available here.");
@@ -232,7 +248,7 @@ fn after_charge(
         let message = format!("The payment was declined ({reason}); nothing was charged this time. Choose another way to pay.");
         return render(conn, key, Some(&message), StatusCode::OK);
     }
-    if payments::awaiting_payer(conn, scope, paid.id)?.is_some() {
+    if charges::awaiting_payer(conn, scope, paid.id)?.is_some() {
         return Ok(Outcome::Redirect(format!(
             "{base}/payments/{}/pay/?checkout={key}",
             paid.id
@@ -290,7 +306,7 @@ async fn continue_payment(
                 let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
                     return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
                 };
-                match payments::awaiting_payer(conn, &scope, payment.id)? {
+                match charges::awaiting_payer(conn, &scope, payment.id)? {
                     Some(attempt) => {
                         let workspace =
                             accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
@@ -326,7 +342,7 @@ async fn authorize_redirect(
                 let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
                     return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
                 };
-                match payments::finish_redirect(conn, &scope, payment.id, approved, &base) {
+                match charges::finish_redirect(conn, &scope, payment.id, approved, &base) {
                     Ok(paid) => landing(&paid, &base, &key).map(Outcome::Redirect),
                     // Answered already (single use): the landing says how it ended.
                     Err(ApiError::BadRequest(_)) => {

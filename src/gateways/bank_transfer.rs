@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{reference, Charge, ChargeRequest, Gateway, PreparedSource, Settlement, Unknown};
+use super::{reference, Account, Charge, ChargeRequest, Gateway, PreparedSource, Refusal, Unknown};
 
 pub struct BankTransfer;
 
@@ -16,7 +16,11 @@ impl Gateway for BankTransfer {
         true
     }
 
-    fn prepare(&self, _gateway_data: &Map<String, Value>) -> Result<PreparedSource, String> {
+    fn prepare(
+        &self,
+        _account: &Account,
+        _gateway_data: &Map<String, Value>,
+    ) -> Result<PreparedSource, Refusal> {
         Ok(PreparedSource {
             gateway_data: Map::new(),
             card: None,
@@ -41,8 +45,9 @@ impl Gateway for BankTransfer {
         })
     }
 
-    fn settlement(&self, _gateway_data: &Map<String, Value>) -> Option<Settlement> {
-        None
+    /// The merchant says how a transfer ends; the gateway itself has nothing to say.
+    fn retrieve(&self, _request: &ChargeRequest) -> Result<Option<Charge>, Unknown> {
+        Ok(None)
     }
 
     fn settled_by_merchant(&self) -> bool {

@@ -27,33 +27,58 @@ pub struct PreparedSource {
     pub card: Option<Card>,
 }
 
-/// A gateway's answer to a charge.
+/// A gateway's word on a charge: its answer when asked to charge, capture or release, or
+/// when asked later what became of it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Charge {
-    /// The money moved.
-    Succeeded { reference: String },
-    /// Refused, with a reason code (`card_declined`, `insufficient_funds`, …).
+    /// The money moved: the attempt's amount, or `amount` (ISO minor units) when the gateway
+    /// says how much (a partial capture).
+    Succeeded {
+        reference: String,
+        amount: Option<i64>,
+    },
+    /// Refused, with a reason code (`card_declined`, `insufficient_funds`, `canceled`, …).
     Declined { reference: String, code: String },
     /// Accepted, to be confirmed later (by the gateway, or by the merchant for a transfer).
     Pending {
         reference: String,
         instructions: Option<Value>,
     },
-    /// The payer must authorize it on the gateway's page first (a redirect flow); the
-    /// payment continues through `GET /payments/{id}/pay/`.
-    RequiresAction { reference: String },
+    /// The payer must authorize it on the gateway's page first (a redirect flow, 3-D
+    /// Secure); `client_secret` lets the checkout page finish it with the provider's script.
+    RequiresAction {
+        reference: String,
+        client_secret: Option<String>,
+    },
+    /// Authorized and held, for the merchant to capture or release (`capture: false`).
+    RequiresCapture { reference: String },
 }
 
-/// What a charge asks of a gateway.
+impl Charge {
+    pub fn succeeded(reference: String) -> Charge {
+        Charge::Succeeded {
+            reference,
+            amount: None,
+        }
+    }
+}
+
+/// What a call to a gateway is about: a charge, or (with its reference) one in flight or held.
 pub struct ChargeRequest<'a> {
+    pub account: &'a Account,
     /// The attempt's id: the provider's idempotency key, and in its metadata, so that a
     /// call sent again (or asked about later) is the same charge.
     pub attempt: i64,
+    /// The gateway's own reference of the charge, once it gave one.
+    pub reference: Option<&'a str>,
+    /// ISO 4217 minor units: to charge, to capture.
     pub amount: i64,
     pub currency: Currency,
     pub description: &'a str,
     /// The source's data (the sandbox's token, a provider's payment method).
     pub gateway_data: &'a Map<String, Value>,
+    /// False: authorize and hold, for a later capture.
+    pub capture: bool,
 }
 
 /// A call that got no answer (a timeout, a broken connection, a provider's 5xx): the charge
@@ -61,11 +86,12 @@ pub struct ChargeRequest<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unknown(pub String);
 
-/// How a pending charge ends.
+/// Why a new source was not made: its data is refused (the message for `gateway_data`), or
+/// the provider could not be asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Settlement {
-    Succeeded,
-    Failed { code: String },
+pub enum Refusal {
+    Invalid(String),
+    NoAnswer(String),
 }
 
 /// A workspace's account at a provider, opened from its integration for the calls of one
@@ -118,14 +144,39 @@ pub trait Gateway: Sync {
         );
         Map::new()
     }
-    /// Checks a new source's `gateway_data`; the error is the message for that field.
-    fn prepare(&self, gateway_data: &Map<String, Value>) -> Result<PreparedSource, String>;
-    /// Charges a chargeable source. Called with no database transaction open: it may take
-    /// seconds, or never answer.
+    /// Checks a new source's data, asking the provider about it where there is one: called
+    /// with no database transaction open.
+    fn prepare(
+        &self,
+        account: &Account,
+        gateway_data: &Map<String, Value>,
+    ) -> Result<PreparedSource, Refusal>;
+    /// Whether it can charge `amount` minor units of `currency` at all (asked before any
+    /// call, so that what it cannot take is a 400).
+    fn check_amount(&self, _currency: Currency, _amount: i64) -> Result<(), String> {
+        Ok(())
+    }
+    /// Charges a chargeable source (or holds the amount, `capture: false`). Called with no
+    /// database transaction open: it may take seconds, or never answer.
     fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown>;
-    /// How a charge in flight settles when the gateway decides it, as it would answer if
-    /// asked now (None: someone else decides, the merchant or the payer).
-    fn settlement(&self, gateway_data: &Map<String, Value>) -> Option<Settlement>;
+    /// Captures `request.amount` of what a charge holds; the rest is released.
+    fn capture(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
+        Err(Unknown(format!(
+            "{} holds nothing to capture",
+            request.attempt
+        )))
+    }
+    /// Releases what a charge holds, or gives up one that waits on the payer: a
+    /// `Declined` with the code `canceled` when done.
+    fn cancel(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
+        Err(Unknown(format!(
+            "{} has nothing to release",
+            request.attempt
+        )))
+    }
+    /// What became of a charge in flight, as the gateway would answer if asked now (a lost
+    /// answer, a restart): None while someone else decides (the merchant, the payer).
+    fn retrieve(&self, request: &ChargeRequest) -> Result<Option<Charge>, Unknown>;
     /// Whether the merchant says how a charge ends (a bank transfer they see arrive), rather
     /// than the gateway: only then may a merchant move a payment out of `processing`.
     fn settled_by_merchant(&self) -> bool {

@@ -4,7 +4,9 @@
 use chrono::Datelike;
 use serde_json::{json, Map, Value};
 
-use super::{reference, Card, Charge, ChargeRequest, Gateway, PreparedSource, Settlement, Unknown};
+use super::{
+    reference, Account, Card, Charge, ChargeRequest, Gateway, PreparedSource, Refusal, Unknown,
+};
 
 pub struct Sandbox;
 
@@ -105,14 +107,20 @@ impl Gateway for Sandbox {
         false
     }
 
-    fn prepare(&self, gateway_data: &Map<String, Value>) -> Result<PreparedSource, String> {
+    fn prepare(
+        &self,
+        _account: &Account,
+        gateway_data: &Map<String, Value>,
+    ) -> Result<PreparedSource, Refusal> {
         let known = TOKENS
             .iter()
             .map(|t| t.token)
             .collect::<Vec<_>>()
             .join(", ");
         let test = token_of(gateway_data).ok_or_else(|| {
-            format!("The sandbox needs a test token in \"token\": one of {known}.")
+            Refusal::Invalid(format!(
+                "The sandbox needs a test token in \"token\": one of {known}."
+            ))
         })?;
         Ok(PreparedSource {
             gateway_data: json!({ "token": test.token })
@@ -130,18 +138,26 @@ impl Gateway for Sandbox {
 
     fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
         let reference = reference("sbx_");
-        Ok(match token_of(request.gateway_data).map(|t| t.behaviour) {
-            Some(Behaviour::Succeed) => Charge::Succeeded { reference },
-            Some(Behaviour::Slow) => {
-                std::thread::sleep(SLOW_ANSWER);
-                Charge::Succeeded { reference }
+        let behaviour = token_of(request.gateway_data).map(|t| t.behaviour);
+        if let Some(Behaviour::Slow) = behaviour {
+            std::thread::sleep(SLOW_ANSWER);
+        }
+        if let Some(Behaviour::AnswerLost) = behaviour {
+            return Err(Unknown(
+                "the sandbox's answer was lost (tok_answer_lost)".into(),
+            ));
+        }
+        Ok(match behaviour {
+            Some(Behaviour::Succeed | Behaviour::Slow) if !request.capture => {
+                Charge::RequiresCapture { reference }
             }
-            Some(Behaviour::AnswerLost) => {
-                return Err(Unknown(
-                    "the sandbox's answer was lost (tok_answer_lost)".into(),
-                ))
+            Some(Behaviour::Succeed | Behaviour::Slow | Behaviour::AnswerLost) => {
+                Charge::succeeded(reference)
             }
-            Some(Behaviour::Redirect) => Charge::RequiresAction { reference },
+            Some(Behaviour::Redirect) => Charge::RequiresAction {
+                reference,
+                client_secret: None,
+            },
             Some(Behaviour::Async(_)) => Charge::Pending {
                 reference,
                 instructions: None,
@@ -157,19 +173,41 @@ impl Gateway for Sandbox {
         })
     }
 
+    /// The sandbox holds whatever it is asked to, and captures any part of it.
+    fn capture(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
+        Ok(Charge::Succeeded {
+            reference: request.reference.unwrap_or_default().to_string(),
+            amount: Some(request.amount),
+        })
+    }
+
+    fn cancel(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
+        Ok(Charge::Declined {
+            reference: request.reference.unwrap_or_default().to_string(),
+            code: "canceled".into(),
+        })
+    }
+
     /// What the sandbox says when asked about a charge in flight: how its token ends. Also
     /// for a charge whose answer never reached cobro (lost, or cobro stopped while asking).
-    fn settlement(&self, gateway_data: &Map<String, Value>) -> Option<Settlement> {
-        match token_of(gateway_data)?.behaviour {
+    fn retrieve(&self, request: &ChargeRequest) -> Result<Option<Charge>, Unknown> {
+        let reference = request
+            .reference
+            .map_or_else(|| super::reference("sbx_"), str::to_string);
+        let Some(test) = token_of(request.gateway_data) else {
+            return Ok(None);
+        };
+        Ok(match test.behaviour {
             Behaviour::Succeed
             | Behaviour::Slow
             | Behaviour::AnswerLost
-            | Behaviour::Async(None) => Some(Settlement::Succeeded),
-            Behaviour::Async(Some(code)) | Behaviour::Decline(code) => {
-                Some(Settlement::Failed { code: code.into() })
-            }
+            | Behaviour::Async(None) => Some(Charge::succeeded(reference)),
+            Behaviour::Async(Some(code)) | Behaviour::Decline(code) => Some(Charge::Declined {
+                reference,
+                code: code.into(),
+            }),
             // The payer answers that one.
             Behaviour::Redirect => None,
-        }
+        })
     }
 }

@@ -10,16 +10,20 @@
 //! is a server setting (`COBRO_STRIPE_API_BASE`), never a tenant's.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{Gateway, PreparedSource, Settlement};
+use super::{Account, Card, Charge, ChargeRequest, Gateway, PreparedSource, Refusal, Unknown};
 use crate::error::FieldErrors;
 use crate::money::Currency;
 
 pub struct Stripe;
 
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+/// The API version cobro is written against; sent with every request, so that a change of
+/// the account's default version changes nothing here.
+const API_VERSION: &str = "2024-06-20";
 static API_BASE: OnceLock<String> = OnceLock::new();
 
 /// Sets the API base for this process (`COBRO_STRIPE_API_BASE`); the first call wins.
@@ -27,7 +31,6 @@ pub fn configure(api_base: &str) {
     let _ = API_BASE.set(api_base.trim_end_matches('/').to_string());
 }
 
-#[allow(dead_code)]
 fn api_base() -> &'static str {
     API_BASE.get().map_or(DEFAULT_API_BASE, String::as_str)
 }
@@ -95,20 +98,374 @@ impl Gateway for Stripe {
         kept
     }
 
-    fn prepare(&self, _gateway_data: &Map<String, Value>) -> Result<PreparedSource, String> {
-        Err("Stripe sources are not available yet.".into())
-    }
-
-    fn charge(&self, request: &super::ChargeRequest) -> Result<super::Charge, super::Unknown> {
-        Ok(super::Charge::Declined {
-            reference: String::new(),
-            code: format!("unsupported (attempt {})", request.attempt),
+    /// A PaymentMethod made in the payer's browser by Stripe.js (`pm_…`): Stripe is asked
+    /// for it, and the source keeps its id and shows its card's brand and last four digits.
+    fn prepare(
+        &self,
+        account: &Account,
+        gateway_data: &Map<String, Value>,
+    ) -> Result<PreparedSource, Refusal> {
+        let method = gateway_data
+            .get("payment_method")
+            .and_then(Value::as_str)
+            .filter(|id| {
+                is_object_id(id) && ["pm_", "card_", "src_"].iter().any(|p| id.starts_with(p))
+            })
+            .ok_or_else(|| {
+                Refusal::Invalid(
+                    "Stripe needs a PaymentMethod made by Stripe.js in \"payment_method\" (pm_…)."
+                        .into(),
+                )
+            })?;
+        let found = match call(
+            account,
+            "GET",
+            &format!("/v1/payment_methods/{method}"),
+            &[],
+            None,
+        ) {
+            Ok(Reply::Answer(found)) => found,
+            Ok(Reply::Refused { status: 404, .. }) => {
+                return Err(Refusal::Invalid(format!(
+                    "Stripe has no payment method {method} for this integration."
+                )))
+            }
+            Ok(Reply::Refused { error, .. }) => {
+                return Err(Refusal::Invalid(format!(
+                    "Stripe refused the payment method: {}",
+                    error_message(&error)
+                )))
+            }
+            Err(Unknown(cause)) => return Err(Refusal::NoAnswer(cause)),
+        };
+        let card = found.get("card").map(|card| Card {
+            brand: text(card, "brand").unwrap_or("card").to_string(),
+            last4: text(card, "last4").unwrap_or("").to_string(),
+            exp_month: card.get("exp_month").and_then(Value::as_i64).unwrap_or(0) as i32,
+            exp_year: card.get("exp_year").and_then(Value::as_i64).unwrap_or(0) as i32,
+        });
+        let id = text(&found, "id").unwrap_or(method).to_string();
+        let mut kept = Map::new();
+        kept.insert("payment_method".into(), Value::String(id));
+        Ok(PreparedSource {
+            gateway_data: kept,
+            card,
         })
     }
 
-    fn settlement(&self, _gateway_data: &Map<String, Value>) -> Option<Settlement> {
-        None
+    fn check_amount(&self, currency: Currency, amount: i64) -> Result<(), String> {
+        to_stripe_amount(currency, amount).map(|_| ())
     }
+
+    /// A PaymentIntent, confirmed at once: captured automatically, or held (`manual`).
+    fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
+        let amount = to_stripe_amount(request.currency, request.amount).map_err(Unknown)?;
+        let method = request
+            .gateway_data
+            .get("payment_method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let form = [
+            ("amount", amount.to_string()),
+            ("currency", request.currency.code.to_ascii_lowercase()),
+            ("payment_method", method.to_string()),
+            ("payment_method_types[0]", "card".into()),
+            ("confirm", "true".into()),
+            (
+                "capture_method",
+                if request.capture {
+                    "automatic"
+                } else {
+                    "manual"
+                }
+                .into(),
+            ),
+            ("metadata[cobro_attempt]", request.attempt.to_string()),
+            (
+                "metadata[description]",
+                request.description.chars().take(500).collect(),
+            ),
+        ];
+        let key = format!("cobro-attempt-{}-charge", request.attempt);
+        answered(
+            request,
+            call(
+                request.account,
+                "POST",
+                "/v1/payment_intents",
+                &form,
+                Some(&key),
+            )?,
+        )
+    }
+
+    fn capture(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
+        let reference = reference_of(request)?;
+        let amount = to_stripe_amount(request.currency, request.amount).map_err(Unknown)?;
+        let path = format!("/v1/payment_intents/{reference}/capture");
+        let form = [("amount_to_capture", amount.to_string())];
+        let key = format!("cobro-attempt-{}-capture", request.attempt);
+        answered(
+            request,
+            call(request.account, "POST", &path, &form, Some(&key))?,
+        )
+    }
+
+    fn cancel(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
+        let reference = reference_of(request)?;
+        let path = format!("/v1/payment_intents/{reference}/cancel");
+        let key = format!("cobro-attempt-{}-cancel", request.attempt);
+        answered(
+            request,
+            call(request.account, "POST", &path, &[], Some(&key))?,
+        )
+    }
+
+    /// The PaymentIntent as it is now. Without its id (the answer to its creation was
+    /// lost), it is looked for by the attempt's id in its metadata; when Stripe has none,
+    /// the creation never arrived and is sent again, with the same idempotency key.
+    fn retrieve(&self, request: &ChargeRequest) -> Result<Option<Charge>, Unknown> {
+        let found = match request.reference {
+            Some(reference) => {
+                let path = format!("/v1/payment_intents/{}", checked(reference)?);
+                match call(request.account, "GET", &path, &[], None)? {
+                    Reply::Answer(intent) => Some(intent),
+                    Reply::Refused { error, .. } => {
+                        return Err(Unknown(format!(
+                            "Stripe did not show {reference}: {}",
+                            error_message(&error)
+                        )))
+                    }
+                }
+            }
+            None => find_by_attempt(request.account, request.attempt)?,
+        };
+        match found {
+            Some(intent) => charge_of(&intent, request.currency).map(Some),
+            None => self.charge(request).map(Some),
+        }
+    }
+}
+
+/// Stripe's answer to a call about a PaymentIntent, as a charge's answer.
+fn answered(request: &ChargeRequest, reply: Reply) -> Result<Charge, Unknown> {
+    match reply {
+        Reply::Answer(intent) => charge_of(&intent, request.currency),
+        // A card error (402) or a refusal (400, 401, 403, 404): no money moved.
+        Reply::Refused { status, error } => {
+            let reference = error
+                .get("payment_intent")
+                .and_then(|pi| text(pi, "id"))
+                .or_else(|| text(&error, "charge"))
+                .or(request.reference)
+                .unwrap_or_default()
+                .to_string();
+            let code = match status {
+                401 => "invalid_api_key".to_string(),
+                403 => "permission_denied".to_string(),
+                _ => text(&error, "decline_code")
+                    .or_else(|| text(&error, "code"))
+                    .unwrap_or(if status == 402 {
+                        "card_declined"
+                    } else {
+                        "invalid_request"
+                    })
+                    .to_string(),
+            };
+            Ok(Charge::Declined { reference, code })
+        }
+    }
+}
+
+/// A PaymentIntent's state as a charge's answer.
+fn charge_of(intent: &Value, currency: Currency) -> Result<Charge, Unknown> {
+    let reference = text(intent, "id")
+        .ok_or_else(|| Unknown("a PaymentIntent without an id".into()))?
+        .to_string();
+    Ok(match text(intent, "status").unwrap_or_default() {
+        "succeeded" => Charge::Succeeded {
+            reference,
+            amount: intent
+                .get("amount_received")
+                .and_then(Value::as_i64)
+                .and_then(|received| from_stripe_amount(currency, received)),
+        },
+        "requires_capture" => Charge::RequiresCapture { reference },
+        "processing" => Charge::Pending {
+            reference,
+            instructions: None,
+        },
+        "requires_action" => Charge::RequiresAction {
+            reference,
+            client_secret: text(intent, "client_secret").map(str::to_string),
+        },
+        "canceled" => Charge::Declined {
+            reference,
+            code: "canceled".into(),
+        },
+        "requires_payment_method" => {
+            let error = intent.get("last_payment_error").unwrap_or(&Value::Null);
+            let code = text(error, "decline_code")
+                .or_else(|| text(error, "code"))
+                .unwrap_or("payment_failed")
+                .to_string();
+            Charge::Declined { reference, code }
+        }
+        other => return Err(Unknown(format!("PaymentIntent {reference} is {other}"))),
+    })
+}
+
+/// The PaymentIntent made for an attempt, by the id in its metadata: Stripe's search, or
+/// (where there is none, as in localstripe) its list.
+fn find_by_attempt(account: &Account, attempt: i64) -> Result<Option<Value>, Unknown> {
+    let mine = |intent: &&Value| {
+        intent
+            .get("metadata")
+            .and_then(|m| text(m, "cobro_attempt"))
+            .is_some_and(|a| a == attempt.to_string())
+    };
+    let query = [("query", format!("metadata['cobro_attempt']:'{attempt}'"))];
+    if let Reply::Answer(found) = call(account, "GET", "/v1/payment_intents/search", &query, None)?
+    {
+        let data = found.get("data").and_then(Value::as_array);
+        return Ok(data.and_then(|d| d.iter().find(mine)).cloned());
+    }
+    let mut after: Option<String> = None;
+    for _ in 0..100 {
+        let mut query = vec![("limit", "100".to_string())];
+        if let Some(after) = &after {
+            query.push(("starting_after", after.clone()));
+        }
+        let page = match call(account, "GET", "/v1/payment_intents", &query, None)? {
+            Reply::Answer(page) => page,
+            Reply::Refused { error, .. } => {
+                return Err(Unknown(format!(
+                    "Stripe did not list payment intents: {}",
+                    error_message(&error)
+                )))
+            }
+        };
+        let data = page
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(found) = data.iter().find(mine) {
+            return Ok(Some(found.clone()));
+        }
+        let more = page
+            .get("has_more")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        match data.last().and_then(|last| text(last, "id")) {
+            Some(last) if more => after = Some(last.to_string()),
+            _ => return Ok(None),
+        }
+    }
+    Err(Unknown("too many payment intents to look through".into()))
+}
+
+fn reference_of<'a>(request: &ChargeRequest<'a>) -> Result<&'a str, Unknown> {
+    checked(request.reference.unwrap_or_default())
+}
+
+/// An id that may go into a path: letters, digits and `_` only.
+fn checked(id: &str) -> Result<&str, Unknown> {
+    if is_object_id(id) {
+        Ok(id)
+    } else {
+        Err(Unknown(format!("not a Stripe id: {id:?}")))
+    }
+}
+
+fn is_object_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
+    value.get(field).and_then(Value::as_str)
+}
+
+fn error_message(error: &Value) -> String {
+    text(error, "message").unwrap_or("no message").to_string()
+}
+
+/// What Stripe said: an answer, or a refusal (a 4xx other than 409 and 429) with its
+/// `error` object. No answer, a 5xx, a 409 (the same key still in flight) or a 429 (not
+/// run) is `Unknown`: ask again later.
+enum Reply {
+    Answer(Value),
+    Refused { status: u16, error: Value },
+}
+
+/// One call to Stripe's API with the integration's secret key, form-encoded.
+fn call(
+    account: &Account,
+    method: &str,
+    path: &str,
+    form: &[(&str, String)],
+    idempotency_key: Option<&str>,
+) -> Result<Reply, Unknown> {
+    let url = format!("{}{path}", api_base());
+    let mut request = agent()
+        .request(method, &url)
+        .set(
+            "Authorization",
+            &format!("Bearer {}", account.credential(SECRET_KEY)),
+        )
+        .set("Stripe-Version", API_VERSION);
+    if let Some(key) = idempotency_key {
+        request = request.set("Idempotency-Key", key);
+    }
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let result = if method == "GET" {
+        for (name, value) in &pairs {
+            request = request.query(name, value);
+        }
+        request.call()
+    } else {
+        request.send_form(&pairs)
+    };
+    let (status, response) = match result {
+        Ok(response) => (response.status(), response),
+        Err(ureq::Error::Status(status, response)) => (status, response),
+        Err(ureq::Error::Transport(transport)) => {
+            return Err(Unknown(format!("{method} {path}: {transport}")))
+        }
+    };
+    let body: Value = response
+        .into_string()
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or_else(|| {
+            Unknown(format!(
+                "{method} {path}: {status} with a body that is not JSON"
+            ))
+        })?;
+    match status {
+        200..=299 => Ok(Reply::Answer(body)),
+        409 | 429 | 500.. => Err(Unknown(format!(
+            "{method} {path}: {status} {}",
+            error_message(body.get("error").unwrap_or(&Value::Null))
+        ))),
+        _ => Ok(Reply::Refused {
+            status,
+            error: body.get("error").cloned().unwrap_or(Value::Null),
+        }),
+    }
+}
+
+/// One client per process: 5 s to connect and 30 s to answer; no answer in time is an
+/// unknown outcome, never a decline.
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .redirects(0)
+            .build()
+    })
 }
 
 /// Whether `credentials` must hold a secret key (a new integration).

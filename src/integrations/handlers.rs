@@ -7,7 +7,7 @@ use super::domain::{IntegrationInput, IntegrationView};
 use super::operations;
 use crate::accounts::auth::Auth;
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::http::body::Body;
 use crate::http::fields::Presence;
 use crate::http::pagination::{Page, PageRequest};
@@ -43,9 +43,7 @@ fn integration_id(raw: &str) -> ApiResult<String> {
 }
 
 fn keyring(req: &HttpRequest) -> ApiResult<web::Data<Keyring>> {
-    req.app_data::<web::Data<Keyring>>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal("no keyring in app data"))
+    crate::secrets::from_request(req)
 }
 
 /// Connect a provider account: `{"gateway": "stripe", "name": …, "credentials": {"secret_key":

@@ -9,7 +9,7 @@ use super::domain::{timestamp, Payment};
 use super::status::PaymentStatus;
 use crate::accounts::payer::Actor;
 use crate::error::{ApiError, FieldErrors};
-use crate::gateways::{Charge, Settlement};
+use crate::gateways::Charge;
 use crate::http::fields::invalid_pk;
 use crate::money::{Amount, Currency};
 use crate::sources::domain::{Source, SourceStatus, Usage};
@@ -20,30 +20,41 @@ use crate::sources::domain::{Source, SourceStatus, Usage};
 pub enum AttemptStatus {
     /// Waiting for the payer to authorize it (a redirect flow).
     RequiresAction,
+    /// In flight: its gateway is being asked (to charge, capture or release), or will
+    /// confirm it later.
     Processing,
+    /// Authorized and held, for the merchant to capture or release.
+    RequiresCapture,
     Succeeded,
     Failed,
 }
 
 impl AttemptStatus {
+    pub const ALL: [AttemptStatus; 5] = [
+        AttemptStatus::RequiresAction,
+        AttemptStatus::Processing,
+        AttemptStatus::RequiresCapture,
+        AttemptStatus::Succeeded,
+        AttemptStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptStatus::RequiresAction => "requires_action",
             AttemptStatus::Processing => "processing",
+            AttemptStatus::RequiresCapture => "requires_capture",
             AttemptStatus::Succeeded => "succeeded",
             AttemptStatus::Failed => "failed",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            AttemptStatus::RequiresAction,
-            AttemptStatus::Processing,
-            AttemptStatus::Succeeded,
-            AttemptStatus::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        AttemptStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Not ended: the gateway, the payer or the merchant still has a say.
+    pub fn in_flight(self) -> bool {
+        !matches!(self, AttemptStatus::Succeeded | AttemptStatus::Failed)
     }
 }
 
@@ -249,8 +260,10 @@ pub fn apply_charge(
     let mut s = source.clone();
     let mut a = attempt.clone();
     let (status, reference, code) = match charge {
-        Charge::Succeeded { reference } => {
-            collect(&mut p, attempt.amount, now)?;
+        Charge::Succeeded { reference, amount } => {
+            // What the gateway says moved (a partial capture), never more than was asked.
+            a.amount = amount.map_or(attempt.amount, |moved| moved.clamp(0, attempt.amount));
+            collect(&mut p, a.amount, now)?;
             (AttemptStatus::Succeeded, reference, None)
         }
         Charge::Declined { reference, code } => {
@@ -267,7 +280,16 @@ pub fn apply_charge(
             }
             (AttemptStatus::Processing, reference, None)
         }
-        Charge::RequiresAction { reference } => (AttemptStatus::RequiresAction, reference, None),
+        Charge::RequiresAction {
+            reference,
+            client_secret,
+        } => {
+            if let Some(secret) = client_secret {
+                s.gateway_data.insert("client_secret".into(), secret.into());
+            }
+            (AttemptStatus::RequiresAction, reference, None)
+        }
+        Charge::RequiresCapture { reference } => (AttemptStatus::RequiresCapture, reference, None),
     };
     if s.usage == Usage::Single {
         s.status = source_status(status);
@@ -277,7 +299,9 @@ pub fn apply_charge(
     p.updated = now;
     a.status = status;
     a.failure_code = code;
-    a.gateway_reference = Some(reference);
+    if !reference.is_empty() {
+        a.gateway_reference = Some(reference);
+    }
     a.updated = now;
     let event_type = format!("payment.{}", p.status);
     Ok(Charged {
@@ -288,38 +312,14 @@ pub fn apply_charge(
     })
 }
 
-/// Settles the payment's charge in flight.
-pub fn apply_settlement(
-    payment: &Payment,
-    attempt: &Attempt,
-    settlement: &Settlement,
-    now: NaiveDateTime,
-) -> Result<(Payment, Attempt), ApiError> {
-    let mut p = payment.clone();
-    let mut a = attempt.clone();
-    match settlement {
-        Settlement::Succeeded => {
-            collect(&mut p, attempt.amount, now)?;
-            a.status = AttemptStatus::Succeeded;
-        }
-        Settlement::Failed { code } => {
-            fail(&mut p, code)?;
-            a.status = AttemptStatus::Failed;
-            a.failure_code = Some(code.clone());
-        }
-    }
-    a.updated = now;
-    p.version += 1;
-    p.updated = now;
-    Ok((p, a))
-}
-
 /// What a single-use source becomes with its charge.
 pub fn source_status(attempt: AttemptStatus) -> SourceStatus {
     match attempt {
         AttemptStatus::Failed => SourceStatus::Failed,
         AttemptStatus::RequiresAction => SourceStatus::WaitingAuthorization,
-        AttemptStatus::Processing | AttemptStatus::Succeeded => SourceStatus::Consumed,
+        AttemptStatus::Processing | AttemptStatus::RequiresCapture | AttemptStatus::Succeeded => {
+            SourceStatus::Consumed
+        }
     }
 }
 
@@ -373,7 +373,7 @@ pub fn missing_sources(payment: &Payment, existing: &[i64]) -> FieldErrors {
 mod tests {
     use super::*;
     use crate::payments::domain::{new_payment, PaymentInput};
-    use crate::sources::domain::new_source;
+    use crate::sources::domain::read_source;
     use serde_json::json;
 
     fn payment(id: i64, customer: Option<&str>) -> Payment {
@@ -391,7 +391,9 @@ mod tests {
 
     fn source(customer: Option<&str>, checkout_payment: Option<i64>) -> Source {
         let body = json!({"gateway": "sandbox", "gateway_data": {"token": "tok_visa"}, "usage": "reusable"});
-        let mut s = new_source(body.as_object().unwrap(), true, crate::db::now(), None).unwrap();
+        let mut s = read_source(body.as_object().unwrap(), true, crate::db::now(), None)
+            .unwrap()
+            .source;
         s.id = 7;
         s.customer = customer.map(str::to_string);
         s.checkout_payment = checkout_payment;
@@ -441,9 +443,7 @@ mod tests {
         let started = start_charge(&payment(1, None), &card, 400, now).unwrap();
         assert_eq!(started.payment.status, PaymentStatus::Processing);
         assert_eq!(started.attempt.status, AttemptStatus::Processing);
-        let paid = Charge::Succeeded {
-            reference: "sbx_1".into(),
-        };
+        let paid = Charge::succeeded("sbx_1".into());
         let charged =
             apply_charge(&started.payment, &card, &started.attempt, paid.clone(), now).unwrap();
         assert_eq!(
@@ -456,15 +456,23 @@ mod tests {
         settled.status = PaymentStatus::Succeeded;
         assert!(apply_charge(&settled, &card, &started.attempt, paid, now).is_err());
         assert!(start_charge(&settled, &card, 400, now).is_err());
-        let declined = Settlement::Failed {
+        let declined = Charge::Declined {
+            reference: "sbx_1".into(),
             code: "card_declined".into(),
         };
-        let (failed, attempt) =
-            apply_settlement(&started.payment, &started.attempt, &declined, now).unwrap();
+        let failed =
+            apply_charge(&started.payment, &card, &started.attempt, declined, now).unwrap();
         assert_eq!(
-            (failed.status, attempt.status),
+            (failed.payment.status, failed.attempt.status),
             (PaymentStatus::Failed, AttemptStatus::Failed)
         );
+        // A partial capture collects what the gateway says it took.
+        let partial = Charge::Succeeded {
+            reference: "sbx_1".into(),
+            amount: Some(150),
+        };
+        let taken = apply_charge(&started.payment, &card, &started.attempt, partial, now).unwrap();
+        assert_eq!((taken.payment.collected, taken.attempt.amount), (150, 150));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Map;
 
+use super::charges::{self, Pending};
 use super::charging::AttemptView;
 use super::domain::{PaymentInput, PaymentView};
 use super::filter::PaymentFilter;
@@ -19,8 +21,8 @@ use crate::http::query::QueryParams;
 use crate::http::{base_url, object_id, resource};
 use crate::idempotency;
 use crate::openapi::{
-    AuthorizeWrite, IdempotencyErrors, IdempotencyHeader, PaymentListParams, PaymentWrite,
-    ScopeHeaders, ScopedErrors,
+    AuthorizeWrite, CaptureWrite, IdempotencyErrors, IdempotencyHeader, PaymentListParams,
+    PaymentWrite, ScopeHeaders, ScopedErrors,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -38,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/payments/{id}/cancel", "POST").route(web::post().to(cancel)))
     .service(resource("/payments/{id}/authorize", "POST").route(web::post().to(authorize)))
+    .service(resource("/payments/{id}/capture", "POST").route(web::post().to(capture)))
     .service(resource("/payments/{id}/settle", "POST").route(web::post().to(settle)))
     .service(resource("/payments/{id}/attempts", "GET").route(web::get().to(attempts)));
 }
@@ -172,7 +175,8 @@ pub async fn destroy(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Cancel a payment (from requires_payment_method or failed).
+/// Cancel a payment (from requires_payment_method or failed). One whose charge is held
+/// (`capture: false`) or waits for the payer is released at its gateway first.
 #[utoipa::path(post, path = "/payments/{id}/cancel/", tag = "payments", params(ScopeHeaders, IdempotencyHeader, ("id" = i64, Path)),
     responses(
         (status = 200, body = PaymentView),
@@ -184,14 +188,58 @@ pub async fn cancel(
     db: web::Data<Db>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let base = base_url(&req);
-    idempotency::answer_action(
-        &req,
-        auth,
+    let id = object_id(&id)?;
+    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &Map::new())?;
+    let keyring = crate::secrets::from_request(&req)?;
+    let (scope, base) = (auth.scope, base_url(&req));
+    let begun = scope.clone();
+    idempotency::answer_call(
         &db,
-        &id,
+        key,
         StatusCode::OK,
-        move |conn, scope, id| operations::cancel(conn, scope, id, &base),
+        move |conn| charges::begin_release(conn, &begun, id, &keyring),
+        |release: &Option<Pending>| release.as_ref().map(charges::call),
+        move |conn, release, outcome| match (release, outcome) {
+            (Some(release), Some(outcome)) => {
+                charges::finish(conn, &scope, release, outcome, &base)
+            }
+            _ => operations::cancel(conn, &scope, id, &base),
+        },
+    )
+    .await
+}
+
+/// Capture what an authorization holds (`{"capture": false}` on authorize): all of it, or
+/// `{"amount": …}` of it (the rest is released and stays as the balance).
+#[utoipa::path(post, path = "/payments/{id}/capture/", tag = "payments", params(ScopeHeaders, IdempotencyHeader, ("id" = i64, Path)),
+    request_body = CaptureWrite,
+    responses((status = 200, body = PaymentView), ScopedErrors, IdempotencyErrors))]
+pub async fn capture(
+    req: HttpRequest,
+    auth: Auth,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
+    let id = object_id(&id)?;
+    let fields = body.read().await?;
+    let amount = match fields.get("amount") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => {
+            Some(crate::money::parse_decimal(value).map_err(|m| ApiError::field("amount", m))?)
+        }
+    };
+    let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
+    let keyring = crate::secrets::from_request(&req)?;
+    let (scope, base) = (auth.scope, base_url(&req));
+    let begun = scope.clone();
+    idempotency::answer_call(
+        &db,
+        key,
+        StatusCode::OK,
+        move |conn| charges::begin_capture(conn, &begun, id, amount, &keyring),
+        charges::call,
+        move |conn, pending, outcome| charges::finish(conn, &scope, pending, outcome, &base),
     )
     .await
 }
@@ -223,22 +271,27 @@ pub async fn authorize(
     let mut reader = Reader::new(&caller.fields, Presence::Full);
     reader.require("source");
     let source = reader.pk("source");
-    reader.finish().into_result()?;
+    let capture = reader.boolean("capture").unwrap_or(true);
+    let mut errors = reader.finish();
+    if !capture && caller.actor != crate::accounts::payer::Actor::Merchant {
+        errors.add("capture", "Only the merchant chooses to capture later.");
+    }
+    errors.into_result()?;
     let Given::Value(source) = source else {
         return Err(ApiError::field("source", crate::http::fields::NOT_NULL));
     };
     let key = idempotency::key(&req, &caller.scope, caller.credential, &caller.fields)?;
     let (scope, base, actor) = (caller.scope, base_url(&req), caller.actor);
+    let keyring = crate::secrets::from_request(&req)?;
     let begun = scope.clone();
     idempotency::answer_call(
         &db,
         key,
         StatusCode::OK,
-        move |conn| operations::begin_charge(conn, &begun, id, source, actor),
-        operations::call_gateway,
+        move |conn| charges::begin_charge(conn, &begun, id, source, actor, capture, &keyring),
+        charges::call,
         move |conn, pending, outcome| {
-            operations::finish_charge(conn, &scope, pending, outcome, &base)
-                .map(|view| actor.shown(view))
+            charges::finish(conn, &scope, pending, outcome, &base).map(|view| actor.shown(view))
         },
     )
     .await
@@ -260,7 +313,7 @@ pub async fn settle(
         &db,
         &id,
         StatusCode::OK,
-        move |conn, scope, id| operations::settle(conn, scope, id, &base),
+        move |conn, scope, id| charges::settle(conn, scope, id, &base),
     )
     .await
 }

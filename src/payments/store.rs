@@ -553,6 +553,30 @@ pub fn attempts(
 }
 
 /// Records how an attempt ended.
+/// Saves an attempt's change if it is as it was `read` (its status and last change): of two
+/// concurrent answers or calls about one attempt, one writes and the other finds it moved.
+pub fn move_attempt(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    read: &Attempt,
+    a: &Attempt,
+) -> Result<bool, ApiError> {
+    let updated = diesel::update(payment_attempts::table)
+        .filter(attempts_in_scope(scope))
+        .filter(payment_attempts::id.eq(a.id))
+        .filter(payment_attempts::status.eq(read.status.as_str()))
+        .filter(payment_attempts::updated.eq(read.updated))
+        .set((
+            payment_attempts::status.eq(a.status.as_str()),
+            payment_attempts::amount.eq(a.amount),
+            payment_attempts::failure_code.eq(&a.failure_code),
+            payment_attempts::gateway_reference.eq(&a.gateway_reference),
+            payment_attempts::updated.eq(a.updated),
+        ))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
 pub fn save_attempt(conn: &mut DbConnection, scope: &Scope, a: &Attempt) -> Result<(), ApiError> {
     diesel::update(payment_attempts::table)
         .filter(attempts_in_scope(scope))
@@ -596,10 +620,11 @@ pub fn integration_has_charges_in_flight(
     scope: &Scope,
     integration: &str,
 ) -> Result<bool, ApiError> {
-    let in_flight = [
-        AttemptStatus::Processing.as_str(),
-        AttemptStatus::RequiresAction.as_str(),
-    ];
+    let in_flight: Vec<&str> = AttemptStatus::ALL
+        .into_iter()
+        .filter(|s| s.in_flight())
+        .map(AttemptStatus::as_str)
+        .collect();
     Ok(diesel::select(diesel::dsl::exists(
         payment_attempts::table
             .filter(attempts_in_scope(scope))

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, FieldErrors};
-use crate::gateways::{self, Card};
+use crate::gateways::{self, Card, PreparedSource};
 use crate::http::fields::{Presence, Reader};
 use crate::http::metadata::{apply_metadata, read_metadata};
 use crate::money::parse_decimal;
@@ -115,19 +115,40 @@ impl Source {
     }
 }
 
-/// Builds a new source from a create body: the gateway must exist and be open to the mode,
-/// and accept the `gateway_data`. A source a payer makes at payment `checkout_payment`'s
-/// checkout is bound to it, single use, nobody's and for the balance: only the merchant
-/// attaches a source to a customer, keeps it for later or splits a payment (as with Stripe,
-/// where a publishable key cannot).
-pub fn new_source(
+/// A create body read and checked: the new source as it will be, but for what its gateway
+/// says of its data (`prepare`, which may ask a provider, so it runs with no transaction
+/// open), and the integration it names, if any.
+#[derive(Clone, Debug)]
+pub struct SourceRequest {
+    pub source: Source,
+    pub integration: Option<String>,
+}
+
+impl SourceRequest {
+    /// The source, once its gateway accepted its data, charging through `integration`.
+    pub fn prepared(self, prepared: PreparedSource, integration: Option<String>) -> Source {
+        Source {
+            gateway_data: prepared.gateway_data,
+            card: prepared.card,
+            integration,
+            ..self.source
+        }
+    }
+}
+
+/// Reads a new source from a create body: the gateway must exist and be open to the mode.
+/// A source a payer makes at payment `checkout_payment`'s checkout is bound to it, single
+/// use, nobody's and for the balance: only the merchant attaches a source to a customer,
+/// keeps it for later or splits a payment (as with Stripe, where a publishable key cannot).
+pub fn read_source(
     body: &Map<String, Value>,
     test_mode: bool,
     now: NaiveDateTime,
     checkout_payment: Option<i64>,
-) -> Result<Source, ApiError> {
+) -> Result<SourceRequest, ApiError> {
     let mut r = Reader::new(body, Presence::Full);
     let gateway_name = r.string("gateway", true, false, 64).sent().flatten();
+    let integration = r.string("integration", false, true, 64).sent().flatten();
     let usage = r.choice::<Usage>("usage").unwrap_or(Usage::Single);
     let customer = r.string("customer", false, true, 255).sent().flatten();
     let amount = match r.raw("amount") {
@@ -196,7 +217,6 @@ pub fn new_source(
                 None
             }
         });
-    let mut prepared = None;
     if let Some(gateway) = gateway {
         if !test_mode && !gateway.live() {
             errors.add(
@@ -206,36 +226,34 @@ pub fn new_source(
                     gateway.name()
                 ),
             );
-        } else if !errors.iter().any(|(field, _)| field == "gateway_data") {
-            match gateway.prepare(&gateway_data) {
-                Ok(p) => prepared = Some(p),
-                Err(message) => errors.add("gateway_data", message),
-            }
         }
     }
     let metadata = apply_metadata(&Map::new(), metadata.as_ref(), false, &mut errors);
     errors.into_result()?;
-    let (Some(gateway), Some(prepared)) = (gateway, prepared) else {
+    let Some(gateway) = gateway else {
         return Err(ApiError::internal("a valid source without its gateway"));
     };
-    Ok(Source {
-        id: 0,
-        test_mode,
-        gateway: gateway.name().to_string(),
-        usage,
-        customer,
-        amount,
-        description,
-        status: SourceStatus::Chargeable,
-        return_url,
-        gateway_data: prepared.gateway_data,
-        card: prepared.card,
-        metadata,
-        checkout_payment,
-        integration: None,
-        version: 1,
-        created: now,
-        updated: now,
+    Ok(SourceRequest {
+        source: Source {
+            id: 0,
+            test_mode,
+            gateway: gateway.name().to_string(),
+            usage,
+            customer,
+            amount,
+            description,
+            status: SourceStatus::Chargeable,
+            return_url,
+            gateway_data,
+            card: None,
+            metadata,
+            checkout_payment,
+            integration: None,
+            version: 1,
+            created: now,
+            updated: now,
+        },
+        integration,
     })
 }
 

@@ -43,9 +43,16 @@ pub async fn create(req: HttpRequest, db: web::Data<Db>, body: Body) -> ApiResul
     let caller = crate::accounts::payer::caller(&req, body).await?;
     let key = idempotency::key(&req, &caller.scope, caller.credential, &caller.fields)?;
     let (scope, fields, actor) = (caller.scope, caller.fields, caller.actor);
-    idempotency::answer(&db, key, StatusCode::CREATED, move |conn| {
-        operations::create(conn, &scope, &fields, actor)
-    })
+    let keyring = crate::secrets::from_request(&req)?;
+    let begun = scope.clone();
+    idempotency::answer_call(
+        &db,
+        key,
+        StatusCode::CREATED,
+        move |conn| operations::begin_create(conn, &begun, &fields, actor, &keyring),
+        operations::prepare,
+        move |conn, creating, prepared| operations::finish_create(conn, &scope, creating, prepared),
+    )
     .await
 }
 

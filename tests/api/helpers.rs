@@ -51,6 +51,9 @@ pub fn serve(db: Db, adjust: impl FnOnce(&mut Settings)) -> Server {
     settings.webhook_allow_private = false;
     // Provider credentials are sealed under this key (on both backends alike).
     settings.secret_keys = cobro::config::SecretKeys(vec![TEST_SECRET_KEY.to_string()]);
+    if let Some(stripe) = stripe_url() {
+        settings.stripe_api_base = stripe;
+    }
     adjust(&mut settings);
     let server_db = db.clone();
     if settings.webhook_worker {
@@ -95,6 +98,55 @@ impl App {
             ..self.clone()
         }
     }
+}
+
+/// The localstripe that `scripts/test.sh` started (`TEST_STRIPE_URL`); None skips the Stripe
+/// tests, unless REQUIRE_STRIPE=1.
+pub fn stripe_url() -> Option<String> {
+    match std::env::var("TEST_STRIPE_URL") {
+        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_string()),
+        _ => {
+            if std::env::var("REQUIRE_STRIPE").as_deref() == Ok("1") {
+                panic!("REQUIRE_STRIPE=1 but TEST_STRIPE_URL is not set");
+            }
+            None
+        }
+    }
+}
+
+/// A call to localstripe itself, as Stripe.js or Stripe's dashboard would make it.
+pub fn localstripe(method: &str, path: &str, form: &[(&str, &str)]) -> Resp {
+    let url = format!("{}{path}", stripe_url().expect("localstripe"));
+    let body: String = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let headers = [
+        ("Authorization", "Bearer sk_test_cobro_tests"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    if method == "GET" {
+        let url = if body.is_empty() {
+            url
+        } else {
+            format!("{url}?{body}")
+        };
+        send("GET", &url, &headers[..1], None)
+    } else {
+        send(method, &url, &headers, Some(&body))
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub fn server(backend: Backend) -> Option<&'static Server> {

@@ -24,6 +24,7 @@ mod payments;
 mod races;
 mod sources;
 mod status;
+mod stripe;
 mod tenancy;
 mod throttle;
 mod webhooks;

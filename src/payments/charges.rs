@@ -1,0 +1,535 @@
+//! The flows that ask a gateway: charge, capture, release, settle. Each is three steps, in
+//! the webhook worker's shape, so that no transaction (and on SQLite no batch of the single
+//! writer) waits on a provider:
+//!
+//! 1. `begin_*`, one transaction: check, record the intent (the attempt, and what is in
+//!    flight), read what the call needs;
+//! 2. [`call`], with no transaction open: the gateway's answer, with the attempt's id as its
+//!    idempotency key, or `Unknown` (a timeout, a broken connection, a 5xx);
+//! 3. [`finish`], a second transaction: the answer applied to the payment, source and
+//!    attempt as they are now, by the pure `charging` functions, so it may run again
+//!    safely. An attempt answered meanwhile (by the reconciler, a provider's webhook, the
+//!    merchant) is left as it is; an unknown outcome leaves it in flight until the gateway
+//!    is asked again.
+
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use super::charging::{self, Attempt, AttemptStatus};
+use super::domain::{self, Payment, PaymentView};
+use super::operations::{check_invoice_room, record, save};
+use super::status::PaymentStatus;
+use super::store;
+use crate::accounts::payer::{self, Actor};
+use crate::db::{now, write_tx, DbConnection, Scope};
+use crate::error::ApiError;
+use crate::events::store as events;
+use crate::gateways::{self, Account, Charge, ChargeRequest, Unknown};
+use crate::http::fields::invalid_pk;
+use crate::secrets::Keyring;
+use crate::sources::domain::Source;
+use crate::sources::store as sources_store;
+
+/// What a call asks of the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Charge a source (`capture: false`: hold the amount).
+    Charge { capture: bool },
+    /// Capture (part of) what a charge holds.
+    Capture,
+    /// Release what a charge holds, or give up one waiting on the payer, and cancel the
+    /// payment.
+    Release,
+}
+
+/// A call recorded and not yet made: what it needs, read in the first transaction, so that
+/// the call itself opens none.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub intent: Intent,
+    pub attempt: Attempt,
+    pub account: Account,
+    pub gateway_data: Map<String, Value>,
+    pub description: String,
+}
+
+/// The gateway of an attempt or a source.
+fn gateway(name: &str) -> Result<&'static dyn gateways::Gateway, ApiError> {
+    gateways::find(name).ok_or_else(|| ApiError::internal(format!("unknown gateway {name}")))
+}
+
+/// The account a source's charges go through: its integration's, or none (built in).
+fn account(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    source: &Source,
+    keyring: &Keyring,
+) -> Result<Account, ApiError> {
+    match &source.integration {
+        Some(id) => crate::integrations::operations::account_of(conn, scope, id, keyring),
+        None => Ok(Account::default()),
+    }
+}
+
+/// `POST /payments/{id}/authorize/`, first step: checks the charge (the payment's state and
+/// balance, the invoice's room, which sources `actor` may charge:
+/// [`charging::check_source`], what the gateway can take), moves the payment to
+/// `processing` (a charge in flight: no other starts, and the merchant cannot move it
+/// meanwhile), reserves a single-use source, and inserts the attempt `processing`. The
+/// payment and the source are both version-guarded, so concurrent charges of one payment
+/// never collect more than its amount.
+pub fn begin_charge(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    source_id: i64,
+    actor: Actor,
+    capture: bool,
+    keyring: &Keyring,
+) -> Result<Pending, ApiError> {
+    write_tx(conn, |conn| {
+        let payment = match actor {
+            Actor::Merchant => store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?,
+            Actor::Payer { payment } if payment == id => payer::still_open(conn, scope, id)?,
+            Actor::Payer { .. } => return Err(ApiError::NotFound),
+        };
+        let source = sources_store::find(conn, scope, source_id)?
+            .ok_or_else(|| ApiError::field("source", invalid_pk(source_id)))?;
+        charging::check_source(&payment, &source, actor)?;
+        let amount = charging::charge_amount(&payment, &source)?;
+        check_invoice_room(conn, scope, &payment, amount).map_err(|refused| match actor {
+            Actor::Merchant => refused,
+            // The invoice is the merchant's business: a payer is told only that it cannot pay.
+            Actor::Payer { .. } => ApiError::field(
+                "non_field_errors",
+                "This payment cannot be paid now; ask the merchant.",
+            ),
+        })?;
+        let gateway = gateway(&source.gateway)?;
+        gateway
+            .check_amount(payment.currency, amount)
+            .map_err(|refused| ApiError::field("non_field_errors", refused))?;
+        let account = account(conn, scope, &source, keyring)?;
+        let started = charging::start_charge(&payment, &source, amount, now())?;
+        if !save(conn, scope, &payment, &started.payment)?
+            || !sources_store::save(conn, scope, &source, &started.source)?
+        {
+            return Err(ApiError::Contention);
+        }
+        let attempt = store::insert_attempt(conn, scope, &started.attempt)?;
+        Ok(Pending {
+            intent: Intent::Charge { capture },
+            attempt,
+            account,
+            gateway_data: source.gateway_data.clone(),
+            description: payment.description.clone(),
+        })
+    })
+}
+
+/// `POST /payments/{id}/capture/`, first step: the held charge's capture, of `amount` (at
+/// most what is held; by default all of it), marked in flight so that no second capture
+/// starts.
+pub fn begin_capture(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    amount: Option<Decimal>,
+    keyring: &Keyring,
+) -> Result<Pending, ApiError> {
+    write_tx(conn, |conn| {
+        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let held = held(conn, scope, &payment)?.ok_or_else(|| {
+            ApiError::BadRequest("This payment holds no charge to capture.".into())
+        })?;
+        if held.status != AttemptStatus::RequiresCapture {
+            return Err(ApiError::BadRequest(
+                "This payment's charge waits for the payer: there is nothing to capture yet."
+                    .into(),
+            ));
+        }
+        let amount = match amount {
+            None => held.amount,
+            Some(amount) => payment
+                .currency
+                .to_minor(amount)
+                .map_err(|message| ApiError::field("amount", message))?,
+        };
+        if amount <= 0 || amount > held.amount {
+            return Err(ApiError::field(
+                "amount",
+                format!(
+                    "Capture more than 0 and at most what is held ({}).",
+                    payment.currency.format(held.amount)
+                ),
+            ));
+        }
+        gateway(&held.gateway)?
+            .check_amount(payment.currency, amount)
+            .map_err(|refused| ApiError::field("amount", refused))?;
+        let mut capturing = held.clone();
+        capturing.status = AttemptStatus::Processing;
+        // What is captured is what the attempt collects; the rest is released.
+        capturing.amount = amount;
+        capturing.updated = now();
+        begin_call(conn, scope, Intent::Capture, &held, capturing, keyring)
+    })
+}
+
+/// `POST /payments/{id}/cancel/` of a payment whose charge is held or waits for the payer,
+/// first step: the release, marked in flight. None when nothing is held: the cancel is
+/// then a plain move.
+pub fn begin_release(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    keyring: &Keyring,
+) -> Result<Option<Pending>, ApiError> {
+    write_tx(conn, |conn| {
+        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let Some(held) = held(conn, scope, &payment)? else {
+            return Ok(None);
+        };
+        let mut releasing = held.clone();
+        releasing.status = AttemptStatus::Processing;
+        releasing.updated = now();
+        begin_call(conn, scope, Intent::Release, &held, releasing, keyring).map(Some)
+    })
+}
+
+/// The charge a payment in `processing` holds or that waits for its payer, if any.
+fn held(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+) -> Result<Option<Attempt>, ApiError> {
+    if payment.status != PaymentStatus::Processing {
+        return Ok(None);
+    }
+    Ok(store::attempts(conn, scope, payment.id)?
+        .into_iter()
+        .find(|a| {
+            matches!(
+                a.status,
+                AttemptStatus::RequiresCapture | AttemptStatus::RequiresAction
+            )
+        }))
+}
+
+/// Marks an attempt in flight for a call about it (guarded: of two concurrent calls, one
+/// starts), and reads what the call needs.
+fn begin_call(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    intent: Intent,
+    read: &Attempt,
+    next: Attempt,
+    keyring: &Keyring,
+) -> Result<Pending, ApiError> {
+    if !store::move_attempt(conn, scope, read, &next)? {
+        return Err(ApiError::Contention);
+    }
+    let source = sources_store::find(conn, scope, next.source_id)?
+        .ok_or_else(|| ApiError::internal(format!("source {} vanished", next.source_id)))?;
+    let payment = store::find(conn, scope, next.payment_id)?.ok_or(ApiError::NotFound)?;
+    Ok(Pending {
+        intent,
+        account: account(conn, scope, &source, keyring)?,
+        gateway_data: source.gateway_data.clone(),
+        description: payment.description,
+        attempt: next,
+    })
+}
+
+/// The second step: the gateway's answer, with no transaction open.
+pub fn call(pending: &Pending) -> Result<Charge, Unknown> {
+    let attempt = &pending.attempt;
+    let gateway = gateways::find(&attempt.gateway)
+        .ok_or_else(|| Unknown(format!("no gateway {}", attempt.gateway)))?;
+    let request = ChargeRequest {
+        account: &pending.account,
+        attempt: attempt.id,
+        reference: attempt.gateway_reference.as_deref(),
+        amount: attempt.amount,
+        currency: attempt.currency,
+        description: &pending.description,
+        gateway_data: &pending.gateway_data,
+        capture: !matches!(pending.intent, Intent::Charge { capture: false }),
+    };
+    match pending.intent {
+        Intent::Charge { .. } => gateway.charge(&request),
+        Intent::Capture => gateway.capture(&request),
+        Intent::Release => gateway.cancel(&request),
+    }
+}
+
+/// The third step: applies the gateway's answer, if the attempt still waits for it.
+pub fn finish(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    pending: &Pending,
+    outcome: &Result<Charge, Unknown>,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    let id = pending.attempt.payment_id;
+    write_tx(conn, |conn| {
+        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let attempt = store::attempts(conn, scope, id)?
+            .into_iter()
+            .find(|a| a.id == pending.attempt.id)
+            .ok_or_else(|| {
+                ApiError::internal(format!("attempt {} vanished", pending.attempt.id))
+            })?;
+        // Answered meanwhile? A new charge's attempt has no reference until answered; a
+        // capture or a release is in flight while its attempt is `processing`.
+        let waiting = attempt.status == AttemptStatus::Processing
+            && match pending.intent {
+                Intent::Charge { .. } => attempt.gateway_reference.is_none(),
+                Intent::Capture | Intent::Release => true,
+            };
+        if !waiting {
+            return Ok(payment.view(base_url));
+        }
+        let charge = match outcome {
+            Ok(charge) => charge.clone(),
+            Err(Unknown(cause)) => {
+                log::warn!(
+                    "attempt {} ({}): no answer, left in flight: {cause}",
+                    attempt.id,
+                    attempt.gateway
+                );
+                let view = payment.view(base_url);
+                if let Intent::Charge { .. } = pending.intent {
+                    // Processing from now on, for a while: listeners hear of it.
+                    record(conn, scope, "payment.processing", &view)?;
+                }
+                return Ok(view);
+            }
+        };
+        match pending.intent {
+            Intent::Release => {
+                // Its event is the cancel's.
+                written(conn, scope, &payment, &attempt, charge, base_url, false)?;
+                cancel_released(conn, scope, id, base_url)
+            }
+            _ => apply(conn, scope, &payment, &attempt, charge, base_url),
+        }
+    })
+}
+
+/// After a release: the payment, failed by it, is cancelled as the merchant asked.
+fn cancel_released(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+    if current.status != PaymentStatus::Failed {
+        // Captured meanwhile (or paid by hand): it stays as it is.
+        return Ok(current.view(base_url));
+    }
+    let change = domain::cancel(&current, now())?;
+    if !save(conn, scope, &current, &change.payment)? {
+        return Err(ApiError::Contention);
+    }
+    let view = change.payment.view(base_url);
+    record(conn, scope, &change.event_type, &view)?;
+    Ok(view)
+}
+
+/// A gateway's word on an attempt in flight, written: the payment, the source and the
+/// attempt, each with its event.
+pub fn apply(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+    attempt: &Attempt,
+    charge: Charge,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    written(conn, scope, payment, attempt, charge, base_url, true)
+}
+
+/// [`apply`], with the payment's event left to the caller when `announce` is false.
+fn written(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    payment: &Payment,
+    attempt: &Attempt,
+    charge: Charge,
+    base_url: &str,
+    announce: bool,
+) -> Result<PaymentView, ApiError> {
+    let source = sources_store::find(conn, scope, attempt.source_id)?
+        .ok_or_else(|| ApiError::internal(format!("source {} vanished", attempt.source_id)))?;
+    let mut charged = charging::apply_charge(payment, &source, attempt, charge, now())?;
+    if charged.attempt.status == AttemptStatus::RequiresAction {
+        // Where to send the payer to authorize it.
+        let url = format!(
+            "{base_url}/payments/{}/pay/?checkout={}",
+            payment.id, payment.checkout_key
+        );
+        charged
+            .source
+            .gateway_data
+            .insert("redirect_url".into(), url.into());
+    }
+    if !save(conn, scope, payment, &charged.payment)?
+        || !sources_store::save(conn, scope, &source, &charged.source)?
+        || !store::move_attempt(conn, scope, attempt, &charged.attempt)?
+    {
+        return Err(ApiError::Contention);
+    }
+    let view = charged.payment.view(base_url);
+    if announce {
+        record(conn, scope, &charged.event_type, &view)?;
+    }
+    if charged.source.status != source.status {
+        let event = format!("source.{}", charged.source.status.as_str());
+        let source_id = source.id.to_string();
+        events::record(
+            conn,
+            scope,
+            &event,
+            "source",
+            &source_id,
+            &charged.source.view(),
+        )?;
+    }
+    Ok(view)
+}
+
+/// All three steps of a charge, for callers with no idempotency key of their own (the
+/// checkout page).
+pub async fn authorize(
+    db: &crate::db::Db,
+    keyring: std::sync::Arc<Keyring>,
+    scope: Scope,
+    id: i64,
+    source_id: i64,
+    base_url: String,
+    actor: Actor,
+) -> Result<PaymentView, ApiError> {
+    let begun = scope.clone();
+    let pending = db
+        .write(move |conn| begin_charge(conn, &begun, id, source_id, actor, true, &keyring))
+        .await?;
+    let (pending, outcome) = actix_web::web::block(move || {
+        let outcome = call(&pending);
+        (pending, outcome)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    db.write(move |conn| finish(conn, &scope, &pending, &outcome, &base_url))
+        .await
+}
+
+/// `POST /payments/{id}/settle/` (test mode): asks the sandbox now what it would say later
+/// about the charge in flight. The sandbox answers in-process; providers are asked by the
+/// reconciler, with no transaction open.
+pub fn settle(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    if !scope.test_mode() {
+        return Err(ApiError::BadRequest(
+            "Settling a charge by hand is only possible in test mode.".into(),
+        ));
+    }
+    write_tx(conn, |conn| {
+        let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        let nothing = || {
+            ApiError::BadRequest(
+                "This payment has no charge in flight that its gateway settles.".into(),
+            )
+        };
+        let attempt = store::attempts(conn, scope, id)?
+            .into_iter()
+            .find(|a| a.status == AttemptStatus::Processing && a.gateway == "sandbox")
+            .ok_or_else(nothing)?;
+        let source = sources_store::find(conn, scope, attempt.source_id)?.ok_or_else(nothing)?;
+        let asked = ChargeRequest {
+            account: &Account::default(),
+            attempt: attempt.id,
+            reference: attempt.gateway_reference.as_deref(),
+            amount: attempt.amount,
+            currency: attempt.currency,
+            description: &payment.description,
+            gateway_data: &source.gateway_data,
+            capture: true,
+        };
+        // In-process: no call leaves the server.
+        let answer = gateway(&attempt.gateway)?
+            .retrieve(&asked)
+            .ok()
+            .flatten()
+            .ok_or_else(nothing)?;
+        apply(conn, scope, &payment, &attempt, answer, base_url)
+    })
+}
+
+/// Settles the sandbox charges in flight for longer than `after`, as a real gateway's
+/// confirmation would arrive: what `cobro serve` runs every second. Returns how many.
+pub fn settle_due_sandbox_charges(
+    conn: &mut DbConnection,
+    after: chrono::Duration,
+    base_url: &str,
+) -> Result<usize, ApiError> {
+    let due = store::due_sandbox_charges(conn, now() - after, 100)?;
+    let mut settled = 0;
+    for (scope, id) in due {
+        match settle(conn, &scope, id, base_url) {
+            Ok(_) => settled += 1,
+            // Settled or moved meanwhile (by hand, or by another server): nothing to do.
+            Err(ApiError::BadRequest(_) | ApiError::NotFound) => {}
+            // One charge that cannot settle now must not hold up the others.
+            Err(other) => log::warn!("settling sandbox charge {id}: {other}"),
+        }
+    }
+    Ok(settled)
+}
+
+/// The charge waiting for the payer's authorization (a redirect flow), if any.
+pub fn awaiting_payer(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<Attempt>, ApiError> {
+    let attempts = store::attempts(conn, scope, id)?;
+    Ok(attempts
+        .into_iter()
+        .find(|a| a.status == AttemptStatus::RequiresAction))
+}
+
+/// The payer's answer on the sandbox's authorization page: the charge succeeds, or fails
+/// with `authentication_failed`. Single use: a second answer finds nothing to authorize.
+pub fn finish_redirect(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    approved: bool,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    write_tx(conn, |conn| {
+        // Only the payer answers, with the checkout key: its checkout must still be open.
+        let payment = payer::still_open(conn, scope, id)?;
+        let attempt = awaiting_payer(conn, scope, id)?
+            .filter(|a| a.gateway == "sandbox")
+            .ok_or_else(|| {
+                ApiError::BadRequest("This payment has no charge waiting for authorization.".into())
+            })?;
+        let reference = attempt.gateway_reference.clone().unwrap_or_default();
+        let answer = if approved {
+            Charge::succeeded(reference)
+        } else {
+            Charge::Declined {
+                reference,
+                code: "authentication_failed".into(),
+            }
+        };
+        apply(conn, scope, &payment, &attempt, answer, base_url)
+    })
+}

@@ -1,0 +1,219 @@
+//! Stripe through PaymentIntents, against a real localstripe (started by scripts/test.sh):
+//! sources from PaymentMethods, charges, declines, 3-D Secure, holds captured or released,
+//! and exact amounts as Stripe records them.
+
+use crate::both;
+use crate::helpers::*;
+
+/// A test-mode Stripe integration of `app`'s workspace (None: no localstripe, skip).
+fn integration(app: &App) -> Option<String> {
+    stripe_url()?;
+    let made = app
+        .post("/integrations/", json!({"gateway": "stripe", "name": "Stripe",
+            "credentials": {"secret_key": "sk_test_51QcobroLocalstripe0000000000001", "webhook_secret": "whsec_cobroLocalstripe0000000001"}}))
+        .expect(201)
+        .body;
+    Some(made["id"].as_str().unwrap().to_string())
+}
+
+/// A PaymentMethod as Stripe.js makes it in the payer's browser (cobro never sees the number).
+pub fn payment_method(number: &str) -> String {
+    let made = localstripe(
+        "POST",
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2030"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .expect(200)
+    .body;
+    made["id"].as_str().unwrap().to_string()
+}
+
+fn stripe_source(app: &App, integration: &str, method: &str) -> Value {
+    app.post(
+        "/sources/",
+        json!({"gateway": "stripe", "integration": integration,
+        "gateway_data": {"payment_method": method}}),
+    )
+    .expect(201)
+    .body
+}
+
+/// The PaymentIntent behind an attempt, as localstripe has it.
+fn intent_of(app: &App, payment: &Value) -> (Value, Value) {
+    let attempts = app
+        .get(&format!("/payments/{}/attempts/", payment["id"]))
+        .expect(200)
+        .body;
+    let attempt = attempts.as_array().unwrap().last().unwrap().clone();
+    let reference = attempt["gateway_reference"]
+        .as_str()
+        .expect("a PaymentIntent id")
+        .to_string();
+    assert!(reference.starts_with("pi_"), "{reference}");
+    (
+        localstripe("GET", &format!("/v1/payment_intents/{reference}"), &[])
+            .expect(200)
+            .body,
+        attempt,
+    )
+}
+
+both! {
+    fn a_payment_method_becomes_a_source_showing_its_card(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        assert_eq!((source["gateway"].as_str(), source["integration"].as_str()), (Some("stripe"), Some(integration.as_str())));
+        assert_eq!((source["card"]["brand"].as_str(), source["card"]["last4"].as_str()), (Some("visa"), Some("4242")));
+        assert!(source["gateway_data"]["payment_method"].as_str().unwrap().starts_with("pm_"));
+        // The integration may go unnamed when the mode has just one.
+        let unnamed = test.post("/sources/", json!({"gateway": "stripe", "gateway_data": {"payment_method": payment_method("4242424242424242")}})).expect(201).body;
+        assert_eq!(unnamed["integration"], json!(integration));
+        // What Stripe does not know, or what is not a PaymentMethod, is refused.
+        for (data, said) in [(json!({"payment_method": "pm_doesNotExist000"}), "Stripe has no payment method"),
+                             (json!({"payment_method": "pm_../../v1/charges"}), "Stripe needs a PaymentMethod"),
+                             (json!({}), "Stripe needs a PaymentMethod")] {
+            let refused = test.post("/sources/", json!({"gateway": "stripe", "integration": integration, "gateway_data": data})).expect(400);
+            assert!(refused.body["gateway_data"][0].as_str().unwrap().contains(said), "{}", refused.text);
+        }
+        // Another workspace's integration does not exist here; a workspace without one is told so.
+        let stranger = app.stranger().in_test_mode();
+        let theirs = stranger.post("/sources/", json!({"gateway": "stripe", "integration": integration, "gateway_data": {"payment_method": "pm_card_visa"}})).expect(400);
+        assert_eq!(theirs.body["integration"], json!([format!("Invalid pk \"{integration}\" - object does not exist.")]));
+        let none = stranger.post("/sources/", json!({"gateway": "stripe", "gateway_data": {"payment_method": "pm_card_visa"}})).expect(400);
+        assert!(none.text.contains("no enabled stripe integration"), "{}", none.text);
+        test.patch(&format!("/integrations/{integration}/"), json!({"enabled": false})).expect(200);
+        let disabled = test.post("/sources/", json!({"gateway": "stripe", "integration": integration, "gateway_data": {"payment_method": "pm_card_visa"}})).expect(400);
+        assert!(disabled.text.contains("disabled"), "{}", disabled.text);
+    }
+
+    fn a_stripe_charge_succeeds_through_one_payment_intent(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({"amount": 1000, "currency": "CLP", "description": "Order 7"}));
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        let paid = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200).body;
+        assert_eq!((paid["status"].as_str(), num(&paid["balance"])), (Some("succeeded"), "0".to_string()));
+        let (intent, attempt) = intent_of(&test, &p);
+        assert_eq!((intent["status"].as_str(), intent["amount"].as_i64(), intent["currency"].as_str()), (Some("succeeded"), Some(1000), Some("clp")));
+        assert_eq!(intent["metadata"]["cobro_attempt"], json!(attempt["id"].to_string()));
+        assert_eq!(intent["metadata"]["description"], "Order 7");
+        assert_eq!(attempt["status"], "succeeded");
+        assert_eq!(test.get(&format!("/sources/{}/", source["id"])).body["status"], "consumed");
+    }
+
+    fn a_declined_card_fails_with_stripes_code(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({}));
+        let source = stripe_source(&test, &integration, "pm_card_chargeCustomerFail");
+        let declined = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200).body;
+        assert_eq!((declined["status"].as_str(), declined["failed_reason"].as_str()), (Some("failed"), Some("card_declined")));
+        let attempts = test.get(&format!("/payments/{}/attempts/", p["id"])).body;
+        assert_eq!((attempts[0]["status"].as_str(), attempts[0]["failure_code"].as_str()), (Some("failed"), Some("card_declined")));
+        // Still payable with another card.
+        let good = stripe_source(&test, &integration, "pm_card_visa");
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": good["id"]})).expect(200);
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "succeeded");
+    }
+
+    fn amounts_reach_stripe_exactly_in_its_units(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        for (amount, currency, at_stripe) in [(json!(1000), "CLP", 1000), (json!("10.50"), "USD", 1050), (json!(500), "JPY", 500), (json!("1.230"), "KWD", 1230)] {
+            let p = test.create_payment(json!({"amount": amount, "currency": currency}));
+            let source = stripe_source(&test, &integration, "pm_card_visa");
+            test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200);
+            let (intent, _) = intent_of(&test, &p);
+            assert_eq!((intent["amount"].as_i64(), intent["currency"].as_str()), (Some(at_stripe), Some(currency.to_lowercase().as_str())), "{currency}");
+        }
+        // What Stripe cannot take is refused before any call.
+        let p = test.create_payment(json!({"amount": "1.234", "currency": "KWD"}));
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        let refused = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(400);
+        assert!(refused.text.contains("steps of KWD 0.010"), "{}", refused.text);
+        assert_eq!(test.get(&format!("/payments/{}/attempts/", p["id"])).body, json!([]));
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "requires_payment_method");
+    }
+
+    fn a_hold_is_captured_in_full_or_in_part(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        for (capture, left, status) in [(json!({"amount": 600}), "400", "incomplete"), (json!({}), "0", "succeeded")] {
+            let p = test.create_payment(json!({"amount": 1000}));
+            let source = stripe_source(&test, &integration, "pm_card_visa");
+            let held = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"], "capture": false})).expect(200).body;
+            assert_eq!((held["status"].as_str(), num(&held["balance"])), (Some("processing"), "1000".to_string()));
+            let (intent, attempt) = intent_of(&test, &p);
+            assert_eq!((intent["status"].as_str(), intent["capture_method"].as_str()), (Some("requires_capture"), Some("manual")));
+            assert_eq!(attempt["status"], "requires_capture");
+            test.post(&format!("/payments/{}/capture/", p["id"]), json!({"amount": 1001})).expect(400);
+            let captured = test.post(&format!("/payments/{}/capture/", p["id"]), capture).expect(200).body;
+            assert_eq!((captured["status"].as_str(), num(&captured["balance"])), (Some(status), left.to_string()));
+            let (intent, attempt) = intent_of(&test, &p);
+            assert_eq!((intent["status"].as_str(), attempt["status"].as_str()), (Some("succeeded"), Some("succeeded")));
+            test.post(&format!("/payments/{}/capture/", p["id"]), json!({})).expect(400);
+        }
+    }
+
+    fn cancelling_a_hold_releases_it_at_stripe(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({}));
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"], "capture": false})).expect(200);
+        let cancelled = test.post(&format!("/payments/{}/cancel/", p["id"]), json!({})).expect(200).body;
+        assert_eq!(cancelled["status"], "cancelled");
+        let (intent, attempt) = intent_of(&test, &p);
+        assert_eq!((intent["status"].as_str(), attempt["status"].as_str(), attempt["failure_code"].as_str()), (Some("canceled"), Some("failed"), Some("canceled")));
+        assert_eq!(test.event_types(&p["id"]).last().unwrap(), "payment.cancelled");
+        // An integration with a charge in flight cannot go; once nothing is, it can.
+        test.delete(&format!("/integrations/{integration}/")).expect(204);
+    }
+
+    fn three_d_secure_waits_for_the_payer(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({}));
+        let source = stripe_source(&test, &integration, &payment_method("4000002760003184"));
+        let waiting = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200).body;
+        assert_eq!(waiting["status"], "processing");
+        let (intent, attempt) = intent_of(&test, &p);
+        assert_eq!((intent["status"].as_str(), attempt["status"].as_str()), (Some("requires_action"), Some("requires_action")));
+        let data = &test.get(&format!("/sources/{}/", source["id"])).body["gateway_data"];
+        assert_eq!(data["client_secret"], intent["client_secret"]);
+        assert!(data["redirect_url"].as_str().unwrap().contains(&format!("/payments/{}/pay/?checkout=", p["id"])));
+        // While it waits, its integration stays.
+        test.delete(&format!("/integrations/{integration}/")).expect(400);
+    }
+
+    fn the_sandbox_holds_and_captures_too(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({"amount": 900}));
+        let source = test.create_source(json!({}));
+        let held = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"], "capture": false})).expect(200).body;
+        assert_eq!(held["status"], "processing");
+        // Nothing else moves it meanwhile; a payer may not choose to hold.
+        test.patch(&format!("/payments/{}/", p["id"]), json!({"status": "succeeded"})).expect(400);
+        let key = key_of(&p);
+        let payer = json!({"checkout": key, "source": 1, "capture": false}).to_string();
+        let refused = send("POST", &test.url(&format!("/payments/{}/authorize/", p["id"])), &[("Content-Type", "application/json")], Some(&payer)).expect(400);
+        assert!(refused.body["capture"].is_array(), "{}", refused.text);
+        let captured = test.post(&format!("/payments/{}/capture/", p["id"]), json!({"amount": 300})).expect(200).body;
+        assert_eq!((captured["status"].as_str(), num(&captured["balance"])), (Some("incomplete"), "600".to_string()));
+        assert_eq!(test.event_types(&p["id"]), ["payment.created", "payment.processing", "payment.incomplete"]);
+        // A second hold, released by a cancel.
+        let q = test.create_payment(json!({}));
+        let other = test.create_source(json!({}));
+        test.post(&format!("/payments/{}/authorize/", q["id"]), json!({"source": other["id"], "capture": false})).expect(200);
+        assert_eq!(test.post(&format!("/payments/{}/cancel/", q["id"]), json!({})).expect(200).body["status"], "cancelled");
+        assert_eq!(test.event_types(&q["id"]), ["payment.created", "payment.processing", "payment.cancelled"]);
+        test.post(&format!("/payments/{}/capture/", q["id"]), json!({})).expect(400);
+    }
+}
