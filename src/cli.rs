@@ -272,6 +272,16 @@ fn work(settings: Settings, url: &DatabaseUrl) -> Result<(), String> {
     // No requests here: the worker uses the pool's reserved connections.
     let db = Db::connect(url, 1, &settings.sqlite_synchronous)?;
     log::info!("delivering webhooks from {}", db.backend.name());
+    let keyring = std::sync::Arc::new(startup::keyring(&settings).map_err(|e| e.to_string())?);
+    crate::gateways::stripe::configure(&settings.stripe_api_base);
+    let base_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "http://localhost".into());
+    let reconciler = settings.reconciler.then(|| {
+        let settings = startup::reconciler_settings(&settings, base_url);
+        crate::payments::reconciler::spawn(db.clone(), keyring, settings)
+    });
     let running = worker::spawn(db, (&settings).into());
     actix_web::rt::System::new().block_on(async {
         use actix_web::rt::signal::unix::{signal, SignalKind};
@@ -289,6 +299,9 @@ fn work(settings: Settings, url: &DatabaseUrl) -> Result<(), String> {
     })?;
     log::info!("stopping: finishing the deliveries in flight");
     running.stop();
+    if let Some(reconciler) = reconciler {
+        reconciler.stop();
+    }
     Ok(())
 }
 

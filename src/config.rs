@@ -55,6 +55,15 @@ pub struct Settings {
     /// `COBRO_STRIPE_API_BASE`: where Stripe's API is (default `https://api.stripe.com`); a
     /// server setting, never a tenant's.
     pub stripe_api_base: String,
+    /// `COBRO_RECONCILE_AFTER_SECONDS`: how long a provider's charge stays in flight without
+    /// news before the reconciler asks the provider about it (default 60).
+    pub reconcile_after_seconds: u64,
+    /// `COBRO_ACTION_TIMEOUT_SECONDS`: how long a charge waits for its payer's authorization
+    /// (3-D Secure) before it is given up at the provider (default one day).
+    pub action_timeout_seconds: u64,
+    /// Whether `cobro serve` runs a reconciler (`COBRO_RECONCILER`, default on; `cobro
+    /// worker` runs one too).
+    pub reconciler: bool,
 }
 
 /// Secret keys, never printed (`Settings` derives `Debug`).
@@ -156,6 +165,14 @@ impl Settings {
                             .collect()
                     })
                     .unwrap_or_default(),
+            ),
+            reconcile_after_seconds: number("COBRO_RECONCILE_AFTER_SECONDS", 60)? as u64,
+            action_timeout_seconds: number("COBRO_ACTION_TIMEOUT_SECONDS", 24 * 3600)? as u64,
+            reconciler: !matches!(
+                var("COBRO_RECONCILER")
+                    .map(|v| v.to_ascii_lowercase())
+                    .as_deref(),
+                Some("0" | "false" | "no")
             ),
             stripe_api_base: var("COBRO_STRIPE_API_BASE")
                 .unwrap_or_else(|| crate::gateways::stripe::DEFAULT_API_BASE.into())

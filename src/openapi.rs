@@ -63,6 +63,7 @@ use crate::payments::status::PaymentStatus;
         crate::integrations::handlers::retrieve,
         crate::integrations::handlers::partial_update,
         crate::integrations::handlers::destroy,
+        crate::integrations::handlers::webhook,
     ),
     components(schemas(PaymentView, crate::accounts::payer::PayerView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, IdempotencyConflict, crate::health::Health)),
     modifiers(&Security),

@@ -47,9 +47,21 @@ pub fn serve(
 ) -> std::io::Result<Server> {
     let settings = settings.clone();
     let workers = settings.workers;
+    let address = listener.local_addr()?;
     let keyring = web::Data::new(keyring(&settings)?);
     crate::gateways::stripe::configure(&settings.stripe_api_base);
-    let address = listener.local_addr()?;
+    if settings.reconciler {
+        // Runs as long as the process: any number may, on one database.
+        let base_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"));
+        std::mem::forget(crate::payments::reconciler::spawn(
+            db.clone(),
+            keyring.clone().into_inner(),
+            reconciler_settings(&settings, base_url),
+        ));
+    }
     settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
     purge_idempotency_keys(db.clone(), settings.idempotency_ttl_seconds);
     // One per process, shared by its workers.
@@ -88,6 +100,17 @@ pub fn serve(
         server.disable_signals()
     };
     Ok(server.run())
+}
+
+pub fn reconciler_settings(
+    settings: &Settings,
+    base_url: String,
+) -> crate::payments::reconciler::ReconcilerSettings {
+    crate::payments::reconciler::ReconcilerSettings {
+        after: std::time::Duration::from_secs(settings.reconcile_after_seconds),
+        action_timeout: std::time::Duration::from_secs(settings.action_timeout_seconds),
+        base_url,
+    }
 }
 
 /// The server's secret keys (`crate::secrets`); without any, provider credentials cannot be

@@ -14,6 +14,10 @@
 //! - `crash_while_a_gateway_answers` (SQLite and PostgreSQL): the server is killed with
 //!   SIGKILL while a charge is at the gateway (the sandbox's slow card); after a restart the
 //!   charge is settled by asking the gateway again, once, with nothing charged twice.
+//! - `crash_while_stripe_answers` (SQLite and PostgreSQL, with localstripe): the same at
+//!   Stripe, behind a proxy that holds its answers back for 3 s: the server dies after the
+//!   PaymentIntent was made and before its answer came; after a restart the reconciler finds
+//!   it and settles the payment, with exactly one PaymentIntent for the attempt.
 
 mod common;
 
@@ -31,8 +35,128 @@ use common::{for_each_backend, Client, NoAnswer, Server, TestDb};
 
 for_each_backend!(
     crash_keeps_every_acknowledged_create,
-    crash_while_a_gateway_answers
+    crash_while_a_gateway_answers,
+    crash_while_stripe_answers,
 );
+
+fn crash_while_stripe_answers(db: &TestDb) {
+    let Some(stripe) = std::env::var("TEST_STRIPE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        if std::env::var("REQUIRE_STRIPE").as_deref() == Ok("1") {
+            panic!("REQUIRE_STRIPE=1 but TEST_STRIPE_URL is not set");
+        }
+        return;
+    };
+    // Stripe answers, 3 s late: long enough for the server to die waiting.
+    let slow = common::proxy::start(&stripe, |line, _| {
+        if line.starts_with("POST /v1/payment_intents") {
+            common::proxy::Fate::Delay(Duration::from_secs(3))
+        } else {
+            common::proxy::Fate::Pass
+        }
+    });
+    let (token, workspace) = db.user_with_workspace("stripe-crash@example.com");
+    let port = common::free_port();
+    let key = "3".repeat(64);
+    let env = [
+        ("COBRO_STRIPE_API_BASE", slow.url.as_str()),
+        ("COBRO_RECONCILE_AFTER_SECONDS", "1"),
+        ("COBRO_SECRET_KEY", key.as_str()),
+    ];
+    let server = Server::start_with(db, port, &["--no-bootstrap"], &env);
+    server.wait_until_healthy();
+    let client = Client::new(&server.url(""), &token, &workspace);
+    let test = [("x-piriod-test-mode", "true")];
+    let integration = json!({"gateway": "stripe", "name": "Stripe",
+        "credentials": {"secret_key": "sk_test_51QcrashTest000000000000000001"}});
+    let (status, made) = client
+        .send("POST", "/integrations/", Some(&integration), &test)
+        .unwrap();
+    assert_eq!(status, 201, "{made}");
+    let card = json!({"gateway": "stripe", "gateway_data": {"payment_method": "pm_card_visa"}});
+    let (status, source) = client
+        .send("POST", "/sources/", Some(&card), &test)
+        .unwrap();
+    assert_eq!(status, 201, "{source}");
+    let fields = json!({"amount": 1200, "currency": "CLP", "date": "2026-12-01", "description": "at Stripe"});
+    let (_, payment) = client
+        .send("POST", "/payments/", Some(&fields), &test)
+        .unwrap();
+    let id = payment["id"].as_i64().unwrap();
+    let charging = {
+        let client = Client::new(&server.url(""), &token, &workspace);
+        let body = json!({"source": source["id"]});
+        thread::spawn(move || {
+            client.send(
+                "POST",
+                &format!("/payments/{id}/authorize/"),
+                Some(&body),
+                &test,
+            )
+        })
+    };
+    // The PaymentIntent is made at Stripe; its answer is held back: the server dies.
+    thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    assert!(
+        charging.join().unwrap().is_err(),
+        "the charge got an answer from a dead server"
+    );
+
+    let restarted = Server::start_with(db, port, &["--no-bootstrap"], &env);
+    restarted.wait_until_healthy();
+    let client = Client::new(&restarted.url(""), &token, &workspace);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let settled = loop {
+        let (_, now) = client
+            .send("GET", &format!("/payments/{id}/"), None, &test)
+            .unwrap();
+        if now["status"] != "processing" {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still processing:\n{}",
+            restarted.log()
+        );
+        thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(
+        (settled["status"].as_str(), settled["balance"].as_i64()),
+        (Some("succeeded"), Some(0)),
+        "{}",
+        restarted.log()
+    );
+    let (_, tried) = client
+        .send("GET", &format!("/payments/{id}/attempts/"), None, &test)
+        .unwrap();
+    let reference = tried[0]["gateway_reference"]
+        .as_str()
+        .expect("the PaymentIntent found")
+        .to_string();
+    // Exactly one PaymentIntent carries this attempt's key.
+    let stripe_get = |path: &str| -> Value {
+        let text = ureq::get(&format!("{stripe}{path}"))
+            .set("Authorization", "Bearer sk_test_x")
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let intent = stripe_get(&format!("/v1/payment_intents/{reference}"));
+    let key = intent["metadata"]["cobro_key"].clone();
+    let all = stripe_get("/v1/payment_intents?limit=100000");
+    let same = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pi| pi["metadata"]["cobro_key"] == key)
+        .count();
+    assert_eq!((same, intent["status"].as_str()), (1, Some("succeeded")));
+}
 
 // ---------------------------------------------------------------------------------------
 // A crash between a gateway's answer and cobro's record of it

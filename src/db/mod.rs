@@ -610,6 +610,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("customers", "src/customers/store.rs"),
     ("invoices", "src/invoices/store.rs"),
     ("integrations", "src/integrations/store.rs"),
+    ("provider_events", "src/integrations/store.rs"),
 ];
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.

@@ -124,6 +124,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    provider_events (integration_id, event_id) {
+        integration_id -> Text,
+        event_id -> Text,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        event_type -> Text,
+        received -> Timestamp,
+    }
+}
+
+diesel::table! {
     integrations (id) {
         id -> Text,
         workspace_id -> Text,
@@ -204,6 +215,9 @@ diesel::table! {
         created -> Timestamp,
         updated -> Timestamp,
         integration_id -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        asked -> Nullable<Timestamp>,
+        call_key -> Nullable<Text>,
     }
 }
 

@@ -66,9 +66,11 @@ impl Charge {
 /// What a call to a gateway is about: a charge, or (with its reference) one in flight or held.
 pub struct ChargeRequest<'a> {
     pub account: &'a Account,
-    /// The attempt's id: the provider's idempotency key, and in its metadata, so that a
-    /// call sent again (or asked about later) is the same charge.
+    /// The attempt's id, for people.
     pub attempt: i64,
+    /// The attempt's key: the provider's idempotency key, and in its metadata, so that a
+    /// call sent again (or asked about later) is the same charge.
+    pub key: &'a str,
     /// The gateway's own reference of the charge, once it gave one.
     pub reference: Option<&'a str>,
     /// ISO 4217 minor units: to charge, to capture.
@@ -79,12 +81,33 @@ pub struct ChargeRequest<'a> {
     pub gateway_data: &'a Map<String, Value>,
     /// False: authorize and hold, for a later capture.
     pub capture: bool,
+    /// Asking about a charge whose answer was lost: when the provider has no trace of it,
+    /// whether to send it again (only once its first call cannot still be running).
+    pub resend: bool,
 }
 
 /// A call that got no answer (a timeout, a broken connection, a provider's 5xx): the charge
 /// may or may not have happened. The attempt stays in flight until the provider is asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unknown(pub String);
+
+/// A provider's event about a charge, sent to an integration's webhook, checked and read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderEvent {
+    /// The provider's id of the event: each is applied once.
+    pub id: String,
+    pub kind: String,
+    /// The provider's reference of the charge, and the attempt's key from its metadata.
+    pub reference: String,
+    pub key: Option<String>,
+    /// What the event says of the charge; None for an event cobro does not act on.
+    pub charge: Option<Charge>,
+}
+
+/// How long after being made a call to a provider may still be running (its connect and
+/// answer timeouts, with a margin): before then, a charge not found at the provider may
+/// still be on its way, and is not sent again.
+pub const CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// Why a new source was not made: its data is refused (the message for `gateway_data`), or
 /// the provider could not be asked.
@@ -181,6 +204,17 @@ pub trait Gateway: Sync {
     /// than the gateway: only then may a merchant move a payment out of `processing`.
     fn settled_by_merchant(&self) -> bool {
         false
+    }
+    /// Checks and reads an event the provider sent to an integration's webhook (`signature`:
+    /// its signature header; `now`: Unix seconds). The error is why it is refused (a 400).
+    fn parse_webhook(
+        &self,
+        _account: &Account,
+        _signature: Option<&str>,
+        _body: &[u8],
+        _now: i64,
+    ) -> Result<ProviderEvent, String> {
+        Err(format!("The {} gateway sends no webhooks.", self.name()))
     }
 }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{Account, Card, Charge, ChargeRequest, Gateway, PreparedSource, Refusal, Unknown};
+use super::{
+    Account, Card, Charge, ChargeRequest, Gateway, PreparedSource, ProviderEvent, Refusal, Unknown,
+};
 use crate::error::FieldErrors;
 use crate::money::Currency;
 
@@ -181,12 +183,13 @@ impl Gateway for Stripe {
                 .into(),
             ),
             ("metadata[cobro_attempt]", request.attempt.to_string()),
+            ("metadata[cobro_key]", request.key.to_string()),
             (
                 "metadata[description]",
                 request.description.chars().take(500).collect(),
             ),
         ];
-        let key = format!("cobro-attempt-{}-charge", request.attempt);
+        let key = format!("cobro-{}-charge", request.key);
         answered(
             request,
             call(
@@ -204,7 +207,7 @@ impl Gateway for Stripe {
         let amount = to_stripe_amount(request.currency, request.amount).map_err(Unknown)?;
         let path = format!("/v1/payment_intents/{reference}/capture");
         let form = [("amount_to_capture", amount.to_string())];
-        let key = format!("cobro-attempt-{}-capture", request.attempt);
+        let key = format!("cobro-{}-capture", request.key);
         answered(
             request,
             call(request.account, "POST", &path, &form, Some(&key))?,
@@ -214,11 +217,54 @@ impl Gateway for Stripe {
     fn cancel(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
         let reference = reference_of(request)?;
         let path = format!("/v1/payment_intents/{reference}/cancel");
-        let key = format!("cobro-attempt-{}-cancel", request.attempt);
+        let key = format!("cobro-{}-cancel", request.key);
         answered(
             request,
             call(request.account, "POST", &path, &[], Some(&key))?,
         )
+    }
+
+    fn parse_webhook(
+        &self,
+        account: &Account,
+        signature: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<ProviderEvent, String> {
+        let secret = account.credential(WEBHOOK_SECRET);
+        if secret.is_empty() {
+            return Err(
+                "This integration has no webhook_secret: set it to receive Stripe's events.".into(),
+            );
+        }
+        let signature = signature.ok_or("The Stripe-Signature header is missing.")?;
+        verify_signature(secret, signature, body, now)?;
+        let event: Value =
+            serde_json::from_slice(body).map_err(|e| format!("The event is not JSON: {e}"))?;
+        let id = text(&event, "id")
+            .ok_or("The event has no id.")?
+            .to_string();
+        let kind = text(&event, "type").unwrap_or_default().to_string();
+        let object = event.pointer("/data/object").unwrap_or(&Value::Null);
+        let is_intent = text(object, "object") == Some("payment_intent");
+        let reference = text(object, "id").unwrap_or_default().to_string();
+        let key = object
+            .pointer("/metadata/cobro_key")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let charge = match Currency::parse(text(object, "currency").unwrap_or_default()) {
+            Some(currency) if is_intent && INTENT_EVENTS.contains(&kind.as_str()) => {
+                charge_of(object, currency).ok()
+            }
+            _ => None,
+        };
+        Ok(ProviderEvent {
+            id,
+            kind,
+            reference,
+            key,
+            charge,
+        })
     }
 
     /// The PaymentIntent as it is now. Without its id (the answer to its creation was
@@ -238,12 +284,61 @@ impl Gateway for Stripe {
                     }
                 }
             }
-            None => find_by_attempt(request.account, request.attempt)?,
+            None => find_by_key(request.account, request.key)?,
         };
         match found {
             Some(intent) => charge_of(&intent, request.currency).map(Some),
-            None => self.charge(request).map(Some),
+            None if request.resend => self.charge(request).map(Some),
+            // Its creation may still be on its way: ask again later.
+            None => Ok(None),
         }
+    }
+}
+
+/// The events about a PaymentIntent that cobro applies; others are acknowledged and left.
+const INTENT_EVENTS: &[&str] = &[
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.amount_capturable_updated",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+];
+
+/// How far a signed event's time may be from now, in seconds (Stripe's own tolerance).
+const SIGNATURE_TOLERANCE: i64 = 300;
+
+/// Checks a `Stripe-Signature` header (`t=…,v1=…`, maybe several `v1`): an HMAC-SHA256 of
+/// `"{t}.{body}"` under the webhook secret, compared in constant time, made within five
+/// minutes of `now`.
+pub fn verify_signature(secret: &str, header: &str, body: &[u8], now: i64) -> Result<(), String> {
+    use hmac::{Hmac, Mac};
+    let mut at = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => at = t.parse::<i64>().ok(),
+            Some(("v1", v1)) => signatures.extend(hex::decode(v1).ok()),
+            _ => {}
+        }
+    }
+    let at = at.ok_or("The Stripe-Signature header has no time (t=).")?;
+    if (now - at).abs() > SIGNATURE_TOLERANCE {
+        return Err(
+            "The event's signature is too old (or from the future): over 5 minutes.".into(),
+        );
+    }
+    let signed = [at.to_string().as_bytes(), b".", body].concat();
+    let valid = signatures.iter().any(|signature| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(&signed);
+        mac.verify_slice(signature).is_ok()
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err("The Stripe-Signature does not match this integration's webhook secret.".into())
     }
 }
 
@@ -315,16 +410,19 @@ fn charge_of(intent: &Value, currency: Currency) -> Result<Charge, Unknown> {
     })
 }
 
-/// The PaymentIntent made for an attempt, by the id in its metadata: Stripe's search, or
+/// The PaymentIntent made for an attempt, by the key in its metadata: Stripe's search, or
 /// (where there is none, as in localstripe) its list.
-fn find_by_attempt(account: &Account, attempt: i64) -> Result<Option<Value>, Unknown> {
+fn find_by_key(account: &Account, key: &str) -> Result<Option<Value>, Unknown> {
     let mine = |intent: &&Value| {
         intent
             .get("metadata")
-            .and_then(|m| text(m, "cobro_attempt"))
-            .is_some_and(|a| a == attempt.to_string())
+            .and_then(|m| text(m, "cobro_key"))
+            .is_some_and(|k| k == key)
     };
-    let query = [("query", format!("metadata['cobro_attempt']:'{attempt}'"))];
+    let query = [(
+        "query",
+        format!("metadata['cobro_key']:'{}'", checked(key)?),
+    )];
     if let Reply::Answer(found) = call(account, "GET", "/v1/payment_intents/search", &query, None)?
     {
         let data = found.get("data").and_then(Value::as_array);
@@ -550,6 +648,48 @@ mod tests {
 
     fn stripe(code: &str, minor: i64) -> Result<i64, String> {
         to_stripe_amount(Currency::parse(code).unwrap(), minor)
+    }
+
+    #[test]
+    fn a_webhook_signature_is_checked_in_full_and_in_time() {
+        use hmac::{Hmac, Mac};
+        let body = br#"{"id": "evt_1", "type": "payment_intent.succeeded"}"#;
+        let sign = |secret: &str, at: i64| {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("{at}.").as_bytes());
+            mac.update(body);
+            hex::encode(mac.finalize().into_bytes())
+        };
+        let now = 1_800_000_000;
+        let good = format!("t={now},v1={}", sign("whsec_a", now));
+        assert_eq!(verify_signature("whsec_a", &good, body, now + 10), Ok(()));
+        // Several v1s (a secret being rolled): one that matches is enough.
+        let rolled = format!(
+            "t={now},v1={},v1={}",
+            sign("whsec_old", now),
+            sign("whsec_a", now)
+        );
+        assert_eq!(verify_signature("whsec_a", &rolled, body, now), Ok(()));
+        assert!(
+            verify_signature("whsec_b", &good, body, now).is_err(),
+            "another secret"
+        );
+        assert!(
+            verify_signature("whsec_a", &good, b"{}", now).is_err(),
+            "another body"
+        );
+        assert!(
+            verify_signature("whsec_a", &good, body, now + 301).is_err(),
+            "too old"
+        );
+        assert!(verify_signature(
+            "whsec_a",
+            &format!("v1={}", sign("whsec_a", now)),
+            body,
+            now
+        )
+        .is_err());
+        assert!(verify_signature("whsec_a", &format!("t={now}"), body, now).is_err());
     }
 
     #[test]

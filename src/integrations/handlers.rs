@@ -7,7 +7,7 @@ use super::domain::{IntegrationInput, IntegrationView};
 use super::operations;
 use crate::accounts::auth::Auth;
 use crate::db::Db;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::http::body::Body;
 use crate::http::fields::Presence;
 use crate::http::pagination::{Page, PageRequest};
@@ -30,7 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(retrieve))
             .route(web::patch().to(partial_update))
             .route(web::delete().to(destroy)),
-    );
+    )
+    .service(resource("/integrations/{id}/webhook", "POST").route(web::post().to(webhook)));
 }
 
 /// An integration's id in a path: `int_…` or a built-in gateway's name; anything else is
@@ -131,4 +132,69 @@ pub async fn destroy(
     db.write(move |conn| operations::delete(conn, &auth.scope, &id, &base))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// What an integration's webhook answers: the event was received, and what it did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookReceipt {
+    pub received: bool,
+    /// `applied`, `duplicate` (received before: applied once), `ignored` (nothing new, or
+    /// a kind cobro does not act on) or `unknown` (a charge cobro does not know).
+    #[schema(value_type = String)]
+    pub outcome: crate::payments::charges::Received,
+}
+
+/// The provider's events (public: the provider's signature of the body, with the
+/// integration's webhook secret, is the credential). A bad or missing signature is a 400;
+/// an event already received is applied once.
+#[utoipa::path(post, path = "/integrations/{id}/webhook/", tag = "integrations", security(()),
+    params(("id" = String, Path), ("Stripe-Signature" = String, Header, description = "t=…,v1=…")),
+    request_body(content = Object, description = "The provider's event, as it signed it."),
+    responses((status = 200, body = WebhookReceipt),
+        (status = 400, body = crate::openapi::ErrorDetail), (status = 404, body = crate::openapi::ErrorDetail)))]
+pub async fn webhook(
+    req: HttpRequest,
+    db: web::Data<Db>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let id = crate::http::prefixed_id(&id, "int_")?;
+    // Counted per integration, as a credential's requests are.
+    if let Some(throttle) = req.app_data::<web::Data<crate::http::throttle::Throttle>>() {
+        throttle.check(&format!("integration-webhook:{id}"))?;
+    }
+    let keyring = keyring(&req)?;
+    let signature = req
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let found = {
+        let id = id.clone();
+        db.run(move |conn| crate::integrations::store::find_for_webhook(conn, &id))
+            .await?
+    };
+    let (scope, integration) = found.ok_or(ApiError::NotFound)?;
+    let gateway = crate::gateways::find(&integration.gateway)
+        .ok_or_else(|| ApiError::internal(format!("unknown gateway {}", integration.gateway)))?;
+    let account = crate::gateways::Account {
+        credentials: integration.open(&keyring)?,
+        integration: Some(id.clone()),
+    };
+    let event = gateway
+        .parse_webhook(
+            &account,
+            signature.as_deref(),
+            &body,
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(ApiError::BadRequest)?;
+    let base = base_url(&req);
+    let outcome = db
+        .write(move |conn| crate::payments::charges::receive(conn, &scope, &id, &event, &base))
+        .await?;
+    Ok(HttpResponse::Ok().json(WebhookReceipt {
+        received: true,
+        outcome,
+    }))
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use serde_json::Value;
 
 use super::domain::Integration;
-use crate::db::schema::integrations;
+use crate::db::schema::{integrations, provider_events};
 use crate::db::{DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 use crate::secrets::Sealed;
@@ -211,4 +211,49 @@ pub fn reseal(
         ))
         .execute(conn)?;
     Ok(updated == 1)
+}
+
+/// An integration by its id alone, with the scope it belongs to: for its public webhook,
+/// where the provider's signature (checked next) is the credential.
+pub fn find_for_webhook(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<Option<(Scope, Integration)>, ApiError> {
+    // tenancy: across workspaces by design; the row found brings its own scope, and the
+    // request proves it may act on it by the signature of the integration's own secret.
+    let row: Option<(String, IntegrationRow)> = integrations::table
+        .filter(integrations::id.eq(id.to_string()))
+        .select((integrations::workspace_id, integrations::all_columns))
+        .get_result(conn)
+        .optional()?;
+    row.map(|(workspace, row)| {
+        let scope = Scope::new(workspace, row.test_mode);
+        row.into_integration().map(|i| (scope, i))
+    })
+    .transpose()
+}
+
+/// Records that an integration received a provider's event; false when it had already.
+pub fn record_event(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    integration: &str,
+    event_id: &str,
+    event_type: &str,
+) -> Result<bool, ApiError> {
+    let inserted = diesel::insert_into(provider_events::table)
+        .values((
+            provider_events::integration_id.eq(integration),
+            provider_events::event_id.eq(event_id),
+            provider_events::workspace_id.eq(scope.workspace_id()),
+            provider_events::test_mode.eq(scope.test_mode()),
+            provider_events::event_type.eq(event_type),
+            provider_events::received.eq(crate::db::now()),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(err) if crate::db::is_unique_violation(&err) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
 }

@@ -40,6 +40,11 @@ pub enum Intent {
     /// Release what a charge holds, or give up one waiting on the payer, and cancel the
     /// payment.
     Release,
+    /// Ask what became of a charge in flight (the reconciler); `resend`: send it again if
+    /// the provider has no trace of it.
+    Ask { resend: bool },
+    /// Give up a charge the payer abandoned (its authorization never came).
+    Abandon,
 }
 
 /// A call recorded and not yet made: what it needs, read in the first transaction, so that
@@ -249,17 +254,23 @@ pub fn call(pending: &Pending) -> Result<Charge, Unknown> {
     let request = ChargeRequest {
         account: &pending.account,
         attempt: attempt.id,
+        key: &attempt.call_key,
         reference: attempt.gateway_reference.as_deref(),
         amount: attempt.amount,
         currency: attempt.currency,
         description: &pending.description,
         gateway_data: &pending.gateway_data,
         capture: !matches!(pending.intent, Intent::Charge { capture: false }),
+        resend: matches!(pending.intent, Intent::Ask { resend: true }),
     };
     match pending.intent {
         Intent::Charge { .. } => gateway.charge(&request),
         Intent::Capture => gateway.capture(&request),
-        Intent::Release => gateway.cancel(&request),
+        Intent::Release | Intent::Abandon => gateway.cancel(&request),
+        // Nothing to say yet: the attempt stays as it is.
+        Intent::Ask { .. } => gateway
+            .retrieve(&request)?
+            .ok_or_else(|| Unknown("nothing to say yet".into())),
     }
 }
 
@@ -281,16 +292,34 @@ pub fn finish(
                 ApiError::internal(format!("attempt {} vanished", pending.attempt.id))
             })?;
         // Answered meanwhile? A new charge's attempt has no reference until answered; a
-        // capture or a release is in flight while its attempt is `processing`.
-        let waiting = attempt.status == AttemptStatus::Processing
-            && match pending.intent {
-                Intent::Charge { .. } => attempt.gateway_reference.is_none(),
-                Intent::Capture | Intent::Release => true,
-            };
+        // capture or a release is in flight while its attempt is `processing`; what was
+        // asked about has not changed since it was read.
+        let waiting = match pending.intent {
+            Intent::Charge { .. } => {
+                attempt.status == AttemptStatus::Processing && attempt.gateway_reference.is_none()
+            }
+            Intent::Capture | Intent::Release => attempt.status == AttemptStatus::Processing,
+            Intent::Ask { .. } | Intent::Abandon => {
+                (attempt.status, attempt.updated)
+                    == (pending.attempt.status, pending.attempt.updated)
+            }
+        };
         if !waiting {
+            if pending.intent == Intent::Release {
+                // Released meanwhile (its provider's event came first): still cancelled.
+                return cancel_released(conn, scope, id, base_url);
+            }
             return Ok(payment.view(base_url));
         }
         let charge = match outcome {
+            // Asked, the provider says what is already known: nothing to write.
+            Ok(charge)
+                if matches!(pending.intent, Intent::Ask { .. })
+                    && charging::status_of(charge) == attempt.status
+                    && attempt.gateway_reference.is_some() =>
+            {
+                return Ok(payment.view(base_url));
+            }
             Ok(charge) => charge.clone(),
             Err(Unknown(cause)) => {
                 log::warn!(
@@ -454,12 +483,14 @@ pub fn settle(
         let asked = ChargeRequest {
             account: &Account::default(),
             attempt: attempt.id,
+            key: &attempt.call_key,
             reference: attempt.gateway_reference.as_deref(),
             amount: attempt.amount,
             currency: attempt.currency,
             description: &payment.description,
             gateway_data: &source.gateway_data,
             capture: true,
+            resend: false,
         };
         // In-process: no call leaves the server.
         let answer = gateway(&attempt.gateway)?
@@ -531,5 +562,110 @@ pub fn finish_redirect(
             }
         };
         apply(conn, scope, &payment, &attempt, answer, base_url)
+    })
+}
+
+/// A call about an attempt in flight, read for the reconciler: to ask what became of it,
+/// or to give it up when the payer abandoned it. None when it is no longer in flight.
+pub fn begin_reconcile(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    attempt: i64,
+    action_timeout: chrono::Duration,
+    keyring: &Keyring,
+) -> Result<Option<Pending>, ApiError> {
+    let Some(attempt) = store::attempt(conn, scope, attempt)? else {
+        return Ok(None);
+    };
+    if !matches!(
+        attempt.status,
+        AttemptStatus::Processing | AttemptStatus::RequiresAction
+    ) {
+        return Ok(None);
+    }
+    let now = now();
+    let intent = if attempt.status == AttemptStatus::RequiresAction
+        && attempt.updated < now - action_timeout
+    {
+        Intent::Abandon
+    } else {
+        let limit = chrono::Duration::from_std(gateways::CALL_LIMIT).unwrap_or_default();
+        Intent::Ask {
+            resend: attempt.created < now - limit,
+        }
+    };
+    let source = sources_store::find(conn, scope, attempt.source_id)?
+        .ok_or_else(|| ApiError::internal(format!("source {} vanished", attempt.source_id)))?;
+    let payment = store::find(conn, scope, attempt.payment_id)?.ok_or(ApiError::NotFound)?;
+    Ok(Some(Pending {
+        intent,
+        account: account(conn, scope, &source, keyring)?,
+        gateway_data: source.gateway_data.clone(),
+        description: payment.description,
+        attempt,
+    }))
+}
+
+/// What a provider's event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Received {
+    /// It moved a charge.
+    Applied,
+    /// It was received before: applied once already.
+    Duplicate,
+    /// It says nothing new of a charge cobro knows, or is of a kind cobro does not act on.
+    Ignored,
+    /// It is about a charge cobro does not know.
+    Unknown,
+}
+
+/// A provider's event, checked by its gateway, applied once, in one transaction with the
+/// record that it was received (so that a failure leaves it for the provider to send again).
+pub fn receive(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    integration: &str,
+    event: &gateways::ProviderEvent,
+    base_url: &str,
+) -> Result<Received, ApiError> {
+    write_tx(conn, |conn| {
+        let new = crate::integrations::store::record_event(
+            conn,
+            scope,
+            integration,
+            &event.id,
+            &event.kind,
+        )?;
+        if !new {
+            return Ok(Received::Duplicate);
+        }
+        let Some(charge) = &event.charge else {
+            return Ok(Received::Ignored);
+        };
+        let found = store::attempt_for_provider(
+            conn,
+            scope,
+            integration,
+            &event.reference,
+            event.key.as_deref(),
+        )?;
+        let Some(attempt) = found else {
+            log::info!(
+                "integration {integration}: event {} ({}) is about {}, which cobro does not know",
+                event.id,
+                event.kind,
+                event.reference
+            );
+            return Ok(Received::Unknown);
+        };
+        let payment = store::find(conn, scope, attempt.payment_id)?.ok_or(ApiError::NotFound)?;
+        let news =
+            charging::status_of(charge) != attempt.status || attempt.gateway_reference.is_none();
+        if !attempt.status.in_flight() || payment.status != PaymentStatus::Processing || !news {
+            return Ok(Received::Ignored);
+        }
+        apply(conn, scope, &payment, &attempt, charge.clone(), base_url)?;
+        Ok(Received::Applied)
     })
 }

@@ -67,6 +67,9 @@ pub struct Attempt {
     pub gateway: String,
     /// The integration it went through (none for the built-in sandbox and bank transfer).
     pub integration: Option<String>,
+    /// Random, unique across databases: the provider's idempotency key and its mark in the
+    /// provider's metadata.
+    pub call_key: String,
     pub amount: i64,
     pub currency: Currency,
     pub status: AttemptStatus,
@@ -224,6 +227,7 @@ pub fn start_charge(
         source_id: s.id,
         gateway: s.gateway.clone(),
         integration: s.integration.clone(),
+        call_key: crate::accounts::new_id("att_"),
         amount,
         currency: p.currency,
         status: AttemptStatus::Processing,
@@ -310,6 +314,17 @@ pub fn apply_charge(
         attempt: a,
         event_type,
     })
+}
+
+/// The attempt status a gateway's word puts an attempt in.
+pub fn status_of(charge: &Charge) -> AttemptStatus {
+    match charge {
+        Charge::Succeeded { .. } => AttemptStatus::Succeeded,
+        Charge::Declined { .. } => AttemptStatus::Failed,
+        Charge::Pending { .. } => AttemptStatus::Processing,
+        Charge::RequiresAction { .. } => AttemptStatus::RequiresAction,
+        Charge::RequiresCapture { .. } => AttemptStatus::RequiresCapture,
+    }
 }
 
 /// What a single-use source becomes with its charge.

@@ -489,6 +489,9 @@ struct AttemptRow {
     created: NaiveDateTime,
     updated: NaiveDateTime,
     integration_id: Option<String>,
+    _claimed_until: Option<NaiveDateTime>,
+    _asked: Option<NaiveDateTime>,
+    call_key: Option<String>,
 }
 
 impl AttemptRow {
@@ -503,6 +506,8 @@ impl AttemptRow {
             source_id: self.source_id,
             gateway: self.gateway,
             integration: self.integration_id,
+            // Attempts from before keys existed: their id (they were never at a provider).
+            call_key: self.call_key.unwrap_or_else(|| format!("att{}", self.id)),
             amount: self.amount,
             failure_code: self.failure_code,
             gateway_reference: self.gateway_reference,
@@ -525,6 +530,7 @@ pub fn insert_attempt(
             payment_attempts::source_id.eq(a.source_id),
             payment_attempts::gateway.eq(&a.gateway),
             payment_attempts::integration_id.eq(&a.integration),
+            payment_attempts::call_key.eq(&a.call_key),
             payment_attempts::amount.eq(a.amount),
             payment_attempts::currency.eq(a.currency.code),
             payment_attempts::status.eq(a.status.as_str()),
@@ -701,4 +707,128 @@ pub fn due_sandbox_charges(
         .into_iter()
         .map(|(workspace, test_mode, id)| (Scope::new(workspace, test_mode), id))
         .collect())
+}
+
+/// An attempt of this scope by the provider's reference or, when the provider's answer is
+/// not recorded yet, by its key (from the provider's metadata).
+pub fn attempt_for_provider(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    integration: &str,
+    reference: &str,
+    call_key: Option<&str>,
+) -> Result<Option<Attempt>, ApiError> {
+    let mine = payment_attempts::table
+        .filter(attempts_in_scope(scope))
+        .filter(payment_attempts::integration_id.eq(integration.to_string()))
+        .into_boxed();
+    let by_reference = mine
+        .filter(payment_attempts::gateway_reference.eq(reference.to_string()))
+        .first::<AttemptRow>(conn)
+        .optional()?;
+    let row = match (by_reference, call_key) {
+        (Some(row), _) => Some(row),
+        (None, Some(key)) => payment_attempts::table
+            .filter(attempts_in_scope(scope))
+            .filter(payment_attempts::integration_id.eq(integration.to_string()))
+            .filter(payment_attempts::call_key.eq(key.to_string()))
+            .first::<AttemptRow>(conn)
+            .optional()?,
+        (None, None) => None,
+    };
+    row.map(AttemptRow::into_attempt).transpose()
+}
+
+/// Claims, for the reconciler, provider attempts in flight that have not changed since
+/// `changed_before` and were not asked about since then, for `until`: (scope, attempt id).
+/// Each claim is a guarded write, so two workers never hold one attempt at once.
+pub fn claim_unsettled(
+    conn: &mut DbConnection,
+    changed_before: NaiveDateTime,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<(Scope, i64)>, ApiError> {
+    let waiting = [
+        AttemptStatus::Processing.as_str(),
+        AttemptStatus::RequiresAction.as_str(),
+    ];
+    // tenancy: across workspaces by design; each row brings its own scope, and the work on
+    // it goes through the scoped functions.
+    let due: Vec<(String, bool, i64, Option<NaiveDateTime>)> = payment_attempts::table
+        .filter(payment_attempts::status.eq_any(waiting))
+        .filter(payment_attempts::integration_id.is_not_null())
+        .filter(payment_attempts::updated.lt(changed_before))
+        .filter(
+            payment_attempts::asked
+                .is_null()
+                .or(payment_attempts::asked.lt(changed_before)),
+        )
+        .filter(
+            payment_attempts::claimed_until
+                .is_null()
+                .or(payment_attempts::claimed_until.lt(now)),
+        )
+        .select((
+            payment_attempts::workspace_id,
+            payment_attempts::test_mode,
+            payment_attempts::id,
+            payment_attempts::claimed_until,
+        ))
+        .order_by(payment_attempts::updated.asc())
+        .limit(limit)
+        .load(conn)?;
+    let mut claimed = Vec::new();
+    for (workspace, test_mode, id, seen) in due {
+        let scope = Scope::new(workspace, test_mode);
+        // Taken only as it was seen: unclaimed, or under the lapsed claim seen.
+        let unchanged = diesel::update(payment_attempts::table)
+            .filter(attempts_in_scope(&scope))
+            .filter(payment_attempts::id.eq(id))
+            .set(payment_attempts::claimed_until.eq(Some(until)));
+        let taken = match seen {
+            None => unchanged
+                .filter(payment_attempts::claimed_until.is_null())
+                .execute(conn)?,
+            Some(seen) => unchanged
+                .filter(payment_attempts::claimed_until.eq(seen))
+                .execute(conn)?,
+        };
+        if taken == 1 {
+            claimed.push((scope, id));
+        }
+    }
+    Ok(claimed)
+}
+
+/// The reconciler is done with an attempt: its claim goes, and when it was asked stays.
+pub fn release_claim(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    asked: NaiveDateTime,
+) -> Result<(), ApiError> {
+    diesel::update(payment_attempts::table)
+        .filter(attempts_in_scope(scope))
+        .filter(payment_attempts::id.eq(id))
+        .set((
+            payment_attempts::claimed_until.eq(None::<NaiveDateTime>),
+            payment_attempts::asked.eq(Some(asked)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// One attempt by its id.
+pub fn attempt(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<Attempt>, ApiError> {
+    let row = payment_attempts::table
+        .filter(attempts_in_scope(scope))
+        .filter(payment_attempts::id.eq(id))
+        .first::<AttemptRow>(conn)
+        .optional()?;
+    row.map(AttemptRow::into_attempt).transpose()
 }

@@ -51,7 +51,7 @@ pub fn serve(db: Db, adjust: impl FnOnce(&mut Settings)) -> Server {
     settings.webhook_allow_private = false;
     // Provider credentials are sealed under this key (on both backends alike).
     settings.secret_keys = cobro::config::SecretKeys(vec![TEST_SECRET_KEY.to_string()]);
-    if let Some(stripe) = stripe_url() {
+    if let Some(stripe) = stripe_base() {
         settings.stripe_api_base = stripe;
     }
     adjust(&mut settings);
@@ -112,6 +112,29 @@ pub fn stripe_url() -> Option<String> {
             None
         }
     }
+}
+
+/// Marks a payment (in its description, which goes to Stripe in the metadata) whose charge's
+/// answer is lost on its way back to cobro.
+pub const LOSE_THE_ANSWER: &str = "lose-this-answer";
+
+/// Where the in-process servers reach Stripe: a proxy in front of localstripe that loses
+/// the answer to any request marked with [`LOSE_THE_ANSWER`].
+pub fn stripe_base() -> Option<String> {
+    static PROXY: OnceLock<Option<String>> = OnceLock::new();
+    PROXY
+        .get_or_init(|| {
+            let upstream = stripe_url()?;
+            let proxy = crate::proxy::start(&upstream, |_, body| {
+                if String::from_utf8_lossy(body).contains(LOSE_THE_ANSWER) {
+                    crate::proxy::Fate::Lose
+                } else {
+                    crate::proxy::Fate::Pass
+                }
+            });
+            Some(proxy.url)
+        })
+        .clone()
 }
 
 /// A call to localstripe itself, as Stripe.js or Stripe's dashboard would make it.

@@ -2,6 +2,8 @@
 //! PostgreSQL (when TEST_DATABASE_URL is set). See helpers.rs.
 
 mod helpers;
+#[path = "../common/proxy.rs"]
+mod proxy;
 #[path = "../common/receiver.rs"]
 mod receiver;
 

@@ -217,3 +217,166 @@ both! {
         test.post(&format!("/payments/{}/capture/", q["id"]), json!({})).expect(400);
     }
 }
+
+const WEBHOOK_SECRET: &str = "whsec_cobroLocalstripe0000000001";
+
+/// Has localstripe send its events to the integration's webhook, signed with its secret.
+fn send_events_to(app: &App, integration: &str) {
+    let url = app.url(&format!("/integrations/{integration}/webhook/"));
+    localstripe(
+        "POST",
+        &format!("/_config/webhooks/{integration}"),
+        &[("url", &url), ("secret", WEBHOOK_SECRET)],
+    )
+    .expect(200);
+}
+
+/// `Stripe-Signature` for `body` at Unix time `at`, with `secret`.
+fn signature(secret: &str, body: &str, at: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{at}.{body}").as_bytes());
+    format!("t={at},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn post_event(app: &App, integration: &str, body: &str, signature: Option<String>) -> Resp {
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    if let Some(signature) = signature {
+        headers.push(("Stripe-Signature".to_string(), signature));
+    }
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    send(
+        "POST",
+        &app.url(&format!("/integrations/{integration}/webhook/")),
+        &headers,
+        Some(body),
+    )
+}
+
+fn wait_for_status(app: &App, payment: &Value, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = app
+            .get(&format!("/payments/{}/", payment["id"]))
+            .expect(200)
+            .body;
+        if now["status"] == status {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} (not {status})",
+            now["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Every PaymentIntent localstripe holds for an attempt (by its key, from one of them).
+fn intents_for(intent: &Value) -> usize {
+    let key = intent["metadata"]["cobro_key"].clone();
+    assert!(
+        key.as_str().is_some_and(|k| k.starts_with("att_")),
+        "{intent}"
+    );
+    let (mut found, mut after) = (0, None::<String>);
+    loop {
+        let mut query = vec![("limit", "100".to_string())];
+        if let Some(after) = &after {
+            query.push(("starting_after", after.clone()));
+        }
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = localstripe("GET", "/v1/payment_intents", &query)
+            .expect(200)
+            .body;
+        let data = page["data"].as_array().unwrap();
+        found += data
+            .iter()
+            .filter(|pi| pi["metadata"]["cobro_key"] == key)
+            .count();
+        match (page["has_more"].as_bool(), data.last()) {
+            (Some(true), Some(last)) => after = Some(last["id"].as_str().unwrap().to_string()),
+            _ => return found,
+        }
+    }
+}
+
+both! {
+    fn three_d_secure_completes_with_stripes_webhook(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        send_events_to(&test, &integration);
+        let p = test.create_payment(json!({}));
+        let source = stripe_source(&test, &integration, &payment_method("4000002760003184"));
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200);
+        let (intent, _) = intent_of(&test, &p);
+        // The payer passes 3-D Secure (what Stripe.js does on the checkout page).
+        localstripe("POST", &format!("/v1/payment_intents/{}/_authenticate", intent["id"].as_str().unwrap()),
+            &[("client_secret", intent["client_secret"].as_str().unwrap()), ("success", "true")]).expect(200);
+        let paid = wait_for_status(&test, &p, "succeeded");
+        assert_eq!(num(&paid["balance"]), "0");
+        let (_, attempt) = intent_of(&test, &p);
+        assert_eq!(attempt["status"], "succeeded");
+        assert_eq!(test.event_types(&p["id"]), ["payment.created", "payment.processing", "payment.succeeded"]);
+    }
+
+    fn provider_events_are_applied_once_and_only_when_signed(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({}));
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"], "capture": false})).expect(200);
+        let (intent, _) = intent_of(&test, &p);
+        let event_id = unique("evt_");
+        let event = json!({"id": event_id, "object": "event", "type": "payment_intent.succeeded",
+            "data": {"object": {"id": intent["id"], "object": "payment_intent", "status": "succeeded",
+                "currency": "clp", "metadata": intent["metadata"]}}}).to_string();
+        let now = chrono::Utc::now().timestamp();
+        // Unsigned, signed with another secret, or too old: refused, and nothing changes.
+        for bad in [None, Some(signature("whsec_someoneElse000000000000000", &event, now)), Some(signature(WEBHOOK_SECRET, &event, now - 600)),
+                    Some(signature(WEBHOOK_SECRET, &format!("{event} "), now))] {
+            let refused = post_event(&test, &integration, &event, bad).expect(400);
+            assert!(refused.body["detail"].as_str().is_some(), "{}", refused.text);
+        }
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "processing");
+        // Signed: applied, once.
+        let applied = post_event(&test, &integration, &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(200);
+        assert_eq!(applied.body, json!({"received": true, "outcome": "applied"}));
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "succeeded");
+        let events = test.event_types(&p["id"]);
+        let again = post_event(&test, &integration, &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(200);
+        assert_eq!(again.body["outcome"], "duplicate");
+        assert_eq!(test.event_types(&p["id"]), events, "applied once");
+        // About a charge cobro does not know, or of a kind it does not act on: received.
+        let unknown = json!({"id": unique("evt_"), "type": "payment_intent.succeeded",
+            "data": {"object": {"id": "pi_unknownToCobro", "object": "payment_intent", "status": "succeeded", "currency": "clp"}}}).to_string();
+        assert_eq!(post_event(&test, &integration, &unknown, Some(signature(WEBHOOK_SECRET, &unknown, now))).expect(200).body["outcome"], "unknown");
+        let other = json!({"id": unique("evt_"), "type": "customer.created", "data": {"object": {"id": "cus_1", "object": "customer"}}}).to_string();
+        assert_eq!(post_event(&test, &integration, &other, Some(signature(WEBHOOK_SECRET, &other, now))).expect(200).body["outcome"], "ignored");
+        // No such integration.
+        post_event(&test, "int_doesNotExist0000000000", &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(404);
+    }
+
+    fn the_reconciler_settles_a_charge_whose_answer_was_lost(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({"description": LOSE_THE_ANSWER}));
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        let waiting = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200).body;
+        // No answer is no answer: neither paid nor failed.
+        assert_eq!(waiting["status"], "processing");
+        let attempts = test.get(&format!("/payments/{}/attempts/", p["id"])).body;
+        assert_eq!((attempts[0]["status"].as_str(), &attempts[0]["gateway_reference"]), (Some("processing"), &Value::Null));
+        // A reconciler that asks after a second finds the PaymentIntent and settles the charge.
+        let Some(server) = server_with(test.backend(), |s| s.reconcile_after_seconds = 1) else { return };
+        let _ = server;
+        let paid = wait_for_status(&test, &p, "succeeded");
+        assert_eq!(num(&paid["balance"]), "0");
+        let (intent, attempt) = intent_of(&test, &p);
+        assert_eq!((intent["status"].as_str(), attempt["status"].as_str()), (Some("succeeded"), Some("succeeded")));
+        assert_eq!(intents_for(&intent), 1, "one PaymentIntent, never two");
+    }
+}
