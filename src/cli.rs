@@ -273,7 +273,7 @@ fn work(settings: Settings, url: &DatabaseUrl) -> Result<(), String> {
     let db = Db::connect(url, 1, &settings.sqlite_synchronous)?;
     log::info!("delivering webhooks from {}", db.backend.name());
     let keyring = std::sync::Arc::new(startup::keyring(&settings).map_err(|e| e.to_string())?);
-    crate::gateways::stripe::configure(&settings.stripe_api_base);
+    crate::gateways::stripe::configure(&settings.stripe_api_base, &settings.stripe_js_url);
     let base_url = settings
         .public_url
         .clone()

@@ -55,6 +55,9 @@ pub struct Settings {
     /// `COBRO_STRIPE_API_BASE`: where Stripe's API is (default `https://api.stripe.com`); a
     /// server setting, never a tenant's.
     pub stripe_api_base: String,
+    /// `COBRO_STRIPE_JS_URL`: where the checkout page loads Stripe.js from (default Stripe's
+    /// own, `https://js.stripe.com/v3/`; tests point it at localstripe's).
+    pub stripe_js_url: String,
     /// `COBRO_RECONCILE_AFTER_SECONDS`: how long a provider's charge stays in flight without
     /// news before the reconciler asks the provider about it (default 60).
     pub reconcile_after_seconds: u64,
@@ -108,6 +111,13 @@ impl Settings {
             if !crate::http::fields::is_web_url(url) {
                 return Err(format!(
                     "COBRO_PUBLIC_URL must be an absolute http(s) URL, not \"{url}\""
+                ));
+            }
+        }
+        if let Some(js) = var("COBRO_STRIPE_JS_URL") {
+            if !crate::http::fields::is_web_url(&js) {
+                return Err(format!(
+                    "COBRO_STRIPE_JS_URL must be an absolute http(s) URL, not \"{js}\""
                 ));
             }
         }
@@ -166,6 +176,8 @@ impl Settings {
                     })
                     .unwrap_or_default(),
             ),
+            stripe_js_url: var("COBRO_STRIPE_JS_URL")
+                .unwrap_or_else(|| crate::gateways::stripe::DEFAULT_JS_URL.into()),
             reconcile_after_seconds: number("COBRO_RECONCILE_AFTER_SECONDS", 60)? as u64,
             action_timeout_seconds: number("COBRO_ACTION_TIMEOUT_SECONDS", 24 * 3600)? as u64,
             reconciler: !matches!(

@@ -49,7 +49,7 @@ pub fn serve(
     let workers = settings.workers;
     let address = listener.local_addr()?;
     let keyring = web::Data::new(keyring(&settings)?);
-    crate::gateways::stripe::configure(&settings.stripe_api_base);
+    crate::gateways::stripe::configure(&settings.stripe_api_base, &settings.stripe_js_url);
     if settings.reconciler {
         // Runs as long as the process: any number may, on one database.
         let base_url = settings

@@ -31,7 +31,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         resource("/payments/{id}/pay", "GET, POST")
             .route(web::get().to(continue_payment))
             .route(web::post().to(authorize_redirect)),
-    );
+    )
+    .service(web::resource("/assets/checkout.js").route(web::get().to(script)));
+}
+
+/// The checkout pages' one script of their own (the card form, with Stripe.js).
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("assets/checkout.js"))
+}
+
+/// What a checkout page may load and reach: its own script and Stripe.js, which calls
+/// Stripe's API and opens its 3-D Secure frames; no inline script, no framing.
+fn content_security_policy() -> String {
+    let (js, api) = crate::gateways::stripe::origins();
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+         script-src 'self' {js}; connect-src 'self' {js} {api}; \
+         frame-src {js} https://hooks.stripe.com; base-uri 'none'; frame-ancestors 'none'"
+    )
 }
 
 /// What a checkout request ends with.
@@ -47,6 +67,7 @@ fn html(mut response: actix_web::HttpResponseBuilder, body: String) -> HttpRespo
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("x-frame-options", "DENY"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, content_security_policy()))
         .body(body)
 }
 
@@ -119,6 +140,7 @@ fn render(
     let workspace = accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
     let instructions = transfer_instructions(conn, &scope, &payment)?;
     let awaiting_payer = charges::awaiting_payer(conn, &scope, payment.id)?.is_some();
+    let stripe = card_integration(conn, &scope)?;
     let page = page::Page {
         workspace: &workspace,
         payment: &payment,
@@ -126,8 +148,30 @@ fn render(
         error,
         instructions: instructions.as_deref(),
         awaiting_payer,
+        card: stripe
+            .as_ref()
+            .map(|(integration, publishable_key)| page::CardForm {
+                integration,
+                publishable_key,
+            }),
     };
     Ok(Outcome::Page(status, page::payment(&page)))
+}
+
+/// The mode's Stripe integration that takes cards on the checkout page: the first enabled
+/// one with a publishable key, as (id, publishable key).
+fn card_integration(
+    conn: &mut DbConnection,
+    scope: &Scope,
+) -> Result<Option<(String, String)>, ApiError> {
+    let enabled = crate::integrations::store::enabled_of(conn, scope, "stripe")?;
+    Ok(enabled.into_iter().find_map(|i| {
+        let key = i
+            .shown
+            .get(crate::gateways::stripe::PUBLISHABLE_KEY)?
+            .as_str()?;
+        Some((i.id.clone(), key.to_string()))
+    }))
 }
 
 /// For a payment waiting on a bank transfer: what the payer must do.
@@ -306,23 +350,60 @@ async fn continue_payment(
                 let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
                     return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));
                 };
-                match charges::awaiting_payer(conn, &scope, payment.id)? {
-                    Some(attempt) => {
-                        let workspace =
-                            accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
-                        let amount = attempt.currency.for_people(attempt.amount);
-                        Ok(Outcome::Page(
-                            StatusCode::OK,
-                            page::sandbox_authorization(&workspace, &payment, &key, &amount),
-                        ))
-                    }
-                    None => landing(&payment.view(&base), &base, &key).map(Outcome::Redirect),
+                let Some(attempt) = charges::awaiting_payer(conn, &scope, payment.id)? else {
+                    return landing(&payment.view(&base), &base, &key).map(Outcome::Redirect);
+                };
+                let workspace =
+                    accounts::workspace_name(conn, &scope).map_err(ApiError::internal)?;
+                let amount = attempt.currency.for_people(attempt.amount);
+                if attempt.gateway == "sandbox" {
+                    let shown = page::sandbox_authorization(&workspace, &payment, &key, &amount);
+                    return Ok(Outcome::Page(StatusCode::OK, shown));
                 }
+                // At a provider: its script authenticates the card, with the charge's secret.
+                let source = source_store::find(conn, &scope, attempt.source_id)?
+                    .ok_or_else(|| ApiError::internal("the charge's source vanished"))?;
+                let secret = source
+                    .gateway_data
+                    .get("client_secret")
+                    .and_then(|s| s.as_str());
+                let publishable = card_integration(conn, &scope)?.map(|(_, key)| key);
+                let (Some(secret), Some(publishable)) = (secret, publishable) else {
+                    return landing(&payment.view(&base), &base, &key).map(Outcome::Redirect);
+                };
+                let shown = page::card_authentication(
+                    &workspace,
+                    &payment,
+                    &key,
+                    &amount,
+                    secret,
+                    &publishable,
+                );
+                Ok(Outcome::Page(StatusCode::OK, shown))
             })
             .await
         }
         .await,
     )
+}
+
+/// A charge of the key's payment that waits for its payer at a provider (3-D Secure), ready
+/// to ask the provider about: (scope, key, the call).
+fn provider_answer(
+    conn: &mut DbConnection,
+    query: &str,
+    id: &str,
+    keyring: &crate::secrets::Keyring,
+) -> Result<Option<(Scope, String, charges::Pending)>, ApiError> {
+    let Some((scope, payment, key)) = keyed_payment(conn, query, id)? else {
+        return Ok(None);
+    };
+    let waiting = charges::awaiting_payer(conn, &scope, payment.id)?;
+    if waiting.is_none_or(|a| a.gateway == "sandbox") {
+        return Ok(None);
+    }
+    let pending = charges::begin_ask(conn, &scope, payment.id, keyring)?;
+    Ok(pending.map(|p| (scope, key, p)))
 }
 
 /// The payer's answer on the authorization page; then on to the landing.
@@ -338,6 +419,29 @@ async fn authorize_redirect(
             payer::throttle(&req, &checkout_key(&query)?)?;
             let form = body.read().await?;
             let approved = form.get("decision").and_then(|d| d.as_str()) == Some("approve");
+            // At a provider, the payer's word is not taken: the provider is asked how the
+            // authentication ended, with no transaction open.
+            let keyring = crate::secrets::from_request(&req)?.into_inner();
+            let asked = {
+                let (query, id) = (query.clone(), id.clone());
+                db.write(move |conn| provider_answer(conn, &query, &id, &keyring))
+                    .await?
+            };
+            if let Some((scope, key, pending)) = asked {
+                let (pending, outcome) = web::block(move || {
+                    let outcome = charges::call(&pending);
+                    (pending, outcome)
+                })
+                .await
+                .map_err(ApiError::internal)?;
+                let finishing = base.clone();
+                let paid = db
+                    .write(move |conn| {
+                        charges::finish(conn, &scope, &pending, &outcome, &finishing)
+                    })
+                    .await?;
+                return landing(&paid, &base, &key).map(Outcome::Redirect);
+            }
             db.write(move |conn| {
                 let Some((scope, payment, key)) = keyed_payment(conn, &query, &id)? else {
                     return Ok(Outcome::Page(StatusCode::NOT_FOUND, page::not_found()));

@@ -16,6 +16,14 @@ pub struct Page<'a> {
     pub instructions: Option<&'a str>,
     /// A charge waits for the payer's authorization (a redirect flow).
     pub awaiting_payer: bool,
+    /// The card form, when the mode has an enabled Stripe integration.
+    pub card: Option<CardForm<'a>>,
+}
+
+/// What the card form gives Stripe.js: the integration and its publishable key.
+pub struct CardForm<'a> {
+    pub integration: &'a str,
+    pub publishable_key: &'a str,
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -55,15 +63,31 @@ a,button,input{outline-offset:3px}\
 :focus-visible{outline:3px solid #b45309}\
 .error{background:#fef2f2;border:1px solid #b91c1c;color:#7f1d1d;border-radius:.5rem;padding:.75rem;margin:1rem 0}\
 .notice{background:#eff6ff;border:1px solid #1d4ed8;color:#1e3a8a;border-radius:.5rem;padding:.75rem;margin:1rem 0}\
+.card-element{padding:.7rem;border:1px solid #a1a1aa;border-radius:.5rem;margin-bottom:.5rem}\
+.card-element input{font:inherit;margin:.2rem;padding:.3rem;border:1px solid #d4d4d8;border-radius:.25rem}\
 .test{display:inline-block;background:#fef3c7;color:#78350f;border-radius:.25rem;padding:0 .4rem;font-size:.85rem;font-weight:600}\
 ";
 
 fn document(title: &str, body: &str) -> String {
+    page_with(title, body, false)
+}
+
+/// A page; `card`: with Stripe.js and the card form's script (`/assets/checkout.js`), the
+/// only scripts a checkout page ever loads.
+fn page_with(title: &str, body: &str, card: bool) -> String {
+    let scripts = if card {
+        format!(
+            "<script src=\"{}\"></script><script src=\"/assets/checkout.js\" defer></script>",
+            escape(crate::gateways::stripe::js_url())
+        )
+    } else {
+        String::new()
+    };
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <meta name=\"robots\" content=\"noindex\">\
-         <title>{}</title><style>{STYLE}</style></head>\
+         <title>{}</title><style>{STYLE}</style>{scripts}</head>\
          <body><main><div class=\"card\">{body}</div></main></body></html>\n",
         escape(title)
     )
@@ -153,6 +177,9 @@ pub fn payment(page: &Page) -> String {
         PaymentStatus::RequiresPaymentMethod
         | PaymentStatus::Incomplete
         | PaymentStatus::Failed => {
+            if let Some(card) = &page.card {
+                body.push_str(&card_form(page, card, &balance));
+            }
             body.push_str(&form(page.key, p.test_mode, &balance));
         }
         PaymentStatus::Processing if page.awaiting_payer => {
@@ -195,7 +222,55 @@ pub fn payment(page: &Page) -> String {
             ));
         }
     }
-    document(&format!("Pay {}", page.workspace), &body)
+    page_with(
+        &format!("Pay {}", page.workspace),
+        &body,
+        page.card.is_some(),
+    )
+}
+
+/// The card form: hidden until Stripe.js is there to take the card (the other ways to pay
+/// need no script).
+fn card_form(page: &Page, card: &CardForm, balance: &str) -> String {
+    format!(
+        "<form id=\"card-form\" hidden data-key=\"{}\" data-payment=\"{}\" data-integration=\"{}\" data-publishable-key=\"{}\">\
+         <fieldset><legend>Pay by card</legend><div id=\"card-element\" class=\"card-element\"></div></fieldset>\
+         <div id=\"card-error\" class=\"error\" role=\"alert\" hidden></div>\
+         <button type=\"submit\">Pay {} by card</button></form><p class=\"merchant\">Or pay another way:</p>",
+        escape(page.key),
+        page.payment.id,
+        escape(card.integration),
+        escape(card.publishable_key),
+        escape(balance)
+    )
+}
+
+/// The card's authentication (3-D Secure), run by Stripe.js; then cobro asks Stripe how it
+/// ended. Without the script, the payer authenticates as their bank asks and continues.
+pub fn card_authentication(
+    workspace: &str,
+    payment: &Payment,
+    key: &str,
+    amount: &str,
+    client_secret: &str,
+    publishable_key: &str,
+) -> String {
+    let body = format!(
+        "<h1>Authenticate this payment</h1>\
+         <p class=\"merchant\">{} asks you to confirm a payment of</p><p class=\"amount\">{}</p>\
+         <div class=\"notice\" role=\"status\">Your bank asks you to confirm it is you.</div>\
+         <form id=\"card-authentication\" method=\"post\" action=\"/payments/{}/pay/?checkout={}\" \
+         data-client-secret=\"{}\" data-publishable-key=\"{}\">\
+         <input type=\"hidden\" name=\"decision\" value=\"authenticated\">\
+         <p><button type=\"submit\">Continue</button></p></form>",
+        escape(workspace),
+        escape(amount),
+        payment.id,
+        escape(key),
+        escape(client_secret),
+        escape(publishable_key),
+    );
+    page_with("Authenticate this payment", &body, true)
 }
 
 fn status_words(status: PaymentStatus) -> &'static str {

@@ -26,20 +26,44 @@ pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 /// The API version cobro is written against; sent with every request, so that a change of
 /// the account's default version changes nothing here.
 const API_VERSION: &str = "2024-06-20";
-static API_BASE: OnceLock<String> = OnceLock::new();
+pub const DEFAULT_JS_URL: &str = "https://js.stripe.com/v3/";
 
-/// Sets the API base for this process (`COBRO_STRIPE_API_BASE`); the first call wins.
-pub fn configure(api_base: &str) {
+static API_BASE: OnceLock<String> = OnceLock::new();
+static JS_URL: OnceLock<String> = OnceLock::new();
+
+/// Sets, for this process, where Stripe's API is (`COBRO_STRIPE_API_BASE`) and where the
+/// checkout page loads Stripe.js from (`COBRO_STRIPE_JS_URL`); the first call wins.
+pub fn configure(api_base: &str, js_url: &str) {
     let _ = API_BASE.set(api_base.trim_end_matches('/').to_string());
+    let _ = JS_URL.set(js_url.to_string());
+}
+
+/// Where the checkout page loads Stripe.js from.
+pub fn js_url() -> &'static str {
+    JS_URL.get().map_or(DEFAULT_JS_URL, String::as_str)
+}
+
+/// The origins the checkout page lets its scripts reach (its Content-Security-Policy):
+/// Stripe.js's, the API's, and the frames Stripe.js opens for 3-D Secure.
+pub fn origins() -> (String, String) {
+    let origin = |url: &str| {
+        url::Url::parse(url)
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default()
+    };
+    (origin(js_url()), origin(api_base()))
 }
 
 fn api_base() -> &'static str {
     API_BASE.get().map_or(DEFAULT_API_BASE, String::as_str)
 }
 
-/// Credentials an integration takes: the secret key, and the webhook signing secret.
+/// Credentials an integration takes: the secret key, the webhook signing secret, and the
+/// publishable key that the checkout page gives Stripe.js (public: shown in full).
 const SECRET_KEY: &str = "secret_key";
 const WEBHOOK_SECRET: &str = "webhook_secret";
+pub const PUBLISHABLE_KEY: &str = "publishable_key";
 
 impl Gateway for Stripe {
     fn name(&self) -> &'static str {
@@ -77,10 +101,14 @@ impl Gateway for Stripe {
                     .iter()
                     .any(|prefix| text.starts_with(prefix.as_str()) && text.len() > prefix.len()),
                 WEBHOOK_SECRET => text.starts_with("whsec_") && text.len() > 6,
+                PUBLISHABLE_KEY => {
+                    let prefix = format!("pk_{mode}_");
+                    text.starts_with(&prefix) && text.len() > prefix.len()
+                }
                 other => {
                     errors.add(
                         "credentials",
-                        format!("{other}: Stripe takes only secret_key and webhook_secret."),
+                        format!("{other}: Stripe takes only secret_key, webhook_secret and publishable_key."),
                     );
                     continue;
                 }
@@ -89,6 +117,9 @@ impl Gateway for Stripe {
                 let wanted = match name.as_str() {
                     SECRET_KEY => format!(
                         "secret_key: a {mode}-mode integration takes a {mode} secret key (sk_{mode}_… or rk_{mode}_…)."
+                    ),
+                    PUBLISHABLE_KEY => format!(
+                        "publishable_key: a {mode}-mode integration takes a {mode} publishable key (pk_{mode}_…)."
                     ),
                     _ => "webhook_secret: Stripe's signing secrets start with whsec_.".to_string(),
                 };
@@ -100,36 +131,38 @@ impl Gateway for Stripe {
         kept
     }
 
-    /// A PaymentMethod made in the payer's browser by Stripe.js (`pm_…`): Stripe is asked
-    /// for it, and the source keeps its id and shows its card's brand and last four digits.
+    /// A PaymentMethod made in the payer's browser by Stripe.js (`"payment_method": "pm_…"`),
+    /// or a card token (`"token": "tok_…"`, from Stripe.js's `createToken`): Stripe is asked
+    /// for it, and the source keeps the id to charge and shows the card's brand and last four
+    /// digits.
     fn prepare(
         &self,
         account: &Account,
         gateway_data: &Map<String, Value>,
     ) -> Result<PreparedSource, Refusal> {
-        let method = gateway_data
-            .get("payment_method")
-            .and_then(Value::as_str)
-            .filter(|id| {
-                is_object_id(id) && ["pm_", "card_", "src_"].iter().any(|p| id.starts_with(p))
-            })
-            .ok_or_else(|| {
-                Refusal::Invalid(
-                    "Stripe needs a PaymentMethod made by Stripe.js in \"payment_method\" (pm_…)."
+        let id = |field: &str, prefixes: &[&str]| {
+            gateway_data
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|id| is_object_id(id) && prefixes.iter().any(|p| id.starts_with(p)))
+        };
+        let method = id("payment_method", &["pm_", "card_", "src_"]);
+        let (kind, given) = match (method, id("token", &["tok_"])) {
+            (Some(method), _) => ("payment_methods", method),
+            (None, Some(token)) => ("tokens", token),
+            _ => {
+                return Err(Refusal::Invalid(
+                    "Stripe needs a PaymentMethod made by Stripe.js in \"payment_method\" (pm_…), or a card token in \"token\" (tok_…)."
                         .into(),
-                )
-            })?;
-        let found = match call(
-            account,
-            "GET",
-            &format!("/v1/payment_methods/{method}"),
-            &[],
-            None,
-        ) {
+                ))
+            }
+        };
+        let path = format!("/v1/{kind}/{given}");
+        let found = match call(account, "GET", &path, &[], None) {
             Ok(Reply::Answer(found)) => found,
             Ok(Reply::Refused { status: 404, .. }) => {
                 return Err(Refusal::Invalid(format!(
-                    "Stripe has no payment method {method} for this integration."
+                    "Stripe has no payment method {given} for this integration."
                 )))
             }
             Ok(Reply::Refused { error, .. }) => {
@@ -140,18 +173,29 @@ impl Gateway for Stripe {
             }
             Err(Unknown(cause)) => return Err(Refusal::NoAnswer(cause)),
         };
-        let card = found.get("card").map(|card| Card {
-            brand: text(card, "brand").unwrap_or("card").to_string(),
-            last4: text(card, "last4").unwrap_or("").to_string(),
+        // A PaymentMethod has its card under `card`; a token's card is an object of its own
+        // (which PaymentIntents take as a payment method), and so is a legacy card.
+        let card = match text(&found, "object") {
+            Some("card") => &found,
+            _ => found.get("card").unwrap_or(&Value::Null),
+        };
+        let shown = text(card, "last4").map(|last4| Card {
+            brand: text(card, "brand").unwrap_or("card").to_ascii_lowercase(),
+            last4: last4.to_string(),
             exp_month: card.get("exp_month").and_then(Value::as_i64).unwrap_or(0) as i32,
             exp_year: card.get("exp_year").and_then(Value::as_i64).unwrap_or(0) as i32,
         });
-        let id = text(&found, "id").unwrap_or(method).to_string();
+        let charged = match kind {
+            "tokens" => text(card, "id"),
+            _ => text(&found, "id"),
+        }
+        .unwrap_or(given)
+        .to_string();
         let mut kept = Map::new();
-        kept.insert("payment_method".into(), Value::String(id));
+        kept.insert("payment_method".into(), Value::String(charged));
         Ok(PreparedSource {
             gateway_data: kept,
-            card,
+            card: shown,
         })
     }
 

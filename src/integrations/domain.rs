@@ -245,14 +245,18 @@ pub fn apply(
     Ok(next)
 }
 
+/// The credentials as shown: each secret masked; a publishable key, public, in full.
 fn masked(credentials: &Map<String, Value>) -> Map<String, Value> {
     credentials
         .iter()
         .map(|(name, value)| {
-            (
-                name.clone(),
-                Value::String(mask(value.as_str().unwrap_or(""))),
-            )
+            let text = value.as_str().unwrap_or("");
+            let shown = if name == gateways::stripe::PUBLISHABLE_KEY {
+                text.to_string()
+            } else {
+                mask(text)
+            };
+            (name.clone(), Value::String(shown))
         })
         .collect()
 }

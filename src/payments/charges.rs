@@ -606,6 +606,30 @@ pub fn begin_reconcile(
     }))
 }
 
+/// The payer is back from authenticating a charge at its provider (3-D Secure): a call to
+/// ask the provider how it ended. None when no charge of the payment waits for its payer.
+pub fn begin_ask(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    keyring: &Keyring,
+) -> Result<Option<Pending>, ApiError> {
+    payer::still_open(conn, scope, id)?;
+    let Some(waiting) = awaiting_payer(conn, scope, id)? else {
+        return Ok(None);
+    };
+    let source = sources_store::find(conn, scope, waiting.source_id)?
+        .ok_or_else(|| ApiError::internal(format!("source {} vanished", waiting.source_id)))?;
+    let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+    Ok(Some(Pending {
+        intent: Intent::Ask { resend: false },
+        account: account(conn, scope, &source, keyring)?,
+        gateway_data: source.gateway_data.clone(),
+        description: payment.description,
+        attempt: waiting,
+    }))
+}
+
 /// What a provider's event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -111,6 +111,45 @@ impl Browser {
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// The element a locator finds, once it is there (a script may still be adding it).
+    fn find(&self, using: &str, value: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let url = format!("{}/session/{}/element", self.base, self.session);
+            let body = json!({"using": using, "value": value}).to_string();
+            let found = send(
+                "POST",
+                &url,
+                &[("Content-Type", "application/json")],
+                Some(&body),
+            );
+            if let Some(id) = found.body["value"][ELEMENT].as_str() {
+                return id.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element {value}:\n{}",
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find("css selector", css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    /// Clicks the button showing `text`.
+    fn click_button(&self, text: &str) {
+        let id = self.find("xpath", &format!("//button[normalize-space()='{text}']"));
+        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
     fn source(&self) -> String {
         self.call("GET", "/source", None)
             .as_str()
@@ -228,4 +267,96 @@ fn a_payer_pays_in_a_browser_and_returns_to_the_shop() {
     browser.go(declined["checkout_url"].as_str().unwrap());
     browser.wait_for("Keep this page as your receipt");
     browser.screenshot("checkout-receipt");
+}
+
+/// A test-mode Stripe integration with a publishable key, so that the checkout page offers
+/// its card form (None: no localstripe).
+fn stripe_checkout(app: &App) -> Option<()> {
+    stripe_url()?;
+    app.post(
+        "/integrations/",
+        json!({"gateway": "stripe", "name": "Stripe", "credentials": {
+        "secret_key": "sk_test_51QbrowserTest000000000000001",
+        "publishable_key": "pk_test_51QbrowserTest000000000000001"}}),
+    )
+    .expect(201);
+    Some(())
+}
+
+/// Types a card into localstripe's card element, as a payer would.
+fn type_card(browser: &Browser, number: &str) {
+    for (field, value) in [
+        ("number", number),
+        ("exp_month", "12"),
+        ("exp_year", "30"),
+        ("cvc", "123"),
+        ("postal_code", "12345"),
+    ] {
+        browser.type_into(&format!("#card-element input[placeholder={field}]"), value);
+    }
+}
+
+#[test]
+fn a_payer_pays_by_card_with_stripe_js_and_passes_3_d_secure() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let app = App::new(Backend::Sqlite).unwrap().in_test_mode();
+    if stripe_checkout(&app).is_none() {
+        return;
+    }
+    let (shop, visits) = merchant_site();
+    for (number, name, needs_authentication) in [
+        ("4242424242424242", "card", false),
+        ("4000002760003184", "card-3ds", true),
+    ] {
+        let p = app.create_payment(
+            json!({"amount": "25.00", "currency": "USD", "description": "Card test",
+            "return_url": format!("{shop}/thanks")}),
+        );
+        browser.go(p["checkout_url"].as_str().unwrap());
+        // The card form shows once Stripe.js is there; the other ways to pay stay.
+        browser.find("css selector", "#card-form:not([hidden])");
+        assert!(browser.source().contains("value=\"bank_transfer\""));
+        type_card(&browser, number);
+        browser.screenshot(&format!("checkout-{name}-form"));
+        browser.click("#card-form button");
+        if needs_authentication {
+            // The bank asks the payer (localstripe's stand-in for 3-D Secure).
+            browser.wait_for("Authenticate this payment");
+            browser.click_button("Complete authentication");
+            browser.screenshot("checkout-card-3ds-authenticated");
+        }
+        let landed = visits
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the browser reached the shop");
+        assert_eq!(
+            landed,
+            format!("/thanks?payment={}&status=succeeded", p["id"])
+        );
+        let paid = app.get(&format!("/payments/{}/", p["id"])).body;
+        assert_eq!(
+            (paid["status"].as_str(), num(&paid["balance"])),
+            (Some("succeeded"), "0.00".to_string())
+        );
+        let attempts = app.get(&format!("/payments/{}/attempts/", p["id"])).body;
+        assert_eq!(
+            (
+                attempts[0]["gateway"].as_str(),
+                attempts[0]["status"].as_str()
+            ),
+            (Some("stripe"), Some("succeeded"))
+        );
+        let source = app
+            .get(&format!("/sources/{}/", attempts[0]["source"]))
+            .body;
+        assert_eq!(
+            (
+                source["card"]["last4"].as_str(),
+                source["checkout_payment"].as_i64()
+            ),
+            (Some(&number[12..]), p["id"].as_i64())
+        );
+    }
+    browser.screenshot("shop-after-card-payment");
 }

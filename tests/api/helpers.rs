@@ -53,6 +53,8 @@ pub fn serve(db: Db, adjust: impl FnOnce(&mut Settings)) -> Server {
     settings.secret_keys = cobro::config::SecretKeys(vec![TEST_SECRET_KEY.to_string()]);
     if let Some(stripe) = stripe_base() {
         settings.stripe_api_base = stripe;
+        // Stripe.js from localstripe itself: it calls the emulator it came from.
+        settings.stripe_js_url = format!("{}/js.stripe.com/v3/", stripe_url().unwrap());
     }
     adjust(&mut settings);
     let server_db = db.clone();
