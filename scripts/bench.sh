@@ -6,9 +6,11 @@
 #
 # It measures, per backend: GET /health/ (the HTTP stack alone); GET /payments/{id}/,
 # GET /payments/?page_size=20 and the same page filtered by status, on a workspace of
-# 10,000 and then of 1,000,000 payments; POST /payments/; and on PostgreSQL, pgbench
-# running the same INSERT pair (payment and event, one transaction) at the same concurrency
-# (the database alone). It prints a table and writes target/bench/results.json.
+# 10,000 and then of 1,000,000 payments; POST /payments/, alone and while 16 charges wait
+# on a provider that takes 3 s to answer (the sandbox's slow card: no write may wait behind
+# a provider's call); and on PostgreSQL, pgbench running the same INSERT pair (payment and
+# event, one transaction) at the same concurrency (the database alone). It prints a table
+# and writes target/bench/results.json.
 #
 # BENCH_CONCURRENCY=32       connections (wrk and pgbench)
 # BENCH_DURATION=10          seconds per measurement
@@ -133,6 +135,30 @@ EOF
     fi
 }
 
+# slow_charges SECONDS: keeps 16 charges in flight at the sandbox's slow card (it answers
+# after 3 s), in test mode, for SECONDS; prints how many were answered once they are done.
+slow_charges() {
+    local seconds=$1 auth=(-H "Authorization: Token $token" -H "x-simple-workspace: $workspace"
+        -H 'x-piriod-test-mode: true' -H 'Content-Type: application/json')
+    local id source
+    for _ in $(seq 16); do
+        (
+            end=$((SECONDS + seconds))
+            while ((SECONDS < end)); do
+                id=$(curl -sf -X POST "$base/payments/" "${auth[@]}" \
+                    -d '{"amount": 1000, "currency": "CLP", "date": "2026-11-23", "description": "slow"}' |
+                    python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+                source=$(curl -sf -X POST "$base/sources/" "${auth[@]}" \
+                    -d '{"gateway": "sandbox", "gateway_data": {"token": "tok_slow"}}' |
+                    python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+                curl -sf -X POST "$base/payments/$id/authorize/" "${auth[@]}" \
+                    -d "{\"source\": $source}" -o /dev/null && echo answered
+            done
+        ) &
+    done
+    wait
+}
+
 # seed BACKEND URL NAME COUNT: a workspace (owned by the bootstrap user) holding COUNT
 # payments, written by SQL, and their counts (payment_counts); prints "workspace min_id
 # max_id".
@@ -242,9 +268,17 @@ run_backend() {
         measure "$backend" "GET …&status=succeeded ($size)" \
             "/payments/?page_size=20&status=succeeded" "${auth[@]}"
     done
+    local body='{"amount": "1000", "currency": "CLP", "date": "2026-11-23", "description": "bench"}'
     measure "$backend" "POST /payments/" /payments/ BENCH_METHOD=POST \
-        BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" \
-        BENCH_BODY='{"amount": "1000", "currency": "CLP", "date": "2026-11-23", "description": "bench"}'
+        BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body"
+    # The same while 16 charges wait 3 s each at a provider (started 2 s ahead).
+    slow_charges $((duration + 4)) >"$work/slow.out" &
+    local slow=$!
+    sleep 2
+    measure "$backend" "POST /payments/ (16 charges at a 3 s provider)" /payments/ \
+        BENCH_METHOD=POST BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body"
+    wait "$slow" 2>/dev/null || true
+    echo "  (slow charges answered meanwhile: $(grep -c answered "$work/slow.out" || true))"
     echo "  server RSS at the end: $(rss_mb) MB (peak $(peak_rss_mb) MB)"
     echo "{\"backend\": \"$backend\", \"name\": \"server RSS at the end\", \"rss_mb\": $(rss_mb), \"peak_rss_mb\": $(peak_rss_mb)}" >>"$rows"
     if [[ $backend == postgresql ]]; then
@@ -272,6 +306,11 @@ summary = {}
 if post and ceiling:
     summary["postgresql_post_to_pgbench"] = round(post["rps"] / ceiling["rps"], 3)
 for backend in ("sqlite", "postgresql"):
+    alone = next((r for r in rows if r["backend"] == backend and r["name"] == "POST /payments/"), None)
+    slowed = find(backend, "POST /payments/ (16 charges")
+    if alone and slowed:
+        summary[f"{backend}_post_with_slow_provider_to_post"] = round(slowed["rps"] / alone["rps"], 3)
+        summary[f"{backend}_post_p99_with_slow_provider_ms"] = slowed["p99_ms"]
     small = find(backend, "GET /payments/?page_size=20 (10000)")
     large = find(backend, "GET /payments/?page_size=20 (1000000)")
     if small and large:
