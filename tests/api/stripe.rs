@@ -380,3 +380,61 @@ both! {
         assert_eq!(intents_for(&intent), 1, "one PaymentIntent, never two");
     }
 }
+
+both! {
+    fn a_charge_its_payer_abandoned_is_given_up_at_stripe(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({}));
+        let source = stripe_source(&test, &integration, &payment_method("4000002760003184"));
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200);
+        // A reconciler that gives a payer two seconds to authenticate.
+        let Some(_server) = server_with(test.backend(), |s| {
+            s.reconcile_after_seconds = 1;
+            s.action_timeout_seconds = 2;
+        }) else { return };
+        let given_up = wait_for_status(&test, &p, "failed");
+        assert_eq!(given_up["failed_reason"], "canceled");
+        let (intent, attempt) = intent_of(&test, &p);
+        assert_eq!((intent["status"].as_str(), attempt["status"].as_str()), (Some("canceled"), Some("failed")));
+        // Payable again, with another card.
+        let other = stripe_source(&test, &integration, "pm_card_visa");
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": other["id"]})).expect(200);
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "succeeded");
+    }
+
+    fn two_reconcilers_never_hold_one_charge_at_once(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({"description": LOSE_THE_ANSWER}));
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200);
+        let attempt = test.get(&format!("/payments/{}/attempts/", p["id"])).body[0]["id"].as_i64().unwrap();
+        let db = &test.server.db;
+        let claim = || {
+            let mut conn = db.pool.get().unwrap();
+            let later = cobro::db::now() + chrono::Duration::seconds(5);
+            let claimed = cobro::payments::store::claim_unsettled(&mut conn, later, cobro::db::now(), later, 1000).unwrap();
+            claimed.iter().any(|(_, id)| *id == attempt)
+        };
+        let (first, second) = std::thread::scope(|s| {
+            let a = s.spawn(claim);
+            let b = s.spawn(claim);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(first ^ second, "exactly one claim: {first} {second}");
+        assert!(!claim(), "held while its claim lasts");
+    }
+
+    fn modes_keep_their_stripe_accounts_apart(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        // Live mode sees neither the test integration nor its sources, and takes no test key.
+        let live = app.create_payment(json!({}));
+        app.post(&format!("/payments/{}/authorize/", live["id"]), json!({"source": source["id"]})).expect(400);
+        let refused = app.post("/sources/", json!({"gateway": "stripe", "integration": integration, "gateway_data": {"payment_method": "pm_card_visa"}})).expect(400);
+        assert_eq!(refused.body["integration"], json!([format!("Invalid pk \"{integration}\" - object does not exist.")]));
+        app.post("/integrations/", json!({"gateway": "stripe", "name": "Live", "credentials": {"secret_key": "sk_test_51QnotLive0000000000000000001"}})).expect(400);
+    }
+}
