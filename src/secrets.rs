@@ -219,6 +219,13 @@ pub fn write_key_file(path: &Path, keys: &[String], new: bool) -> Result<(), Str
     let mut file = options
         .open(path)
         .map_err(|e| format!("cannot write the key file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        // An existing file keeps its mode when opened: make it its owner's only.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot protect the key file {}: {e}", path.display()))?;
+    }
     let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
     file.write_all(text.as_bytes())
         .and_then(|_| file.sync_all())

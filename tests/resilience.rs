@@ -182,15 +182,22 @@ fn crash_while_a_gateway_answers(db: &TestDb) {
         .unwrap();
     assert_eq!(status, 201, "{source}");
     let id = payment["id"].as_i64().unwrap();
+    // Sent with an Idempotency-Key, as a careful client does.
+    let started = Instant::now();
+    let keyed = [
+        ("x-piriod-test-mode", "true"),
+        ("Idempotency-Key", "slow-1"),
+    ];
+    let body = json!({"source": source["id"]});
     let charging = {
         let client = Client::new(&server.url(""), &token, &workspace);
-        let body = json!({"source": source["id"]});
+        let body = body.clone();
         thread::spawn(move || {
             client.send(
                 "POST",
                 &format!("/payments/{id}/authorize/"),
                 Some(&body),
-                &test,
+                &keyed,
             )
         })
     };
@@ -224,6 +231,18 @@ fn crash_while_a_gateway_answers(db: &TestDb) {
         (settled["status"].as_str(), settled["balance"].as_i64()),
         (Some("succeeded"), Some(0))
     );
+    // The client retries with its key once the dead request's claim has lapsed (10 s): the
+    // work began, so it is not run again, nor is the key taken over.
+    thread::sleep(Duration::from_secs(11).saturating_sub(started.elapsed()));
+    let (status, retried) = client
+        .send(
+            "POST",
+            &format!("/payments/{id}/authorize/"),
+            Some(&body),
+            &keyed,
+        )
+        .unwrap();
+    assert_eq!(status, 409, "{retried}");
     let (_, tried) = client
         .send("GET", &format!("/payments/{id}/attempts/"), None, &test)
         .unwrap();

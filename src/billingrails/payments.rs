@@ -189,6 +189,12 @@ struct Made {
     charge: Option<Pending>,
 }
 
+impl crate::idempotency::Staged for Made {
+    fn moves_money(&self) -> bool {
+        self.charge.is_some()
+    }
+}
+
 /// Makes the payment, for what the invoice still has due, and records its charge when it
 /// pays online with a payment method (sent once this transaction is over).
 fn make(

@@ -218,6 +218,10 @@ diesel::table! {
         claimed_until -> Nullable<Timestamp>,
         asked -> Nullable<Timestamp>,
         call_key -> Nullable<Text>,
+        capture -> Bool,
+        description -> Nullable<Text>,
+        operation -> Nullable<Text>,
+        operation_amount -> Nullable<BigInt>,
     }
 }
 
@@ -234,6 +238,7 @@ diesel::table! {
         response_status -> Nullable<Integer>,
         response_body -> Nullable<Text>,
         created -> Timestamp,
+        started_at -> Nullable<Timestamp>,
     }
 }
 

@@ -252,20 +252,16 @@ impl Gateway for Stripe {
         let path = format!("/v1/payment_intents/{reference}/capture");
         let form = [("amount_to_capture", amount.to_string())];
         let key = format!("cobro-{}-capture", request.key);
-        answered(
-            request,
-            call(request.account, "POST", &path, &form, Some(&key))?,
-        )
+        let reply = call(request.account, "POST", &path, &form, Some(&key))?;
+        as_it_is_now(request, reference, reply)
     }
 
     fn cancel(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
         let reference = reference_of(request)?;
         let path = format!("/v1/payment_intents/{reference}/cancel");
         let key = format!("cobro-{}-cancel", request.key);
-        answered(
-            request,
-            call(request.account, "POST", &path, &[], Some(&key))?,
-        )
+        let reply = call(request.account, "POST", &path, &[], Some(&key))?;
+        as_it_is_now(request, reference, reply)
     }
 
     fn parse_webhook(
@@ -386,10 +382,36 @@ pub fn verify_signature(secret: &str, header: &str, body: &[u8], now: i64) -> Re
     }
 }
 
-/// Stripe's answer to a call about a PaymentIntent, as a charge's answer.
+/// Stripe's answer to a capture or a cancel. A refusal says nothing of the money (the
+/// PaymentIntent may have been captured or paid meanwhile, elsewhere): the PaymentIntent is
+/// read back and its state is the answer, or, unread, the outcome is unknown.
+fn as_it_is_now(request: &ChargeRequest, reference: &str, reply: Reply) -> Result<Charge, Unknown> {
+    match reply {
+        Reply::Answer(intent) => charge_of(&intent, request.currency),
+        Reply::Refused { error, .. } => {
+            let path = format!("/v1/payment_intents/{reference}");
+            match call(request.account, "GET", &path, &[], None)? {
+                Reply::Answer(intent) => charge_of(&intent, request.currency),
+                Reply::Refused { .. } => Err(Unknown(format!(
+                    "Stripe refused the call about {reference} ({}) and does not show it",
+                    error_message(&error)
+                ))),
+            }
+        }
+    }
+}
+
+/// Stripe's answer to a charge's creation, as a charge's answer.
 fn answered(request: &ChargeRequest, reply: Reply) -> Result<Charge, Unknown> {
     match reply {
         Reply::Answer(intent) => charge_of(&intent, request.currency),
+        // The same key with other parameters: the first call is what counts, so ask.
+        Reply::Refused { error, .. } if text(&error, "type") == Some("idempotency_error") => {
+            Err(Unknown(format!(
+                "Stripe holds another request under this key: {}",
+                error_message(&error)
+            )))
+        }
         // A card error (402) or a refusal (400, 401, 403, 404): no money moved.
         Reply::Refused { status, error } => {
             let reference = error

@@ -10,7 +10,10 @@
 //! - same key, other path or fields: 409;
 //! - same key while the first still runs: 409 (the claim's lock is fresh);
 //! - a claim whose process died (its lock older than [`LEASE`]) is taken over; the old
-//!   holder, if it was only slow, can no longer store its answer and rolls back.
+//!   holder, if it was only slow, can no longer store its answer and rolls back;
+//! - except when its work began calling a provider ([`answer_call`]): that work may have
+//!   moved money, so it is never run again for the key; a retry gets a 409 while it may
+//!   still be running, and one that says its answer was lost after that.
 //!
 //! Keys are forgotten after the TTL (24 hours by default); the server purges them.
 
@@ -141,22 +144,23 @@ where
 /// As [`answer`], for work that calls a provider between two transactions, in the shape of
 /// the webhook worker: `begin` records the intent in one transaction, `call` runs with no
 /// transaction open (on the blocking pool: it may take seconds), and `finish` applies its
-/// outcome in a second one, which also stores the answer. Once `begin` has committed,
-/// `finish`'s work is kept even when a retry took this request's claim over meanwhile (the
-/// key's answer is then the retry's): a provider's answer is never thrown away.
+/// outcome in a second one, which also stores the answer. `begin`'s transaction also marks
+/// the key's work as begun: a retry while it runs gets a 409, and a claim whose holder died
+/// after that is never taken over (the work may have moved money; the reconciler settles
+/// it). A provider's answer is never thrown away.
 pub async fn answer_call<P, O, T, B, C, F>(
     db: &Db,
     key: Option<Key>,
     status: StatusCode,
-    begin: B,
+    mut begin: B,
     call: C,
     mut finish: F,
 ) -> ApiResult<HttpResponse>
 where
-    B: FnOnce(&mut DbConnection) -> Result<P, ApiError> + Send + 'static,
+    B: FnMut(&mut DbConnection) -> Result<P, ApiError> + Send + 'static,
     C: FnOnce(&P) -> O + Send + 'static,
     F: FnMut(&mut DbConnection, &P, &O) -> Result<T, ApiError> + Send + 'static,
-    P: Send + 'static,
+    P: Staged + Send + 'static,
     O: Send + 'static,
     T: Serialize + Send + 'static,
 {
@@ -167,11 +171,30 @@ where
             Err(replay) => return Ok(replay),
         },
     };
-    let (prepared, claimed) = match (db.write(begin).await, claimed) {
+    // The work begins in one transaction with the mark that it did: from then on the key is
+    // never taken over (what began may have moved money), and a retry is told so.
+    let marking = claimed.clone();
+    let begun = db
+        .write(move |conn| {
+            write_tx(conn, |conn| {
+                let prepared = begin(conn)?;
+                if let (Some((key, lock)), true) = (&marking, prepared.moves_money()) {
+                    let (scope, credential, name) = (&key.scope, &key.credential, &key.key);
+                    if !store::mark_started(conn, scope, credential, name, lock, now())? {
+                        return Err(in_progress());
+                    }
+                }
+                Ok(prepared)
+            })
+        })
+        .await;
+    let (prepared, claimed) = match (begun, claimed) {
         (Ok(prepared), claimed) => (prepared, claimed),
         (Err(err), None) => return Err(err),
+        // Nothing began: the key is free for a corrected request.
         (Err(err), Some((key, lock))) => return respond(db, key, lock, status, Err(err)).await,
     };
+    let moved = prepared.moves_money();
     let (prepared, outcome) = actix_web::web::block(move || {
         let outcome = call(&prepared);
         (prepared, outcome)
@@ -192,9 +215,17 @@ where
         })
         .await;
     match claimed {
-        Some((key, lock)) => respond(db, key, lock, status, result).await,
-        None => result.map(|body| json_body(status, body)),
+        // Once money may have moved, the key stays even without an answer stored: what began
+        // is settled by its own state (the reconciler), never by running it again.
+        Some((key, lock)) if !moved => respond(db, key, lock, status, result).await,
+        _ => result.map(|body| json_body(status, body)),
     }
+}
+
+/// What a staged request's first step prepared: whether its call may move money (a charge, a
+/// capture, a release), which then is never run again for the key.
+pub trait Staged {
+    fn moves_money(&self) -> bool;
 }
 
 fn to_body(value: &impl Serialize) -> Result<String, ApiError> {
@@ -309,6 +340,19 @@ fn claim(conn: &mut DbConnection, key: &Key) -> Result<Claim, ApiError> {
                 if row.locked_at.is_some_and(|locked| locked > at - LEASE) {
                     return Err(in_progress());
                 }
+                // A staged request's work may still be at its provider for a while.
+                let call = Duration::from_std(crate::gateways::CALL_LIMIT).unwrap_or_default();
+                if row
+                    .started_at
+                    .is_some_and(|began| began > at - call - LEASE)
+                {
+                    return Err(in_progress());
+                }
+                if row.started_at.is_some() {
+                    return Err(conflict(
+                        "The request first sent with this Idempotency-Key began its work (a payment provider was asked) and its answer was lost; it is not run again. Read the object to see how it ended.".into(),
+                    ));
+                }
                 if !store::relock(
                     conn,
                     &key.scope,
@@ -340,6 +384,7 @@ fn claim(conn: &mut DbConnection, key: &Key) -> Result<Claim, ApiError> {
                         response_status: None,
                         response_body: None,
                         created: at,
+                        started_at: None,
                     },
                 )?;
                 Ok(Claim::Mine(token))

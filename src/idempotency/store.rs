@@ -44,6 +44,8 @@ pub struct KeyRow {
     pub response_status: Option<i32>,
     pub response_body: Option<String>,
     pub created: NaiveDateTime,
+    /// When a staged request's work began (it may have asked a provider).
+    pub started_at: Option<NaiveDateTime>,
 }
 
 pub fn find(
@@ -122,6 +124,26 @@ pub fn relock(
         idempotency_keys::lock_token.eq(to),
         idempotency_keys::locked_at.eq(at),
     ))
+    .execute(conn)?;
+    Ok(updated > 0)
+}
+
+/// Marks that the key's work began (in the work's first transaction), if the lock is still
+/// `lock_token`; false when another request took the claim over.
+pub fn mark_started(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    credential: &str,
+    key: &str,
+    lock_token: &str,
+    at: NaiveDateTime,
+) -> Result<bool, ApiError> {
+    let updated = diesel::update(
+        idempotency_keys::table
+            .filter(key_in_scope(scope, credential, key))
+            .filter(idempotency_keys::lock_token.eq(lock_token)),
+    )
+    .set(idempotency_keys::started_at.eq(Some(at)))
     .execute(conn)?;
     Ok(updated > 0)
 }

@@ -261,14 +261,18 @@ fn masked(credentials: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-/// A secret as it may be shown: its kind (the prefix up to the second `_`) and its last
-/// four characters, `sk_test_…4242`; a short one, its kind only.
+/// The kinds of secret whose prefix says what they are (and nothing of the secret).
+const KINDS: &[&str] = &["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_"];
+
+/// A secret as it may be shown: its kind (a known prefix, else up to its first `_`) and its
+/// last four characters, `sk_test_…4242`; a short one, its kind only.
 pub fn mask(secret: &str) -> String {
-    let prefix_end = secret
-        .match_indices('_')
-        .take(2)
-        .last()
-        .map_or(0, |(i, _)| i + 1);
+    let prefix_end = KINDS
+        .iter()
+        .find(|kind| secret.starts_with(*kind))
+        .map(|kind| kind.len())
+        .or_else(|| secret.find('_').map(|i| i + 1))
+        .unwrap_or(0);
     let (kind, rest) = secret.split_at(prefix_end);
     let chars: Vec<char> = rest.chars().collect();
     if chars.len() < 12 {
@@ -289,5 +293,7 @@ mod tests {
         assert_eq!(mask("whsec_0123456789abcdef"), "whsec_…cdef");
         assert_eq!(mask("sk_test_1234"), "sk_test_…");
         assert!(!mask("sk_live_verysecretvalue9999").contains("verysecret"));
+        // A secret with `_` in it shows no part of itself but its end.
+        assert_eq!(mask("whsec_abc_defghijklmnopqrs"), "whsec_…pqrs");
     }
 }

@@ -15,7 +15,7 @@
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
-use super::charging::{self, Attempt, AttemptStatus};
+use super::charging::{self, Attempt, AttemptStatus, Operation};
 use super::domain::{self, Payment, PaymentView};
 use super::operations::{check_invoice_room, record, save};
 use super::status::PaymentStatus;
@@ -58,12 +58,52 @@ pub struct Pending {
     pub description: String,
 }
 
+impl crate::idempotency::Staged for Pending {
+    fn moves_money(&self) -> bool {
+        true
+    }
+}
+
+impl crate::idempotency::Staged for Option<Pending> {
+    fn moves_money(&self) -> bool {
+        self.is_some()
+    }
+}
+
 /// The gateway of an attempt or a source.
 fn gateway(name: &str) -> Result<&'static dyn gateways::Gateway, ApiError> {
     gateways::find(name).ok_or_else(|| ApiError::internal(format!("unknown gateway {name}")))
 }
 
-/// The account a source's charges go through: its integration's, or none (built in).
+/// The account a new charge of a source goes through: its integration, which must still be
+/// there and enabled (disabling one stops new charges through it at once), or none.
+fn account_to_charge(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    source: &Source,
+    keyring: &Keyring,
+) -> Result<Account, ApiError> {
+    let Some(id) = &source.integration else {
+        return Ok(Account::default());
+    };
+    match crate::integrations::store::find(conn, scope, id)? {
+        Some(integration) if integration.enabled => Ok(Account {
+            credentials: integration.open(keyring)?,
+            integration: Some(id.clone()),
+        }),
+        Some(_) => Err(ApiError::field(
+            "source",
+            format!("The source's integration {id} is disabled."),
+        )),
+        None => Err(ApiError::field(
+            "source",
+            format!("The source's integration {id} no longer exists."),
+        )),
+    }
+}
+
+/// The account a source's charges in flight go through: its integration's (even disabled
+/// since, so that what is in flight can end), or none (built in).
 fn account(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -114,8 +154,8 @@ pub fn begin_charge(
         gateway
             .check_amount(payment.currency, amount)
             .map_err(|refused| ApiError::field("non_field_errors", refused))?;
-        let account = account(conn, scope, &source, keyring)?;
-        let started = charging::start_charge(&payment, &source, amount, now())?;
+        let account = account_to_charge(conn, scope, &source, keyring)?;
+        let started = charging::start_charge(&payment, &source, amount, capture, now())?;
         if !save(conn, scope, &payment, &started.payment)?
             || !sources_store::save(conn, scope, &source, &started.source)?
         {
@@ -174,8 +214,9 @@ pub fn begin_capture(
             .map_err(|refused| ApiError::field("amount", refused))?;
         let mut capturing = held.clone();
         capturing.status = AttemptStatus::Processing;
-        // What is captured is what the attempt collects; the rest is released.
-        capturing.amount = amount;
+        // Until the gateway says it captured, the hold stays as it is.
+        capturing.operation = Some(Operation::Capture);
+        capturing.operation_amount = Some(amount);
         capturing.updated = now();
         begin_call(conn, scope, Intent::Capture, &held, capturing, keyring)
     })
@@ -197,6 +238,7 @@ pub fn begin_release(
         };
         let mut releasing = held.clone();
         releasing.status = AttemptStatus::Processing;
+        releasing.operation = Some(Operation::Release);
         releasing.updated = now();
         begin_call(conn, scope, Intent::Release, &held, releasing, keyring).map(Some)
     })
@@ -251,16 +293,23 @@ pub fn call(pending: &Pending) -> Result<Charge, Unknown> {
     let attempt = &pending.attempt;
     let gateway = gateways::find(&attempt.gateway)
         .ok_or_else(|| Unknown(format!("no gateway {}", attempt.gateway)))?;
+    // A charge sent again is the charge as first sent: its capture and its description.
     let request = ChargeRequest {
         account: &pending.account,
         attempt: attempt.id,
         key: &attempt.call_key,
         reference: attempt.gateway_reference.as_deref(),
-        amount: attempt.amount,
+        amount: match pending.intent {
+            Intent::Capture => attempt.operation_amount.unwrap_or(attempt.amount),
+            _ => attempt.amount,
+        },
         currency: attempt.currency,
-        description: &pending.description,
+        description: attempt
+            .description
+            .as_deref()
+            .unwrap_or(&pending.description),
         gateway_data: &pending.gateway_data,
-        capture: !matches!(pending.intent, Intent::Charge { capture: false }),
+        capture: attempt.capture,
         resend: matches!(pending.intent, Intent::Ask { resend: true }),
     };
     match pending.intent {
@@ -294,11 +343,11 @@ pub fn finish(
         // Answered meanwhile? A new charge's attempt has no reference until answered; a
         // capture or a release is in flight while its attempt is `processing`; what was
         // asked about has not changed since it was read.
+        let in_flight = attempt.status == AttemptStatus::Processing;
         let waiting = match pending.intent {
-            Intent::Charge { .. } => {
-                attempt.status == AttemptStatus::Processing && attempt.gateway_reference.is_none()
-            }
-            Intent::Capture | Intent::Release => attempt.status == AttemptStatus::Processing,
+            Intent::Charge { .. } => in_flight && attempt.gateway_reference.is_none(),
+            Intent::Capture => in_flight && attempt.operation == Some(Operation::Capture),
+            Intent::Release => in_flight && attempt.operation == Some(Operation::Release),
             Intent::Ask { .. } | Intent::Abandon => {
                 (attempt.status, attempt.updated)
                     == (pending.attempt.status, pending.attempt.updated)
@@ -312,11 +361,11 @@ pub fn finish(
             return Ok(payment.view(base_url));
         }
         let charge = match outcome {
-            // Asked, the provider says what is already known: nothing to write.
+            // Asked, the provider says what is known, or an older state of a capture or a
+            // release still on its way: nothing to write.
             Ok(charge)
                 if matches!(pending.intent, Intent::Ask { .. })
-                    && charging::status_of(charge) == attempt.status
-                    && attempt.gateway_reference.is_some() =>
+                    && !charging::is_news(&attempt, charge, now()) =>
             {
                 return Ok(payment.view(base_url));
             }
@@ -480,24 +529,41 @@ pub fn settle(
             .find(|a| a.status == AttemptStatus::Processing && a.gateway == "sandbox")
             .ok_or_else(nothing)?;
         let source = sources_store::find(conn, scope, attempt.source_id)?.ok_or_else(nothing)?;
-        let asked = ChargeRequest {
-            account: &Account::default(),
-            attempt: attempt.id,
-            key: &attempt.call_key,
-            reference: attempt.gateway_reference.as_deref(),
-            amount: attempt.amount,
-            currency: attempt.currency,
-            description: &payment.description,
-            gateway_data: &source.gateway_data,
-            capture: true,
-            resend: false,
+        let reference = attempt.gateway_reference.clone().unwrap_or_default();
+        // What the call on its way would have done: a capture takes what it asked for, a
+        // release releases; a charge ends as its token does (held, when it was to be held).
+        let answer = match attempt.operation {
+            Some(Operation::Capture) => Charge::Succeeded {
+                reference,
+                amount: attempt.operation_amount,
+            },
+            Some(Operation::Release | Operation::Abandon) => Charge::Declined {
+                reference,
+                code: "canceled".into(),
+            },
+            Some(Operation::Charge) | None => {
+                let asked = ChargeRequest {
+                    account: &Account::default(),
+                    attempt: attempt.id,
+                    key: &attempt.call_key,
+                    reference: attempt.gateway_reference.as_deref(),
+                    amount: attempt.amount,
+                    currency: attempt.currency,
+                    description: &payment.description,
+                    gateway_data: &source.gateway_data,
+                    capture: attempt.capture,
+                    resend: false,
+                };
+                // In-process: no call leaves the server.
+                match gateway(&attempt.gateway)?.retrieve(&asked).ok().flatten() {
+                    Some(Charge::Succeeded { reference, .. }) if !attempt.capture => {
+                        Charge::RequiresCapture { reference }
+                    }
+                    Some(answer) => answer,
+                    None => return Err(nothing()),
+                }
+            }
         };
-        // In-process: no call leaves the server.
-        let answer = gateway(&attempt.gateway)?
-            .retrieve(&asked)
-            .ok()
-            .flatten()
-            .ok_or_else(nothing)?;
         apply(conn, scope, &payment, &attempt, answer, base_url)
     })
 }
@@ -684,9 +750,28 @@ pub fn receive(
             return Ok(Received::Unknown);
         };
         let payment = store::find(conn, scope, attempt.payment_id)?.ok_or(ApiError::NotFound)?;
-        let news =
-            charging::status_of(charge) != attempt.status || attempt.gateway_reference.is_none();
-        if !attempt.status.in_flight() || payment.status != PaymentStatus::Processing || !news {
+        let moved = matches!(charge, Charge::Succeeded { .. });
+        if !attempt.status.in_flight() && moved && attempt.status != AttemptStatus::Succeeded {
+            // The provider says money moved for a charge cobro closed: a person must look.
+            log::error!(
+                "integration {integration}: {} says {} succeeded, but attempt {} of payment {} is {}: reconcile by hand",
+                event.kind,
+                event.reference,
+                attempt.id,
+                payment.id,
+                attempt.status.as_str()
+            );
+            record(
+                conn,
+                scope,
+                "payment.provider_mismatch",
+                &payment.view(base_url),
+            )?;
+            return Ok(Received::Ignored);
+        }
+        if payment.status != PaymentStatus::Processing
+            || !charging::is_news(&attempt, charge, now())
+        {
             return Ok(Received::Ignored);
         }
         apply(conn, scope, &payment, &attempt, charge.clone(), base_url)?;

@@ -75,8 +75,54 @@ pub struct Attempt {
     pub status: AttemptStatus,
     pub failure_code: Option<String>,
     pub gateway_reference: Option<String>,
+    /// As the charge was sent, so that sent again it is the same: captured at once (or
+    /// held), with this description.
+    pub capture: bool,
+    pub description: Option<String>,
+    /// The call about it on its way to the gateway, and a capture's amount: until its answer
+    /// comes, an older state arriving late does not undo it.
+    pub operation: Option<Operation>,
+    pub operation_amount: Option<i64>,
     pub created: NaiveDateTime,
     pub updated: NaiveDateTime,
+}
+
+crate::text_enum::text_enum!(
+    /// A call about an attempt, on its way to its gateway.
+    Operation {
+        Charge = "charge",
+        Capture = "capture",
+        Release = "release",
+        Abandon = "abandon",
+    }
+);
+
+/// How long after a call was made its answer may still come (see `gateways::CALL_LIMIT`).
+fn call_limit() -> chrono::Duration {
+    chrono::Duration::from_std(crate::gateways::CALL_LIMIT).unwrap_or_default()
+}
+
+/// Whether a gateway's word (an answer, an event, what it says when asked) moves an attempt
+/// in flight. A final word (succeeded, declined) always does. One that is not final does not
+/// repeat what is known, and does not undo a capture or a release still on its way: it may
+/// be an older state arriving late. Once that call cannot be running any more, it does (the
+/// call never arrived, and the attempt is as the gateway says).
+pub fn is_news(attempt: &Attempt, charge: &Charge, now: NaiveDateTime) -> bool {
+    if !attempt.status.in_flight() {
+        return false;
+    }
+    let answered_final = matches!(charge, Charge::Succeeded { .. } | Charge::Declined { .. });
+    if answered_final {
+        return true;
+    }
+    let undoing = matches!(
+        attempt.operation,
+        Some(Operation::Capture | Operation::Release)
+    ) && attempt.updated > now - call_limit();
+    let known = status_of(charge) == attempt.status
+        && attempt.gateway_reference.is_some()
+        && attempt.operation.is_none();
+    !undoing && !known
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -205,6 +251,7 @@ pub fn start_charge(
     payment: &Payment,
     source: &Source,
     amount: i64,
+    capture: bool,
     now: NaiveDateTime,
 ) -> Result<Started, ApiError> {
     let mut p = payment.clone();
@@ -233,6 +280,10 @@ pub fn start_charge(
         status: AttemptStatus::Processing,
         failure_code: None,
         gateway_reference: None,
+        capture,
+        description: Some(p.description.clone()),
+        operation: Some(Operation::Charge),
+        operation_amount: None,
         created: now,
         updated: now,
     };
@@ -265,8 +316,10 @@ pub fn apply_charge(
     let mut a = attempt.clone();
     let (status, reference, code) = match charge {
         Charge::Succeeded { reference, amount } => {
-            // What the gateway says moved (a partial capture), never more than was asked.
-            a.amount = amount.map_or(attempt.amount, |moved| moved.clamp(0, attempt.amount));
+            // What the gateway says moved, or else what a capture asked for (a partial
+            // capture), never more than was held.
+            let asked = attempt.operation_amount.unwrap_or(attempt.amount);
+            a.amount = amount.unwrap_or(asked).clamp(0, attempt.amount);
             collect(&mut p, a.amount, now)?;
             (AttemptStatus::Succeeded, reference, None)
         }
@@ -298,9 +351,15 @@ pub fn apply_charge(
     if s.usage == Usage::Single {
         s.status = source_status(status);
     }
+    if !status.in_flight() {
+        // The charge is over: its secret for the payer's browser goes.
+        s.gateway_data.remove("client_secret");
+    }
     s.updated = now;
     p.version += 1;
     p.updated = now;
+    a.operation = None;
+    a.operation_amount = None;
     a.status = status;
     a.failure_code = code;
     if !reference.is_empty() {
@@ -455,7 +514,7 @@ mod tests {
     fn a_charge_moves_the_payment_only_as_the_status_machine_allows() {
         let now = crate::db::now();
         let card = source(None, None);
-        let started = start_charge(&payment(1, None), &card, 400, now).unwrap();
+        let started = start_charge(&payment(1, None), &card, 400, true, now).unwrap();
         assert_eq!(started.payment.status, PaymentStatus::Processing);
         assert_eq!(started.attempt.status, AttemptStatus::Processing);
         let paid = Charge::succeeded("sbx_1".into());
@@ -470,7 +529,7 @@ mod tests {
         let mut settled = payment(1, None);
         settled.status = PaymentStatus::Succeeded;
         assert!(apply_charge(&settled, &card, &started.attempt, paid, now).is_err());
-        assert!(start_charge(&settled, &card, 400, now).is_err());
+        assert!(start_charge(&settled, &card, 400, true, now).is_err());
         let declined = Charge::Declined {
             reference: "sbx_1".into(),
             code: "card_declined".into(),
@@ -488,6 +547,55 @@ mod tests {
         };
         let taken = apply_charge(&started.payment, &card, &started.attempt, partial, now).unwrap();
         assert_eq!((taken.payment.collected, taken.attempt.amount), (150, 150));
+    }
+
+    #[test]
+    fn an_older_state_arriving_late_never_undoes_a_call_on_its_way() {
+        let now = crate::db::now();
+        let card = source(None, None);
+        let started = start_charge(&payment(1, None), &card, 400, false, now).unwrap();
+        let mut capturing = started.attempt.clone();
+        capturing.gateway_reference = Some("pi_1".into());
+        capturing.operation = Some(Operation::Capture);
+        capturing.operation_amount = Some(300);
+        let held = Charge::RequiresCapture {
+            reference: "pi_1".into(),
+        };
+        assert!(
+            !is_news(&capturing, &held, now),
+            "a late amount_capturable_updated"
+        );
+        assert!(
+            is_news(&capturing, &Charge::succeeded("pi_1".into()), now),
+            "final"
+        );
+        // Once the capture cannot be running any more, the provider's word is the truth.
+        let later = now + chrono::Duration::seconds(60);
+        assert!(is_news(&capturing, &held, later));
+        // What is known is no news; an attempt that ended takes none.
+        let mut answered = capturing.clone();
+        answered.status = AttemptStatus::RequiresCapture;
+        answered.operation = None;
+        assert!(!is_news(&answered, &held, now));
+        answered.status = AttemptStatus::Failed;
+        assert!(!is_news(&answered, &Charge::succeeded("pi_1".into()), now));
+        // A capture collects what it asked for unless the gateway says otherwise.
+        let captured = apply_charge(
+            &started.payment,
+            &card,
+            &capturing,
+            Charge::succeeded("pi_1".into()),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                captured.attempt.amount,
+                captured.payment.collected,
+                captured.attempt.operation
+            ),
+            (300, 300, None)
+        );
     }
 
     #[test]

@@ -83,24 +83,27 @@ pub fn run_once(
 ) -> Result<usize, ApiError> {
     let after = chrono::Duration::from_std(settings.after).unwrap_or_default();
     let claim = chrono::Duration::from_std(CLAIM).unwrap_or_default();
-    let claimed = db.write_here(move |conn| {
-        let now = now();
-        write_tx(conn, |conn| {
-            store::claim_unsettled(conn, now - after, now, now + claim, BATCH)
-        })
-    })?;
     let mut settled = 0;
-    for (scope, attempt) in claimed {
+    // One claim at a time, taken just before asking, so that none lapses while it waits.
+    for _ in 0..BATCH {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        let (at, until) = (now(), now() + claim);
+        let mut claimed = db.write_here(move |conn| {
+            write_tx(conn, |conn| {
+                store::claim_unsettled(conn, at - after, at, until, 1)
+            })
+        })?;
+        let Some((scope, attempt)) = claimed.pop() else {
+            break;
+        };
         match reconcile(db, keyring, settings, &scope, attempt) {
             Ok(true) => settled += 1,
             Ok(false) => {}
             Err(err) => err.log_for(&format!("reconciling attempt {attempt}")),
         }
-        let released = scope.clone();
-        db.write_here(move |conn| store::release_claim(conn, &released, attempt, now()))?;
+        db.write_here(move |conn| store::release_claim(conn, &scope, attempt, until, now()))?;
     }
     Ok(settled)
 }

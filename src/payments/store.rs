@@ -492,6 +492,10 @@ struct AttemptRow {
     _claimed_until: Option<NaiveDateTime>,
     _asked: Option<NaiveDateTime>,
     call_key: Option<String>,
+    capture: bool,
+    description: Option<String>,
+    operation: Option<String>,
+    operation_amount: Option<i64>,
 }
 
 impl AttemptRow {
@@ -508,6 +512,14 @@ impl AttemptRow {
             integration: self.integration_id,
             // Attempts from before keys existed: their id (they were never at a provider).
             call_key: self.call_key.unwrap_or_else(|| format!("att{}", self.id)),
+            capture: self.capture,
+            description: self.description,
+            operation: self
+                .operation
+                .as_deref()
+                .map(|o| o.parse().map_err(|_| corrupt("operation")))
+                .transpose()?,
+            operation_amount: self.operation_amount,
             amount: self.amount,
             failure_code: self.failure_code,
             gateway_reference: self.gateway_reference,
@@ -531,6 +543,10 @@ pub fn insert_attempt(
             payment_attempts::gateway.eq(&a.gateway),
             payment_attempts::integration_id.eq(&a.integration),
             payment_attempts::call_key.eq(&a.call_key),
+            payment_attempts::capture.eq(a.capture),
+            payment_attempts::description.eq(&a.description),
+            payment_attempts::operation.eq(a.operation.map(|o| o.as_str())),
+            payment_attempts::operation_amount.eq(a.operation_amount),
             payment_attempts::amount.eq(a.amount),
             payment_attempts::currency.eq(a.currency.code),
             payment_attempts::status.eq(a.status.as_str()),
@@ -577,6 +593,8 @@ pub fn move_attempt(
             payment_attempts::amount.eq(a.amount),
             payment_attempts::failure_code.eq(&a.failure_code),
             payment_attempts::gateway_reference.eq(&a.gateway_reference),
+            payment_attempts::operation.eq(a.operation.map(|o| o.as_str())),
+            payment_attempts::operation_amount.eq(a.operation_amount),
             payment_attempts::updated.eq(a.updated),
         ))
         .execute(conn)?;
@@ -801,16 +819,19 @@ pub fn claim_unsettled(
     Ok(claimed)
 }
 
-/// The reconciler is done with an attempt: its claim goes, and when it was asked stays.
+/// The reconciler is done with an attempt: its claim (if still the one `held_until`) goes,
+/// and when it was asked stays.
 pub fn release_claim(
     conn: &mut DbConnection,
     scope: &Scope,
     id: i64,
+    held_until: NaiveDateTime,
     asked: NaiveDateTime,
 ) -> Result<(), ApiError> {
     diesel::update(payment_attempts::table)
         .filter(attempts_in_scope(scope))
         .filter(payment_attempts::id.eq(id))
+        .filter(payment_attempts::claimed_until.eq(held_until))
         .set((
             payment_attempts::claimed_until.eq(None::<NaiveDateTime>),
             payment_attempts::asked.eq(Some(asked)),

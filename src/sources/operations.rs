@@ -48,6 +48,13 @@ pub fn begin_create(
     })
 }
 
+/// A source's check at its provider only reads: it may run again.
+impl crate::idempotency::Staged for Creating {
+    fn moves_money(&self) -> bool {
+        false
+    }
+}
+
 /// The gateway's word on the new source's data (no transaction open).
 pub fn prepare(creating: &Creating) -> Result<PreparedSource, Refusal> {
     let source = &creating.request.source;
@@ -66,6 +73,14 @@ pub fn finish_create(
 ) -> Result<SourceView, ApiError> {
     let prepared = match prepared {
         Ok(prepared) => prepared.clone(),
+        // A payer is told that the card did not do, not what the provider said of it (its
+        // words may be about the merchant's account).
+        Err(Refusal::Invalid(_)) if creating.actor != Actor::Merchant => {
+            return Err(ApiError::field(
+                "gateway_data",
+                "This card cannot be used here; try another card or another way to pay.",
+            ))
+        }
         Err(Refusal::Invalid(message)) => return Err(ApiError::field("gateway_data", message)),
         Err(Refusal::NoAnswer(cause)) => return Err(ApiError::Provider(cause.clone())),
     };

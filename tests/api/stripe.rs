@@ -438,3 +438,68 @@ both! {
         app.post("/integrations/", json!({"gateway": "stripe", "name": "Live", "credentials": {"secret_key": "sk_test_51QnotLive0000000000000000001"}})).expect(400);
     }
 }
+
+both! {
+    fn a_refused_release_reads_stripe_back(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({}));
+        let source = stripe_source(&test, &integration, "pm_card_visa");
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"], "capture": false})).expect(200);
+        let (intent, _) = intent_of(&test, &p);
+        // Captured in Stripe's dashboard meanwhile: Stripe refuses the release.
+        localstripe("POST", &format!("/v1/payment_intents/{}/capture", intent["id"].as_str().unwrap()), &[]).expect(200);
+        let after = test.post(&format!("/payments/{}/cancel/", p["id"]), json!({})).expect(200).body;
+        // The money moved, so the payment says so: never cancelled over a capture.
+        assert_eq!((after["status"].as_str(), num(&after["balance"])), (Some("succeeded"), "0".to_string()));
+        let (_, attempt) = intent_of(&test, &p);
+        assert_eq!(attempt["status"], "succeeded");
+    }
+
+    fn a_disabled_integration_starts_no_new_charge(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let source = test.post("/sources/", json!({"gateway": "stripe", "integration": integration, "usage": "reusable",
+            "gateway_data": {"payment_method": "pm_card_visa"}})).expect(201).body;
+        test.patch(&format!("/integrations/{integration}/"), json!({"enabled": false})).expect(200);
+        let p = test.create_payment(json!({}));
+        let refused = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(400);
+        assert_eq!(refused.body, json!({"source": [format!("The source's integration {integration} is disabled.")]}));
+        assert_eq!(test.get(&format!("/payments/{}/attempts/", p["id"])).body, json!([]));
+        test.patch(&format!("/integrations/{integration}/"), json!({"enabled": true})).expect(200);
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200);
+    }
+
+    fn a_success_cobro_did_not_expect_is_flagged(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = test.create_payment(json!({}));
+        let source = stripe_source(&test, &integration, "pm_card_chargeCustomerFail");
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200);
+        let attempts = test.get(&format!("/payments/{}/attempts/", p["id"])).body;
+        let reference = attempts[0]["gateway_reference"].as_str().unwrap_or("ch_unknown").to_string();
+        // Stripe later says the charge succeeded (a PaymentIntent confirmed again elsewhere).
+        let event = json!({"id": unique("evt_"), "type": "payment_intent.succeeded", "data": {"object": {
+            "id": reference, "object": "payment_intent", "status": "succeeded", "currency": "clp"}}}).to_string();
+        let now = chrono::Utc::now().timestamp();
+        let answer = post_event(&test, &integration, &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(200);
+        assert_eq!(answer.body["outcome"], "ignored");
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "failed", "no status it did not reach");
+        assert!(test.event_types(&p["id"]).contains(&"payment.provider_mismatch".to_string()), "flagged for a person");
+    }
+
+    fn a_held_charge_whose_answer_was_lost_stays_held(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({}));
+        let source = test.create_source(json!({"gateway_data": {"token": "tok_answer_lost"}}));
+        let waiting = test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"], "capture": false})).expect(200).body;
+        assert_eq!(waiting["status"], "processing");
+        // Asked again, the sandbox says it holds the amount: held, not collected.
+        test.post(&format!("/payments/{}/settle/", p["id"]), json!({})).expect(200);
+        let attempts = test.get(&format!("/payments/{}/attempts/", p["id"])).body;
+        assert_eq!(attempts[0]["status"], "requires_capture");
+        assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["balance"]), "1000");
+        test.post(&format!("/payments/{}/capture/", p["id"]), json!({})).expect(200);
+        assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "succeeded");
+    }
+}

@@ -1,4 +1,9 @@
 DROP INDEX payment_attempts_reference;
+ALTER TABLE idempotency_keys DROP COLUMN started_at;
+ALTER TABLE payment_attempts DROP COLUMN operation_amount;
+ALTER TABLE payment_attempts DROP COLUMN operation;
+ALTER TABLE payment_attempts DROP COLUMN description;
+ALTER TABLE payment_attempts DROP COLUMN capture;
 ALTER TABLE payment_attempts DROP COLUMN call_key;
 ALTER TABLE payment_attempts DROP COLUMN asked;
 ALTER TABLE payment_attempts DROP COLUMN claimed_until;

@@ -18,6 +18,17 @@ ALTER TABLE payment_attempts ADD COLUMN asked TIMESTAMP;
 -- key and the attempt's mark in the provider's metadata (ids repeat between databases
 -- sharing one provider account).
 ALTER TABLE payment_attempts ADD COLUMN call_key TEXT;
+-- What was asked of the provider, so that a call sent again is the same call: whether the
+-- charge was to be captured at once, and the description it carried. And the call about the
+-- attempt that is on its way (charge, capture, release, abandon) with a capture's amount,
+-- so that an older state arriving late never undoes it.
+ALTER TABLE payment_attempts ADD COLUMN capture BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE payment_attempts ADD COLUMN description TEXT;
+ALTER TABLE payment_attempts ADD COLUMN operation TEXT;
+ALTER TABLE payment_attempts ADD COLUMN operation_amount BIGINT;
+-- When the work of a staged request (one that calls a provider) began: from then on the key
+-- is never taken over, for that work may have moved money.
+ALTER TABLE idempotency_keys ADD COLUMN started_at TIMESTAMP;
 -- The reconciler looks for provider attempts in flight; a provider's webhook finds its
 -- attempt by the provider's reference.
 CREATE INDEX payment_attempts_reference ON payment_attempts (workspace_id, test_mode, gateway_reference);
