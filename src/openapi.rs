@@ -215,7 +215,8 @@ pub struct InvoiceWrite {
     currency: String,
     #[schema(format = Date)]
     due_date: String,
-    /// At most 100: `{"name", "quantity" (1 by default), "unit_amount"}`.
+    /// At most 100: `{"name", "quantity" (1 by default), "amount"}` (the unit price;
+    /// `unit_amount` is its alias).
     lines: Vec<InvoiceLineWrite>,
     description: Option<String>,
     #[schema(value_type = Object)]
@@ -227,8 +228,10 @@ pub struct InvoiceWrite {
 pub struct InvoiceLineWrite {
     name: String,
     quantity: Option<i64>,
-    /// In the invoice's currency, ≥ 0.
-    unit_amount: f64,
+    /// The unit price, in the invoice's currency, ≥ 0.
+    amount: Option<f64>,
+    /// An alias of `amount`.
+    unit_amount: Option<f64>,
 }
 
 /// Filters of `GET /invoices/`.

@@ -28,7 +28,8 @@ text_enum!(
 pub const MAX_LINES: usize = 100;
 const MAX_QUANTITY: i64 = 1_000_000;
 
-/// One line: `quantity` × `unit_amount` (minor units of the invoice's currency).
+/// One line: `quantity` × its unit price, `unit_amount` (minor units of the invoice's
+/// currency).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     pub name: String,
@@ -56,15 +57,21 @@ pub struct Invoice {
     pub updated: NaiveDateTime,
 }
 
+/// A line as shown: the unit price as Piriod writes it (`amount`) and under its other
+/// name (`unit_amount`), and the line's total.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LineView {
     pub name: String,
     pub quantity: i64,
-    #[schema(value_type = f64)]
-    pub unit_amount: Amount,
-    /// quantity × unit_amount.
+    /// The unit price.
     #[schema(value_type = f64)]
     pub amount: Amount,
+    /// The unit price again (an alias of `amount`).
+    #[schema(value_type = f64)]
+    pub unit_amount: Amount,
+    /// quantity × amount.
+    #[schema(value_type = f64)]
+    pub total: Amount,
 }
 
 /// An invoice as the API shows it.
@@ -126,8 +133,9 @@ impl Invoice {
                 .map(|l| LineView {
                     name: l.name.clone(),
                     quantity: l.quantity,
+                    amount: money(l.unit_amount),
                     unit_amount: money(l.unit_amount),
-                    amount: money(l.quantity * l.unit_amount),
+                    total: money(l.quantity * l.unit_amount),
                 })
                 .collect(),
             total: money(self.total),
@@ -151,6 +159,8 @@ pub struct LineInput {
     pub name: String,
     pub quantity: i64,
     pub unit_amount: Decimal,
+    /// The name the price was sent under (`amount` or `unit_amount`), for messages.
+    pub price_field: &'static str,
 }
 
 /// The fields of a create or PUT (`customer`, `currency`, `due_date` and `lines` required)
@@ -218,9 +228,7 @@ fn read_lines(value: &Value) -> Result<Vec<LineInput>, String> {
     for (n, item) in items.iter().enumerate() {
         let at = |message: &str| format!("Line {}: {message}", n + 1);
         let Value::Object(line) = item else {
-            return Err(at(
-                "expected an object with name, quantity and unit_amount.",
-            ));
+            return Err(at("expected an object with name, quantity and amount."));
         };
         let name = match line.get("name").and_then(Value::as_str).map(str::trim) {
             Some(name)
@@ -237,16 +245,29 @@ fn read_lines(value: &Value) -> Result<Vec<LineInput>, String> {
                 _ => return Err(at("quantity must be a whole number from 1 to 1000000.")),
             },
         };
-        let unit_amount = match line.get("unit_amount").map(parse_decimal) {
-            Some(Ok(amount)) if amount >= Decimal::ZERO => amount,
-            Some(Ok(_)) => return Err(at("unit_amount must not be negative.")),
-            Some(Err(message)) => return Err(at(&format!("unit_amount: {message}"))),
-            None => return Err(at("unit_amount is required.")),
+        // Piriod's lines carry the unit price as `amount`; `unit_amount` is its alias.
+        let (field, price) = match (line.get("amount"), line.get("unit_amount")) {
+            (Some(amount), Some(unit)) if amount != unit => {
+                let same = matches!((parse_decimal(amount), parse_decimal(unit)), (Ok(a), Ok(u)) if a == u);
+                if !same {
+                    return Err(at("amount and unit_amount are one price under two names: send one, or the same in both."));
+                }
+                ("amount", amount)
+            }
+            (Some(amount), _) => ("amount", amount),
+            (None, Some(unit)) => ("unit_amount", unit),
+            (None, None) => return Err(at("amount (the unit price) is required.")),
+        };
+        let unit_amount = match parse_decimal(price) {
+            Ok(amount) if amount >= Decimal::ZERO => amount,
+            Ok(_) => return Err(at(&format!("{field} must not be negative."))),
+            Err(message) => return Err(at(&format!("{field}: {message}"))),
         };
         lines.push(LineInput {
             name,
             quantity,
             unit_amount,
+            price_field: field,
         });
     }
     Ok(lines)
@@ -258,7 +279,10 @@ fn priced(currency: Currency, lines: &[LineInput]) -> Result<(Vec<Line>, i64), A
     let mut total: i64 = 0;
     for (n, line) in lines.iter().enumerate() {
         let unit_amount = currency.to_minor(line.unit_amount).map_err(|message| {
-            ApiError::field("lines", format!("Line {}: unit_amount: {message}", n + 1))
+            ApiError::field(
+                "lines",
+                format!("Line {}: {}: {message}", n + 1, line.price_field),
+            )
         })?;
         total = unit_amount
             .checked_mul(line.quantity)

@@ -9,7 +9,7 @@ use crate::helpers::*;
 fn draft(app: &App, customer: &str) -> Value {
     app.post("/invoices/", json!({
         "customer": customer, "currency": "usd", "due_date": "2026-12-31", "description": "November",
-        "lines": [{"name": "Hosting", "quantity": 2, "unit_amount": "10.50"}, {"name": "Support", "unit_amount": 3.25}],
+        "lines": [{"name": "Hosting", "quantity": 2, "amount": "10.50"}, {"name": "Support", "unit_amount": 3.25}],
         "metadata": {"po": "77"},
     })).expect(201).body
 }
@@ -32,11 +32,13 @@ both! {
         let id = inv["id"].as_str().unwrap();
         assert!(id.starts_with("inv_"), "{id}");
         assert_eq!((inv["customer"].as_str(), inv["currency"].as_str(), inv["status"].as_str()), (Some(ana.as_str()), Some("USD"), Some("draft")));
-        let lines: Vec<(String, i64, String, String)> = inv["lines"].as_array().unwrap().iter().map(|l| (
-            l["name"].as_str().unwrap().to_string(), l["quantity"].as_i64().unwrap(), num(&l["unit_amount"]), num(&l["amount"]),
+        // Piriod's lines carry the unit price as `amount`; `unit_amount` is its alias, and
+        // both are shown, with the line's total.
+        let lines: Vec<(String, i64, String, String, String)> = inv["lines"].as_array().unwrap().iter().map(|l| (
+            l["name"].as_str().unwrap().to_string(), l["quantity"].as_i64().unwrap(), num(&l["amount"]), num(&l["unit_amount"]), num(&l["total"]),
         )).collect();
-        assert_eq!(lines, [("Hosting".to_string(), 2, "10.50".to_string(), "21.00".to_string()),
-            ("Support".to_string(), 1, "3.25".to_string(), "3.25".to_string())]);
+        assert_eq!(lines, [("Hosting".to_string(), 2, "10.50".to_string(), "10.50".to_string(), "21.00".to_string()),
+            ("Support".to_string(), 1, "3.25".to_string(), "3.25".to_string(), "3.25".to_string())]);
         assert_eq!((num(&inv["total"]), num(&inv["amount_paid"]), num(&inv["amount_due"])), ("24.25".into(), "0.00".into(), "24.25".into()));
         assert_eq!((inv["due_date"].as_str(), inv["finalized_at"].clone()), (Some("2026-12-31"), Value::Null));
         let path = format!("/invoices/{id}/");
@@ -80,6 +82,10 @@ both! {
         assert_eq!(with("lines", json!([{"name": "A", "unit_amount": 1}, {"name": "B", "quantity": 0, "unit_amount": 1}])),
             json!({"lines": ["Line 2: quantity must be a whole number from 1 to 1000000."]}));
         assert_eq!(with("lines", json!([{"name": "A", "unit_amount": -1}])), json!({"lines": ["Line 1: unit_amount must not be negative."]}));
+        assert_eq!(with("lines", json!([{"name": "A", "amount": "1.5"}])), json!({"lines": ["Line 1: amount: Ensure that there are no more than 0 decimal places."]}));
+        assert_eq!(with("lines", json!([{"name": "A", "amount": 1, "unit_amount": 2}])),
+            json!({"lines": ["Line 1: amount and unit_amount are one price under two names: send one, or the same in both."]}));
+        assert_eq!(with("lines", json!([{"name": "A"}])), json!({"lines": ["Line 1: amount (the unit price) is required."]}));
         assert_eq!(with("lines", json!([{"unit_amount": 1}])), json!({"lines": ["Line 1: name is required (at most 256 characters)."]}));
         assert_eq!(with("lines", json!([{"name": "A", "quantity": 1000000, "unit_amount": "999999999999999"}])), json!({"lines": ["The invoice's total is too large."]}));
         // Another mode's customer does not exist here.
