@@ -19,6 +19,7 @@ pub mod invoices;
 pub mod money;
 pub mod openapi;
 pub mod payments;
+pub mod refunds;
 pub mod secrets;
 pub mod sources;
 pub mod startup;

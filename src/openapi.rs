@@ -26,6 +26,13 @@ use crate::payments::status::PaymentStatus;
         crate::payments::handlers::capture,
         crate::payments::handlers::settle,
         crate::payments::handlers::attempts,
+        crate::refunds::handlers::create,
+        crate::refunds::handlers::refund_payment,
+        crate::refunds::handlers::list,
+        crate::refunds::handlers::retrieve,
+        crate::refunds::handlers::partial_update,
+        crate::refunds::handlers::cancel,
+        crate::refunds::handlers::settle,
         crate::events::handlers::list,
         crate::events::handlers::retrieve,
         crate::sources::handlers::create,
@@ -421,4 +428,46 @@ pub struct EventListParams {
     object_id: Option<String>,
     /// `payment` or `source` (their ids may be equal).
     object_type: Option<String>,
+}
+
+/// A new refund: `payment` (on `POST /refunds/`; the path names it on
+/// `POST /payments/{id}/refund/`) and, optionally, how much (default: all that is left).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RefundWrite {
+    /// The payment's id (only on `POST /refunds/`).
+    payment: Option<i64>,
+    /// In the payment's currency, more than 0 and at most what is left to refund.
+    #[schema(value_type = Option<f64>)]
+    amount: Option<String>,
+    reason: Option<crate::refunds::domain::RefundReason>,
+    #[schema(value_type = Object)]
+    metadata: Option<serde_json::Value>,
+}
+
+/// A refund's change: metadata (merged), and for a refund the merchant sends back itself (a
+/// bank transfer) its end: `succeeded`, or `failed` with `failed_reason`; or `cancelled`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RefundPatch {
+    #[schema(value_type = Object)]
+    metadata: Option<serde_json::Value>,
+    status: Option<crate::refunds::domain::RefundStatus>,
+    failed_reason: Option<String>,
+}
+
+/// Filters of `GET /refunds/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, non_snake_case)]
+pub struct RefundListParams {
+    page: Option<i64>,
+    /// Default 20, at most 100.
+    page_size: Option<i64>,
+    payment: Option<i64>,
+    status: Option<crate::refunds::domain::RefundStatus>,
+    created__gte: Option<String>,
+    created__lte: Option<String>,
+    /// created, amount or id, each optionally with `-`. Default -created.
+    ordering: Option<String>,
 }

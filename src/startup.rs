@@ -18,13 +18,14 @@ use crate::http::{not_found, resource};
 use crate::openapi::ApiDoc;
 use crate::secrets::Keyring;
 use crate::{
-    billingrails, checkout, customers, events, health, integrations, invoices, payments, sources,
-    webhooks,
+    billingrails, checkout, customers, events, health, integrations, invoices, payments, refunds,
+    sources, webhooks,
 };
 
 /// Every route of the API; shared by the server and the tests' in-process app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(payments::routes)
+        .configure(refunds::routes)
         .configure(events::routes)
         .configure(sources::routes)
         .configure(customers::routes)
@@ -156,7 +157,8 @@ fn cors(origins: &[String]) -> Cors {
         .max_age(3600)
 }
 
-/// Every second, settles the sandbox's asynchronous charges that are due (test mode).
+/// Every second, settles the sandbox's asynchronous charges and refunds that are due (test
+/// mode).
 fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
     let after = chrono::Duration::seconds(settings.sandbox_settle_seconds as i64);
     let base_url = settings.public_url.clone().unwrap_or(own_url);
@@ -167,7 +169,8 @@ fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
             let base_url = base_url.clone();
             let result = db
                 .write(move |conn| {
-                    crate::payments::charges::settle_due_sandbox_charges(conn, after, &base_url)
+                    crate::payments::charges::settle_due_sandbox_charges(conn, after, &base_url)?;
+                    crate::refunds::operations::settle_due_sandbox_refunds(conn, after, &base_url)
                 })
                 .await;
             if let Err(err) = result {

@@ -611,6 +611,8 @@ const TENANT_TABLES: &[(&str, &str)] = &[
     ("invoices", "src/invoices/store.rs"),
     ("integrations", "src/integrations/store.rs"),
     ("provider_events", "src/integrations/store.rs"),
+    ("refunds", "src/refunds/store.rs"),
+    ("refund_parts", "src/refunds/store.rs"),
 ];
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.

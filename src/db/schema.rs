@@ -64,6 +64,7 @@ diesel::table! {
         version -> BigInt,
         created -> Timestamp,
         updated -> Timestamp,
+        amount_refunded -> BigInt,
     }
 }
 
@@ -170,6 +171,7 @@ diesel::table! {
         version -> BigInt,
         created -> Timestamp,
         updated -> Timestamp,
+        amount_refunded -> BigInt,
     }
 }
 
@@ -282,3 +284,46 @@ diesel::table! {
 
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::allow_tables_to_appear_in_same_query!(webhooks, webhook_deliveries);
+
+diesel::table! {
+    refunds (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        payment_id -> BigInt,
+        amount -> BigInt,
+        currency -> Text,
+        unit -> BigInt,
+        reason -> Nullable<Text>,
+        status -> Text,
+        failed_reason -> Nullable<Text>,
+        metadata -> Text,
+        version -> BigInt,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}
+
+diesel::table! {
+    refund_parts (id) {
+        id -> BigInt,
+        workspace_id -> Text,
+        test_mode -> Bool,
+        refund_id -> BigInt,
+        payment_id -> BigInt,
+        attempt_id -> Nullable<BigInt>,
+        gateway -> Nullable<Text>,
+        integration_id -> Nullable<Text>,
+        amount -> BigInt,
+        currency -> Text,
+        status -> Text,
+        failure_code -> Nullable<Text>,
+        gateway_reference -> Nullable<Text>,
+        call_key -> Text,
+        claimed_until -> Nullable<Timestamp>,
+        asked -> Nullable<Timestamp>,
+        ask_now -> Bool,
+        created -> Timestamp,
+        updated -> Timestamp,
+    }
+}

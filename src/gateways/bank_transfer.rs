@@ -1,9 +1,13 @@
 //! Bank transfers: the payment waits `processing`, with transfer instructions, until the
 //! merchant confirms the money arrived (`PATCH {"status": "succeeded"}`) or marks it failed.
+//! A refund waits `pending` the same way, until the merchant says the transfer back is made.
 
 use serde_json::{json, Map, Value};
 
-use super::{reference, Account, Charge, ChargeRequest, Gateway, PreparedSource, Refusal, Unknown};
+use super::{
+    reference, Account, Charge, ChargeRequest, Gateway, PreparedSource, RefundRequest, Refunded,
+    Refusal, Unknown,
+};
 
 pub struct BankTransfer;
 
@@ -51,6 +55,22 @@ impl Gateway for BankTransfer {
     }
 
     fn settled_by_merchant(&self) -> bool {
+        true
+    }
+
+    /// The merchant sends the money back by transfer, and says when it is done (or failed).
+    fn refund(&self, _request: &RefundRequest) -> Result<Refunded, Unknown> {
+        Ok(Refunded::Pending {
+            reference: reference("btr_"),
+        })
+    }
+
+    fn retrieve_refund(&self, _request: &RefundRequest) -> Result<Option<Refunded>, Unknown> {
+        Ok(None)
+    }
+
+    /// Until the merchant makes the transfer, it may be called off.
+    fn cancels_refunds(&self) -> bool {
         true
     }
 }

@@ -91,17 +91,73 @@ pub struct ChargeRequest<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unknown(pub String);
 
-/// A provider's event about a charge, sent to an integration's webhook, checked and read.
+/// A gateway's word on a refund: its answer when asked to refund, or when asked later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refunded {
+    /// The money went back to the payer.
+    Succeeded { reference: String },
+    /// Refused, or failed on its way (a closed card), with a reason code: nothing went back.
+    Failed { reference: String, code: String },
+    /// Accepted, to be confirmed later (by the provider, or by the merchant for a transfer).
+    Pending { reference: String },
+    /// Called off before it went out.
+    Cancelled { reference: String },
+}
+
+/// What a call about a refund is about: the refund of part of one charge.
+pub struct RefundRequest<'a> {
+    pub account: &'a Account,
+    /// The refund part's id, for people.
+    pub part: i64,
+    /// The part's key: the provider's idempotency key, and in its metadata.
+    pub key: &'a str,
+    /// The charge's reference at the gateway (a PaymentIntent).
+    pub charge: Option<&'a str>,
+    /// The refund's own reference, once the gateway gave one.
+    pub reference: Option<&'a str>,
+    /// ISO 4217 minor units.
+    pub amount: i64,
+    pub currency: Currency,
+    /// The charged source's data (the sandbox's token).
+    pub gateway_data: &'a Map<String, Value>,
+    pub reason: Option<&'a str>,
+    /// The payment's description.
+    pub description: &'a str,
+    /// Asking about a refund whose answer was lost: when the provider has no trace of it,
+    /// whether to send it again (only once its first call cannot still be running).
+    pub resend: bool,
+}
+
+/// A provider's event, sent to an integration's webhook, checked and read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProviderEvent {
     /// The provider's id of the event: each is applied once.
     pub id: String,
     pub kind: String,
-    /// The provider's reference of the charge, and the attempt's key from its metadata.
-    pub reference: String,
-    pub key: Option<String>,
-    /// What the event says of the charge; None for an event cobro does not act on.
-    pub charge: Option<Charge>,
+    pub subject: Subject,
+}
+
+/// What a provider's event is about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Subject {
+    /// A charge: the provider's reference, the attempt's key from its metadata, and what the
+    /// event says of it (None for an event cobro does not act on).
+    Charge {
+        reference: String,
+        key: Option<String>,
+        charge: Option<Charge>,
+    },
+    /// A refund: the provider's reference, the part's key from its metadata, what it says.
+    Refund {
+        reference: String,
+        key: Option<String>,
+        refund: Refunded,
+    },
+    /// The refunds of a charge changed, without saying which (Stripe's `charge.refunded`):
+    /// those in flight are asked about now.
+    RefundsOf { charge: String },
+    /// Nothing cobro acts on.
+    Other,
 }
 
 /// How long after being made a call to a provider may still be running (its connect and
@@ -200,6 +256,21 @@ pub trait Gateway: Sync {
     /// What became of a charge in flight, as the gateway would answer if asked now (a lost
     /// answer, a restart): None while someone else decides (the merchant, the payer).
     fn retrieve(&self, request: &ChargeRequest) -> Result<Option<Charge>, Unknown>;
+    /// Sends back `request.amount` of a charge that succeeded. Called with no database
+    /// transaction open: it may take seconds, or never answer.
+    fn refund(&self, request: &RefundRequest) -> Result<Refunded, Unknown>;
+    /// What became of a refund in flight, as the gateway would answer if asked now: None
+    /// while someone else decides (the merchant making a transfer).
+    fn retrieve_refund(&self, request: &RefundRequest) -> Result<Option<Refunded>, Unknown>;
+    /// Whether a pending refund may still be called off: one that has not gone out (the
+    /// sandbox's, a transfer the merchant has not made). cobro records it, with no call.
+    fn cancels_refunds(&self) -> bool {
+        false
+    }
+    /// Whether `amount` of `currency` can go back in one refund (asked before any call).
+    fn check_refund_amount(&self, currency: Currency, amount: i64) -> Result<(), String> {
+        self.check_amount(currency, amount)
+    }
     /// Whether the merchant says how a charge ends (a bank transfer they see arrive), rather
     /// than the gateway: only then may a merchant move a payment out of `processing`.
     fn settled_by_merchant(&self) -> bool {

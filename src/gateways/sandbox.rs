@@ -5,7 +5,8 @@ use chrono::Datelike;
 use serde_json::{json, Map, Value};
 
 use super::{
-    reference, Account, Card, Charge, ChargeRequest, Gateway, PreparedSource, Refusal, Unknown,
+    reference, Account, Card, Charge, ChargeRequest, Gateway, PreparedSource, RefundRequest,
+    Refunded, Refusal, Unknown,
 };
 
 pub struct Sandbox;
@@ -15,6 +16,8 @@ struct TestToken {
     token: &'static str,
     last4: &'static str,
     behaviour: Behaviour,
+    /// What refunding its charge does.
+    refund: Refund,
     /// What the checkout page says of it.
     label: &'static str,
 }
@@ -39,6 +42,16 @@ enum Behaviour {
     AnswerLost,
 }
 
+/// What a refund of a sandbox charge does.
+#[derive(Clone, Copy)]
+enum Refund {
+    Succeed,
+    /// Refused, with this failure code.
+    Fail(&'static str),
+    /// Stays `pending`, then succeeds when the sandbox settles it.
+    Async,
+}
+
 /// How long the sandbox's slow card takes to answer.
 pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -46,50 +59,72 @@ const TOKENS: &[TestToken] = &[
     TestToken {
         token: "tok_visa",
         last4: "4242",
+        refund: Refund::Succeed,
         behaviour: Behaviour::Succeed,
         label: "Visa ending 4242: succeeds",
     },
     TestToken {
         token: "tok_chargeDeclined",
         last4: "0002",
+        refund: Refund::Succeed,
         behaviour: Behaviour::Decline("card_declined"),
         label: "Visa ending 0002: declined",
     },
     TestToken {
         token: "tok_chargeDeclinedInsufficientFunds",
         last4: "9995",
+        refund: Refund::Succeed,
         behaviour: Behaviour::Decline("insufficient_funds"),
         label: "Visa ending 9995: declined for insufficient funds",
     },
     TestToken {
         token: "tok_async_success",
         last4: "3155",
+        refund: Refund::Succeed,
         behaviour: Behaviour::Async(None),
         label: "Visa ending 3155: processing, then succeeds",
     },
     TestToken {
         token: "tok_async_fail",
         last4: "3220",
+        refund: Refund::Succeed,
         behaviour: Behaviour::Async(Some("card_declined")),
         label: "Visa ending 3220: processing, then fails",
     },
     TestToken {
         token: "tok_redirect",
         last4: "3184",
+        refund: Refund::Succeed,
         behaviour: Behaviour::Redirect,
         label: "Visa ending 3184: asks you to authorize it (redirect)",
     },
     TestToken {
         token: "tok_slow",
         last4: "0077",
+        refund: Refund::Succeed,
         behaviour: Behaviour::Slow,
         label: "Visa ending 0077: succeeds after 3 seconds",
     },
     TestToken {
         token: "tok_answer_lost",
         last4: "0069",
+        refund: Refund::Succeed,
         behaviour: Behaviour::AnswerLost,
         label: "Visa ending 0069: succeeds, but the answer is lost (settled later)",
+    },
+    TestToken {
+        token: "tok_refund_fail",
+        last4: "5126",
+        refund: Refund::Fail("expired_or_canceled_card"),
+        behaviour: Behaviour::Succeed,
+        label: "Visa ending 5126: succeeds; its refunds fail",
+    },
+    TestToken {
+        token: "tok_refund_async",
+        last4: "7726",
+        refund: Refund::Async,
+        behaviour: Behaviour::Succeed,
+        label: "Visa ending 7726: succeeds; its refunds stay pending, then succeed",
     },
 ];
 
@@ -209,5 +244,38 @@ impl Gateway for Sandbox {
             // The payer answers that one.
             Behaviour::Redirect => None,
         })
+    }
+
+    fn refund(&self, request: &RefundRequest) -> Result<Refunded, Unknown> {
+        let reference = reference("sbxr_");
+        Ok(match token_of(request.gateway_data).map(|t| t.refund) {
+            Some(Refund::Fail(code)) => Refunded::Failed {
+                reference,
+                code: code.into(),
+            },
+            Some(Refund::Async) => Refunded::Pending { reference },
+            Some(Refund::Succeed) | None => Refunded::Succeeded { reference },
+        })
+    }
+
+    /// How a refund in flight ends: a pending one succeeds once asked again.
+    fn retrieve_refund(&self, request: &RefundRequest) -> Result<Option<Refunded>, Unknown> {
+        let reference = request
+            .reference
+            .map_or_else(|| super::reference("sbxr_"), str::to_string);
+        Ok(Some(
+            match token_of(request.gateway_data).map(|t| t.refund) {
+                Some(Refund::Fail(code)) => Refunded::Failed {
+                    reference,
+                    code: code.into(),
+                },
+                Some(Refund::Async | Refund::Succeed) | None => Refunded::Succeeded { reference },
+            },
+        ))
+    }
+
+    /// A pending sandbox refund has not gone anywhere: it may be called off.
+    fn cancels_refunds(&self) -> bool {
+        true
     }
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    Account, Card, Charge, ChargeRequest, Gateway, PreparedSource, ProviderEvent, Refusal, Unknown,
+    Account, Card, Charge, ChargeRequest, Gateway, PreparedSource, ProviderEvent, RefundRequest,
+    Refunded, Refusal, Subject, Unknown,
 };
 use crate::error::FieldErrors;
 use crate::money::Currency;
@@ -286,25 +287,115 @@ impl Gateway for Stripe {
             .to_string();
         let kind = text(&event, "type").unwrap_or_default().to_string();
         let object = event.pointer("/data/object").unwrap_or(&Value::Null);
-        let is_intent = text(object, "object") == Some("payment_intent");
         let reference = text(object, "id").unwrap_or_default().to_string();
         let key = object
             .pointer("/metadata/cobro_key")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let charge = match Currency::parse(text(object, "currency").unwrap_or_default()) {
-            Some(currency) if is_intent && INTENT_EVENTS.contains(&kind.as_str()) => {
-                charge_of(object, currency).ok()
+        let subject = match (text(object, "object"), kind.as_str()) {
+            (Some("payment_intent"), kind) => {
+                let currency = Currency::parse(text(object, "currency").unwrap_or_default());
+                let charge = match currency {
+                    Some(currency) if INTENT_EVENTS.contains(&kind) => {
+                        charge_of(object, currency).ok()
+                    }
+                    _ => None,
+                };
+                Subject::Charge {
+                    reference,
+                    key,
+                    charge,
+                }
             }
-            _ => None,
+            (Some("refund"), kind) if REFUND_EVENTS.contains(&kind) => match refund_of(object) {
+                Ok(refund) => Subject::Refund {
+                    reference,
+                    key,
+                    refund,
+                },
+                Err(_) => Subject::Other,
+            },
+            // A charge's refunds changed; the event does not say which (Stripe no longer
+            // includes them in the charge): cobro asks about those it has in flight.
+            (Some("charge"), "charge.refunded") => match text(object, "payment_intent") {
+                Some(intent) => Subject::RefundsOf {
+                    charge: intent.to_string(),
+                },
+                None => Subject::Other,
+            },
+            _ => Subject::Other,
         };
-        Ok(ProviderEvent {
-            id,
-            kind,
-            reference,
-            key,
-            charge,
-        })
+        Ok(ProviderEvent { id, kind, subject })
+    }
+
+    /// A Refund of the PaymentIntent's charge. Stripe's own `reason` is not sent (the
+    /// emulator refuses it): it goes in the metadata, with the part's key.
+    fn refund(&self, request: &RefundRequest) -> Result<Refunded, Unknown> {
+        let intent = checked(request.charge.unwrap_or_default())?;
+        let amount = to_stripe_amount(request.currency, request.amount).map_err(Unknown)?;
+        let mut form = vec![
+            ("payment_intent", intent.to_string()),
+            ("amount", amount.to_string()),
+            ("metadata[cobro_refund_part]", request.part.to_string()),
+            ("metadata[cobro_key]", request.key.to_string()),
+            (
+                "metadata[description]",
+                request.description.chars().take(500).collect(),
+            ),
+        ];
+        if let Some(reason) = request.reason {
+            form.push(("metadata[reason]", reason.to_string()));
+        }
+        let key = format!("cobro-{}-refund", request.key);
+        match call(request.account, "POST", "/v1/refunds", &form, Some(&key))? {
+            Reply::Answer(refund) => refund_of(&refund),
+            Reply::Refused { error, .. } if text(&error, "type") == Some("idempotency_error") => {
+                Err(Unknown(format!(
+                    "Stripe holds another request under this key: {}",
+                    error_message(&error)
+                )))
+            }
+            // Refused (already refunded, more than is left, a key without the permission):
+            // nothing went back.
+            Reply::Refused { status, error } => Ok(Refunded::Failed {
+                reference: String::new(),
+                code: match status {
+                    401 => "invalid_api_key".to_string(),
+                    403 => "permission_denied".to_string(),
+                    _ => text(&error, "code").unwrap_or("refund_refused").to_string(),
+                },
+            }),
+        }
+    }
+
+    /// The Refund as it is now: by its id, or (its creation's answer lost) by the part's
+    /// key in the metadata of the PaymentIntent's refunds; when Stripe has none, the creation
+    /// never arrived and is sent again, with the same idempotency key.
+    fn retrieve_refund(&self, request: &RefundRequest) -> Result<Option<Refunded>, Unknown> {
+        let found = match request.reference {
+            Some(reference) => {
+                let path = format!("/v1/refunds/{}", checked(reference)?);
+                match call(request.account, "GET", &path, &[], None)? {
+                    Reply::Answer(refund) => Some(refund),
+                    Reply::Refused { error, .. } => {
+                        return Err(Unknown(format!(
+                            "Stripe did not show {reference}: {}",
+                            error_message(&error)
+                        )))
+                    }
+                }
+            }
+            None => {
+                let intent = checked(request.charge.unwrap_or_default())?;
+                let filter = [("payment_intent", intent.to_string())];
+                find_listed(request.account, "/v1/refunds", &filter, request.key)?
+            }
+        };
+        match found {
+            Some(refund) => refund_of(&refund).map(Some),
+            None if request.resend => self.refund(request).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The PaymentIntent as it is now. Without its id (the answer to its creation was
@@ -344,6 +435,33 @@ const INTENT_EVENTS: &[&str] = &[
     "payment_intent.processing",
     "payment_intent.requires_action",
 ];
+
+/// The events about a Refund that cobro applies.
+const REFUND_EVENTS: &[&str] = &[
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.refund.updated",
+];
+
+/// A Refund's state as a refund's answer.
+fn refund_of(refund: &Value) -> Result<Refunded, Unknown> {
+    let reference = text(refund, "id")
+        .ok_or_else(|| Unknown("a Refund without an id".into()))?
+        .to_string();
+    Ok(match text(refund, "status").unwrap_or_default() {
+        "succeeded" => Refunded::Succeeded { reference },
+        "pending" | "requires_action" => Refunded::Pending { reference },
+        "failed" => Refunded::Failed {
+            code: text(refund, "failure_reason")
+                .unwrap_or("refund_failed")
+                .to_string(),
+            reference,
+        },
+        "canceled" => Refunded::Cancelled { reference },
+        other => return Err(Unknown(format!("Refund {reference} is {other}"))),
+    })
+}
 
 /// How far a signed event's time may be from now, in seconds (Stripe's own tolerance).
 const SIGNATURE_TOLERANCE: i64 = 300;
@@ -494,17 +612,35 @@ fn find_by_key(account: &Account, key: &str) -> Result<Option<Value>, Unknown> {
         let data = found.get("data").and_then(Value::as_array);
         return Ok(data.and_then(|d| d.iter().find(mine)).cloned());
     }
+    find_listed(account, "/v1/payment_intents", &[], key)
+}
+
+/// The object of a Stripe list (`path`, narrowed by `filter`) whose metadata carries `key`,
+/// page after page.
+fn find_listed(
+    account: &Account,
+    path: &str,
+    filter: &[(&str, String)],
+    key: &str,
+) -> Result<Option<Value>, Unknown> {
+    let mine = |object: &&Value| {
+        object
+            .get("metadata")
+            .and_then(|m| text(m, "cobro_key"))
+            .is_some_and(|k| k == key)
+    };
     let mut after: Option<String> = None;
     for _ in 0..100 {
-        let mut query = vec![("limit", "100".to_string())];
+        let mut query = filter.to_vec();
+        query.push(("limit", "100".to_string()));
         if let Some(after) = &after {
             query.push(("starting_after", after.clone()));
         }
-        let page = match call(account, "GET", "/v1/payment_intents", &query, None)? {
+        let page = match call(account, "GET", path, &query, None)? {
             Reply::Answer(page) => page,
             Reply::Refused { error, .. } => {
                 return Err(Unknown(format!(
-                    "Stripe did not list payment intents: {}",
+                    "Stripe did not list {path}: {}",
                     error_message(&error)
                 )))
             }
@@ -526,7 +662,9 @@ fn find_by_key(account: &Account, key: &str) -> Result<Option<Value>, Unknown> {
             _ => return Ok(None),
         }
     }
-    Err(Unknown("too many payment intents to look through".into()))
+    Err(Unknown(format!(
+        "too many objects at {path} to look through"
+    )))
 }
 
 fn reference_of<'a>(request: &ChargeRequest<'a>) -> Result<&'a str, Unknown> {

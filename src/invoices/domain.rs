@@ -47,6 +47,9 @@ pub struct Invoice {
     pub lines: Vec<Line>,
     pub total: i64,
     pub amount_paid: i64,
+    /// What refunds of its payments sent back; the invoice stays paid (credit notes are
+    /// another matter).
+    pub amount_refunded: i64,
     pub due_date: NaiveDate,
     pub description: Option<String>,
     pub metadata: Map<String, Value>,
@@ -91,6 +94,9 @@ pub struct InvoiceView {
     /// total − amount_paid.
     #[schema(value_type = f64)]
     pub amount_due: Amount,
+    /// What refunds of its payments sent back (the invoice stays paid).
+    #[schema(value_type = f64)]
+    pub amount_refunded: Amount,
     #[schema(value_type = String, format = Date)]
     pub due_date: String,
     pub description: Option<String>,
@@ -141,6 +147,7 @@ impl Invoice {
             total: money(self.total),
             amount_paid: money(self.amount_paid),
             amount_due: money(self.amount_due()),
+            amount_refunded: money(self.amount_refunded),
             due_date: self.due_date.format("%Y-%m-%d").to_string(),
             description: self.description.clone(),
             metadata: self.metadata.clone(),
@@ -327,6 +334,7 @@ pub fn new_invoice(
         lines,
         total,
         amount_paid: 0,
+        amount_refunded: 0,
         due_date,
         description: input.description.clone().sent().flatten(),
         metadata,

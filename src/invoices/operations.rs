@@ -170,3 +170,26 @@ pub fn pay(
         record(conn, scope, "invoice.updated", &view)
     }
 }
+
+/// What refunds of its payments sent back moved by `delta` (in the transaction of the
+/// refund's change): the invoice shows it, and stays as it is (paid stays paid; credit notes
+/// are another matter).
+pub fn refunded(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: &str,
+    delta: i64,
+) -> Result<(), ApiError> {
+    let Some(current) = store::find(conn, scope, id)? else {
+        return Ok(());
+    };
+    let next = Invoice {
+        amount_refunded: current.amount_refunded + delta,
+        updated: now(),
+        ..current.clone()
+    };
+    if !store::save(conn, scope, &current, &next)? {
+        return Err(ApiError::Contention);
+    }
+    record(conn, scope, "invoice.updated", &next.view())
+}

@@ -46,6 +46,7 @@ struct InvoiceRow {
     version: i64,
     created: NaiveDateTime,
     updated: NaiveDateTime,
+    amount_refunded: i64,
 }
 
 impl InvoiceRow {
@@ -62,6 +63,7 @@ impl InvoiceRow {
             customer: self.customer,
             total: self.total,
             amount_paid: self.amount_paid,
+            amount_refunded: self.amount_refunded,
             due_date: self.due_date,
             description: self.description,
             finalized_at: self.finalized_at,
@@ -97,6 +99,7 @@ pub fn insert(conn: &mut DbConnection, scope: &Scope, i: &Invoice) -> Result<Inv
             invoices::lines.eq(lines_text(i)?),
             invoices::total.eq(i.total),
             invoices::amount_paid.eq(i.amount_paid),
+            invoices::amount_refunded.eq(i.amount_refunded),
             invoices::due_date.eq(i.due_date),
             invoices::description.eq(&i.description),
             invoices::metadata.eq(Value::Object(i.metadata.clone()).to_string()),
@@ -129,6 +132,7 @@ pub fn save(
             invoices::lines.eq(lines_text(i)?),
             invoices::total.eq(i.total),
             invoices::amount_paid.eq(i.amount_paid),
+            invoices::amount_refunded.eq(i.amount_refunded),
             invoices::due_date.eq(i.due_date),
             invoices::description.eq(&i.description),
             invoices::metadata.eq(Value::Object(i.metadata.clone()).to_string()),

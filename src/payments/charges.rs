@@ -24,7 +24,7 @@ use crate::accounts::payer::{self, Actor};
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
-use crate::gateways::{self, Account, Charge, ChargeRequest, Unknown};
+use crate::gateways::{self, Account, Charge, ChargeRequest, Subject, Unknown};
 use crate::http::fields::invalid_pk;
 use crate::secrets::Keyring;
 use crate::sources::domain::Source;
@@ -730,51 +730,64 @@ pub fn receive(
         if !new {
             return Ok(Received::Duplicate);
         }
-        let Some(charge) = &event.charge else {
-            return Ok(Received::Ignored);
-        };
-        let found = store::attempt_for_provider(
+        match &event.subject {
+            Subject::Charge {
+                reference,
+                key,
+                charge: Some(charge),
+            } => {
+                let about = (reference.as_str(), key.as_deref());
+                receive_charge(conn, scope, integration, event, about, charge, base_url)
+            }
+            Subject::Refund { .. } | Subject::RefundsOf { .. } => {
+                crate::refunds::operations::receive(conn, scope, integration, event, base_url)
+            }
+            Subject::Charge { charge: None, .. } | Subject::Other => Ok(Received::Ignored),
+        }
+    })
+}
+
+/// A provider's event about a charge (`about`: its reference and the attempt's key).
+fn receive_charge(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    integration: &str,
+    event: &gateways::ProviderEvent,
+    (reference, key): (&str, Option<&str>),
+    charge: &Charge,
+    base_url: &str,
+) -> Result<Received, ApiError> {
+    let found = store::attempt_for_provider(conn, scope, integration, reference, key)?;
+    let Some(attempt) = found else {
+        log::info!(
+            "integration {integration}: event {} ({}) is about {reference}, which cobro does not know",
+            event.id,
+            event.kind,
+        );
+        return Ok(Received::Unknown);
+    };
+    let payment = store::find(conn, scope, attempt.payment_id)?.ok_or(ApiError::NotFound)?;
+    let moved = matches!(charge, Charge::Succeeded { .. });
+    if !attempt.status.in_flight() && moved && attempt.status != AttemptStatus::Succeeded {
+        // The provider says money moved for a charge cobro closed: a person must look.
+        log::error!(
+            "integration {integration}: {} says {reference} succeeded, but attempt {} of payment {} is {}: reconcile by hand",
+            event.kind,
+            attempt.id,
+            payment.id,
+            attempt.status.as_str()
+        );
+        record(
             conn,
             scope,
-            integration,
-            &event.reference,
-            event.key.as_deref(),
+            "payment.provider_mismatch",
+            &payment.view(base_url),
         )?;
-        let Some(attempt) = found else {
-            log::info!(
-                "integration {integration}: event {} ({}) is about {}, which cobro does not know",
-                event.id,
-                event.kind,
-                event.reference
-            );
-            return Ok(Received::Unknown);
-        };
-        let payment = store::find(conn, scope, attempt.payment_id)?.ok_or(ApiError::NotFound)?;
-        let moved = matches!(charge, Charge::Succeeded { .. });
-        if !attempt.status.in_flight() && moved && attempt.status != AttemptStatus::Succeeded {
-            // The provider says money moved for a charge cobro closed: a person must look.
-            log::error!(
-                "integration {integration}: {} says {} succeeded, but attempt {} of payment {} is {}: reconcile by hand",
-                event.kind,
-                event.reference,
-                attempt.id,
-                payment.id,
-                attempt.status.as_str()
-            );
-            record(
-                conn,
-                scope,
-                "payment.provider_mismatch",
-                &payment.view(base_url),
-            )?;
-            return Ok(Received::Ignored);
-        }
-        if payment.status != PaymentStatus::Processing
-            || !charging::is_news(&attempt, charge, now())
-        {
-            return Ok(Received::Ignored);
-        }
-        apply(conn, scope, &payment, &attempt, charge.clone(), base_url)?;
-        Ok(Received::Applied)
-    })
+        return Ok(Received::Ignored);
+    }
+    if payment.status != PaymentStatus::Processing || !charging::is_news(&attempt, charge, now()) {
+        return Ok(Received::Ignored);
+    }
+    apply(conn, scope, &payment, &attempt, charge.clone(), base_url)?;
+    Ok(Received::Applied)
 }

@@ -26,6 +26,8 @@ pub struct Payment {
     pub amount: i64,
     /// Minor units collected so far; `amount - collected` is the balance.
     pub collected: i64,
+    /// Minor units of what was collected that refunds sent back (succeeded refunds only).
+    pub amount_refunded: i64,
     pub currency: Currency,
     pub date: NaiveDate,
     pub description: String,
@@ -86,6 +88,8 @@ impl Payment {
             checkout_url: self
                 .enable_checkout
                 .then(|| format!("{base_url}/pay/{}/", self.checkout_key)),
+            amount_refunded: Amount::new(self.currency, self.amount_refunded),
+            refunded: self.collected > 0 && self.amount_refunded >= self.collected,
         }
     }
 }
@@ -130,6 +134,11 @@ pub struct PaymentView {
     pub updated: String,
     /// The public checkout page; null when `enable_checkout` is false.
     pub checkout_url: Option<String>,
+    /// What refunds sent back of what was collected (succeeded refunds).
+    #[schema(value_type = f64)]
+    pub amount_refunded: Amount,
+    /// Whether all that was collected went back.
+    pub refunded: bool,
 }
 
 /// The fields a create, PUT or PATCH body sets. Absent fields are None/`Given::Absent`.
@@ -297,6 +306,7 @@ pub fn new_payment(
         test_mode,
         amount,
         collected: if succeeded { amount } else { 0 },
+        amount_refunded: 0,
         currency,
         date,
         description,

@@ -84,6 +84,7 @@ struct PaymentRow {
     version: i64,
     created: NaiveDateTime,
     updated: NaiveDateTime,
+    amount_refunded: i64,
 }
 
 impl PaymentRow {
@@ -102,6 +103,7 @@ impl PaymentRow {
             test_mode: self.test_mode,
             amount: self.amount,
             collected: self.collected,
+            amount_refunded: self.amount_refunded,
             date: self.date,
             description: self.description,
             invoice: self.invoice,
@@ -126,6 +128,7 @@ impl PaymentRow {
 struct PaymentChanges {
     amount: i64,
     collected: i64,
+    amount_refunded: i64,
     currency: String,
     unit: i64,
     date: NaiveDate,
@@ -150,6 +153,7 @@ impl From<&Payment> for PaymentChanges {
         PaymentChanges {
             amount: p.amount,
             collected: p.collected,
+            amount_refunded: p.amount_refunded,
             currency: p.currency.code.to_string(),
             unit: p.currency.unit(),
             date: p.date,

@@ -11,7 +11,14 @@ use crate::http::fields::{Given, Presence, Reader};
 use crate::payments::domain::timestamp;
 
 /// Event types a webhook may name (besides `*` and `<kind>.*`).
-pub const EVENT_KINDS: [&str; 4] = ["payment", "source", "customer", "invoice"];
+pub const EVENT_KINDS: [&str; 6] = [
+    "payment",
+    "source",
+    "customer",
+    "invoice",
+    "refund",
+    "integration",
+];
 /// Consecutive failures with one status after which the server disables a webhook.
 pub const DISABLE_AFTER: i32 = 3;
 /// How long a delivery is retried before it is given up.

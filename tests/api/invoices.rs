@@ -27,7 +27,7 @@ both! {
         let ana = app.customer_id("Ana");
         let inv = draft(&app, &ana);
         let keys: Vec<&str> = inv.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["id", "customer", "currency", "status", "lines", "total", "amount_paid", "amount_due",
+        assert_eq!(keys, ["id", "customer", "currency", "status", "lines", "total", "amount_paid", "amount_due", "amount_refunded",
             "due_date", "description", "metadata", "test_mode", "finalized_at", "paid_at", "created", "updated"]);
         let id = inv["id"].as_str().unwrap();
         assert!(id.starts_with("inv_"), "{id}");

@@ -24,6 +24,7 @@ mod operations;
 mod payers;
 mod payments;
 mod races;
+mod refunds;
 mod sources;
 mod status;
 mod stripe;

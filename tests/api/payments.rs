@@ -49,8 +49,9 @@ both! {
         let keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["amount", "currency", "date", "description", "id", "invoice", "subscription", "customer",
             "balance", "payment_date", "source", "sources", "status", "failed_reason", "return_url", "enable_checkout",
-            "metadata", "test_mode", "created", "updated", "checkout_url"]);
+            "metadata", "test_mode", "created", "updated", "checkout_url", "amount_refunded", "refunded"]);
         assert_eq!(num(&p["amount"]), "10.50");
+        assert_eq!((num(&p["amount_refunded"]), &p["refunded"]), ("0.00".to_string(), &json!(false)));
         assert_eq!(num(&p["balance"]), "10.50");
         assert_eq!(p["currency"], "USD");
         assert_eq!(p["description"], "Invoice 42");
