@@ -18,6 +18,14 @@
 //!   Stripe, behind a proxy that holds its answers back for 3 s: the server dies after the
 //!   PaymentIntent was made and before its answer came; after a restart the reconciler finds
 //!   it and settles the payment, with exactly one PaymentIntent for the attempt.
+//! - `refunds_through_two_servers_never_exceed_what_was_collected` (PostgreSQL only): ten
+//!   refunds of 300 against 1000 collected, at the same instant, split across two servers:
+//!   exactly three succeed, several times over.
+//! - `crash_during_refunds_doubles_nothing` (SQLite and PostgreSQL, with localstripe):
+//!   refunds at full speed through Stripe (answering 200 ms late) while the server is killed
+//!   with SIGKILL and restarted; afterwards every acknowledged refund is there, none is left
+//!   pending, none went to Stripe twice, what cobro says went back is what Stripe holds, and
+//!   no payment's refunds exceed what it collected.
 
 mod common;
 
@@ -37,16 +45,33 @@ for_each_backend!(
     crash_keeps_every_acknowledged_create,
     crash_while_a_gateway_answers,
     crash_while_stripe_answers,
+    crash_during_refunds_doubles_nothing,
 );
 
-fn crash_while_stripe_answers(db: &TestDb) {
-    let Some(stripe) = std::env::var("TEST_STRIPE_URL")
+/// The localstripe `scripts/test.sh` started; None skips the test (unless REQUIRE_STRIPE=1).
+fn localstripe() -> Option<String> {
+    let found = std::env::var("TEST_STRIPE_URL")
         .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        if std::env::var("REQUIRE_STRIPE").as_deref() == Ok("1") {
-            panic!("REQUIRE_STRIPE=1 but TEST_STRIPE_URL is not set");
-        }
+        .filter(|u| !u.is_empty());
+    if found.is_none() && std::env::var("REQUIRE_STRIPE").as_deref() == Ok("1") {
+        panic!("REQUIRE_STRIPE=1 but TEST_STRIPE_URL is not set");
+    }
+    found
+}
+
+/// A GET of localstripe's own API.
+fn stripe_get(stripe: &str, path: &str) -> Value {
+    let text = ureq::get(&format!("{stripe}{path}"))
+        .set("Authorization", "Bearer sk_test_x")
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn crash_while_stripe_answers(db: &TestDb) {
+    let Some(stripe) = localstripe() else {
         return;
     };
     // Stripe answers, 3 s late: long enough for the server to die waiting.
@@ -137,18 +162,9 @@ fn crash_while_stripe_answers(db: &TestDb) {
         .expect("the PaymentIntent found")
         .to_string();
     // Exactly one PaymentIntent carries this attempt's key.
-    let stripe_get = |path: &str| -> Value {
-        let text = ureq::get(&format!("{stripe}{path}"))
-            .set("Authorization", "Bearer sk_test_x")
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
-    let intent = stripe_get(&format!("/v1/payment_intents/{reference}"));
+    let intent = stripe_get(&stripe, &format!("/v1/payment_intents/{reference}"));
     let key = intent["metadata"]["cobro_key"].clone();
-    let all = stripe_get("/v1/payment_intents?limit=100000");
+    let all = stripe_get(&stripe, "/v1/payment_intents?limit=100000");
     let same = all["data"]
         .as_array()
         .unwrap()
@@ -1009,4 +1025,354 @@ fn diff(before: &Value, after: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+// ---------------------------------------------------------------------------------------
+// Refunds: racing across two servers, and kill -9 while refunding
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn refunds_through_two_servers_never_exceed_what_was_collected() {
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let (token, workspace) = db.user_with_workspace("refunds@example.com");
+    let servers = two_servers(&db);
+    let clients = servers
+        .each_ref()
+        .map(|server| Client::new(&server.url(""), &token, &workspace));
+    let test = [("x-piriod-test-mode", "true")];
+    for round in 0..5 {
+        // 1000 collected by a sandbox card.
+        let id = paid_in_test_mode(&clients[round % 2], 1000);
+        let start = Barrier::new(10);
+        let answers: Vec<(u16, Value)> = thread::scope(|scope| {
+            let handles: Vec<_> = (0..10)
+                .map(|n| {
+                    let (client, start) = (&clients[n % 2], &start);
+                    scope.spawn(move || {
+                        let _ = client.call("GET", "/health/", None);
+                        start.wait();
+                        let body = json!({"payment": id, "amount": 300});
+                        client
+                            .send("POST", "/refunds/", Some(&body), &test)
+                            .unwrap_or_else(|no| panic!("no answer: {}", no.message))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won = answers.iter().filter(|(status, _)| *status == 201).count();
+        assert_eq!(won, 3, "round {round}: {answers:?}");
+        for (status, body) in answers.iter().filter(|(status, _)| *status != 201) {
+            let left = body["amount"][0]
+                .as_str()
+                .is_some_and(|m| m.contains("what is left to refund"));
+            assert!(*status == 400 && left, "round {round}: {status} {body}");
+        }
+        let (_, payment) = clients[1]
+            .send("GET", &format!("/payments/{id}/"), None, &test)
+            .unwrap();
+        assert_eq!(payment["amount_refunded"], json!(900), "round {round}");
+    }
+}
+
+/// A test-mode payment of `amount` CLP paid by the sandbox's tok_visa; its id.
+fn paid_in_test_mode(client: &Client, amount: i64) -> i64 {
+    let test = [("x-piriod-test-mode", "true")];
+    let fields = json!({"amount": amount, "currency": "CLP", "date": "2026-12-01", "description": "refund me"});
+    let (_, payment) = client
+        .send("POST", "/payments/", Some(&fields), &test)
+        .unwrap();
+    let card = json!({"gateway": "sandbox", "gateway_data": {"token": "tok_visa"}});
+    let (_, source) = client
+        .send("POST", "/sources/", Some(&card), &test)
+        .unwrap();
+    let id = payment["id"].as_i64().unwrap();
+    let body = json!({"source": source["id"]});
+    let (status, paid) = client
+        .send(
+            "POST",
+            &format!("/payments/{id}/authorize/"),
+            Some(&body),
+            &test,
+        )
+        .unwrap();
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("succeeded")),
+        "{paid}"
+    );
+    id
+}
+
+/// Payments refunded in the refund crash test, and the threads refunding them.
+const REFUNDED_PAYMENTS: usize = 12;
+const REFUNDERS: usize = 4;
+
+/// What one refunder saw.
+#[derive(Default)]
+struct Refunding {
+    /// The refunds answered 201.
+    acknowledged: Vec<Value>,
+    /// Refused with a 400: nothing was left of the payment.
+    refused: usize,
+    /// No answer (the server died): the key and body, to send again.
+    unanswered: Vec<(String, Value)>,
+    problems: Vec<String>,
+}
+
+fn crash_during_refunds_doubles_nothing(db: &TestDb) {
+    let Some(stripe) = localstripe() else {
+        return;
+    };
+    // Stripe answers refunds 200 ms late: kills land while refunds are at Stripe.
+    let slow = common::proxy::start(&stripe, |line, _| {
+        if line.starts_with("POST /v1/refunds") {
+            common::proxy::Fate::Delay(Duration::from_millis(200))
+        } else {
+            common::proxy::Fate::Pass
+        }
+    });
+    let (token, workspace) = db.user_with_workspace("refund-crash@example.com");
+    let port = common::free_port();
+    let key = "4".repeat(64);
+    let env = [
+        ("COBRO_STRIPE_API_BASE", slow.url.as_str()),
+        ("COBRO_RECONCILE_AFTER_SECONDS", "1"),
+        ("COBRO_SECRET_KEY", key.as_str()),
+    ];
+    let first = Server::start_with(db, port, &["--no-bootstrap"], &env);
+    first.wait_until_healthy();
+    let base = first.url("");
+    let client = Client::new(&base, &token, &workspace);
+    let test = [("x-piriod-test-mode", "true")];
+    let integration = json!({"gateway": "stripe", "name": "Stripe",
+        "credentials": {"secret_key": "sk_test_51QrefundCrash0000000000000001"}});
+    let (status, made) = client
+        .send("POST", "/integrations/", Some(&integration), &test)
+        .unwrap();
+    assert_eq!(status, 201, "{made}");
+    // Payments of 1000 CLP, each paid through Stripe: (id, PaymentIntent).
+    let payments: Vec<(i64, String)> = (0..REFUNDED_PAYMENTS)
+        .map(|n| {
+            let fields = json!({"amount": 1000, "currency": "CLP", "date": "2026-12-01", "description": format!("refunded {n}")});
+            let (_, payment) = client.send("POST", "/payments/", Some(&fields), &test).unwrap();
+            let card = json!({"gateway": "stripe", "gateway_data": {"payment_method": "pm_card_visa"}});
+            let (_, source) = client.send("POST", "/sources/", Some(&card), &test).unwrap();
+            let id = payment["id"].as_i64().unwrap();
+            let body = json!({"source": source["id"]});
+            let (_, paid) = client
+                .send("POST", &format!("/payments/{id}/authorize/"), Some(&body), &test)
+                .unwrap();
+            assert_eq!(paid["status"], "succeeded", "{paid}");
+            let (_, attempts) = client
+                .send("GET", &format!("/payments/{id}/attempts/"), None, &test)
+                .unwrap();
+            (id, attempts[0]["gateway_reference"].as_str().unwrap().to_string())
+        })
+        .collect();
+
+    let stop = AtomicBool::new(false);
+    let (server, seen) = thread::scope(|scope| {
+        let _stop = SetOnDrop(&stop);
+        let refunders: Vec<_> = (0..REFUNDERS)
+            .map(|n| {
+                let client = Client::new(&base, &token, &workspace);
+                let (stop, payments) = (&stop, &payments);
+                scope.spawn(move || refund_until(stop, &client, n, payments))
+            })
+            .collect();
+        let mut server = first;
+        let mut rng = rand::rng();
+        for _ in 0..4 {
+            thread::sleep(Duration::from_millis(rng.random_range(300..=1200)));
+            server.kill();
+            server = Server::start_with(db, port, &["--no-bootstrap"], &env);
+            server.wait_until_healthy();
+        }
+        thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        let seen: Vec<Refunding> = refunders
+            .into_iter()
+            .map(|r| r.join().expect("a refunder thread"))
+            .collect();
+        (server, seen)
+    });
+
+    let mut acknowledged = Vec::new();
+    let mut problems = Vec::new();
+    let (mut refused, mut unanswered) = (0, Vec::new());
+    for one in seen {
+        acknowledged.extend(one.acknowledged);
+        problems.extend(one.problems);
+        refused += one.refused;
+        unanswered.extend(one.unanswered);
+    }
+    // What got no answer, sent again with its key once a dead server's claims have lapsed
+    // (the 10 s lease): its first answer; or it runs now, as it never began (a 201, or a 400
+    // when nothing was left); or a 409: it began (at Stripe perhaps) and its answer was
+    // lost, so it never runs again, and the reconciler settles it.
+    thread::sleep(Duration::from_secs(11));
+    let (mut replayed, mut lost) = (0, 0);
+    for (key, body) in &unanswered {
+        let keyed = [
+            ("x-piriod-test-mode", "true"),
+            ("Idempotency-Key", key.as_str()),
+        ];
+        match client.send("POST", "/refunds/", Some(body), &keyed) {
+            Ok((201, refund)) => {
+                replayed += 1;
+                acknowledged.push(refund);
+            }
+            Ok((400, _)) => refused += 1,
+            Ok((409, _)) => lost += 1,
+            other => problems.push(format!("{key} sent again: {other:?}")),
+        }
+    }
+    // Nothing stays pending: the reconciler asks Stripe about what lost its answer (and
+    // sends again, under the same key, what never reached Stripe, once 40 s have passed).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, page) = client
+            .send("GET", "/refunds/?status=pending&page_size=1", None, &test)
+            .unwrap();
+        if page["count"] == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            problems.push(format!("{} refunds still pending", page["count"]));
+            break;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+
+    let mut stored = 0;
+    for (id, intent) in &payments {
+        let (_, payment) = client
+            .send("GET", &format!("/payments/{id}/"), None, &test)
+            .unwrap();
+        let (_, page) = client
+            .send(
+                "GET",
+                &format!("/refunds/?payment={id}&page_size=100"),
+                None,
+                &test,
+            )
+            .unwrap();
+        let refunds = page["results"].as_array().unwrap().clone();
+        stored += refunds.len();
+        let went_back: i64 = refunds
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .map(|r| r["amount"].as_i64().unwrap())
+            .sum();
+        if went_back > 1000 {
+            problems.push(format!(
+                "payment {id}: {went_back} refunded of 1000 collected"
+            ));
+        }
+        if payment["amount_refunded"] != json!(went_back) {
+            problems.push(format!(
+                "payment {id}: amount_refunded {} but its refunds sent back {went_back}",
+                payment["amount_refunded"]
+            ));
+        }
+        // At Stripe: each refund once, adding up to what cobro says went back.
+        let at_stripe = stripe_get(
+            &stripe,
+            &format!("/v1/refunds?payment_intent={intent}&limit=100"),
+        );
+        let at_stripe: Vec<&Value> = at_stripe["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["metadata"]["cobro_key"].is_string())
+            .collect();
+        let keys: HashSet<&str> = at_stripe
+            .iter()
+            .map(|r| r["metadata"]["cobro_key"].as_str().unwrap())
+            .collect();
+        if keys.len() != at_stripe.len() {
+            problems.push(format!("payment {id}: a refund went to Stripe twice"));
+        }
+        let at_stripe_sum: i64 = at_stripe
+            .iter()
+            .map(|r| r["amount"].as_i64().unwrap())
+            .sum();
+        if at_stripe_sum != went_back {
+            problems.push(format!(
+                "payment {id}: Stripe sent back {at_stripe_sum}, cobro says {went_back}"
+            ));
+        }
+    }
+    if stored != acknowledged.len() + lost {
+        problems.push(format!(
+            "{stored} refunds stored for {} acknowledged and {lost} whose answer was lost",
+            acknowledged.len()
+        ));
+    }
+    let mut ids = HashSet::new();
+    for refund in &acknowledged {
+        if !ids.insert(refund["id"].clone()) {
+            problems.push(format!("refund {} was acknowledged twice", refund["id"]));
+            continue;
+        }
+        let (status, now) = client
+            .send("GET", &format!("/refunds/{}/", refund["id"]), None, &test)
+            .unwrap();
+        if status != 200 || now["amount"] != refund["amount"] || now["payment"] != refund["payment"]
+        {
+            problems.push(format!("acknowledged {refund} but found {status} {now}"));
+        }
+    }
+    println!(
+        "refund crash test ({}): {} acknowledged ({replayed} on a retry with the same key), \
+         {lost} whose answer was lost (settled by the reconciler), {refused} refused (nothing \
+         left), {stored} stored, 4 kills",
+        db.backend_name(),
+        acknowledged.len(),
+    );
+    assert!(
+        problems.is_empty(),
+        "{}\n\nthe last server's errors:\n{}",
+        problems.join("\n"),
+        errors_in(&server.log())
+    );
+}
+
+/// Refunds random amounts of random payments until `stop`, each with its own key.
+fn refund_until(
+    stop: &AtomicBool,
+    client: &Client,
+    refunder: usize,
+    payments: &[(i64, String)],
+) -> Refunding {
+    let mut seen = Refunding::default();
+    let mut rng = rand::rng();
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let (id, _) = &payments[rng.random_range(0..payments.len())];
+        let body = json!({"payment": id, "amount": rng.random_range(20..=150)});
+        let key = format!("refund-{refunder}-{n}");
+        let keyed = [
+            ("x-piriod-test-mode", "true"),
+            ("Idempotency-Key", key.as_str()),
+        ];
+        match client.send("POST", "/refunds/", Some(&body), &keyed) {
+            Ok((201, refund)) => seen.acknowledged.push(refund),
+            Ok((400, _)) => seen.refused += 1,
+            Ok((status, answer)) if status >= 500 && status != 503 => {
+                seen.problems.push(format!("{key}: {status} {answer}"));
+            }
+            // A 503 (the database not yet there after a restart) or a 409: it may or may
+            // not have run; sent again later.
+            Ok(_) | Err(NoAnswer { .. }) => {
+                seen.unanswered.push((key, body));
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    seen
 }

@@ -503,3 +503,147 @@ both! {
         assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "succeeded");
     }
 }
+
+/// A test-mode payment of `fields` paid through Stripe with pm_card_visa.
+fn paid_with_stripe(app: &App, integration: &str, fields: Value) -> Value {
+    let p = app.create_payment(fields);
+    let source = stripe_source(app, integration, "pm_card_visa");
+    let paid = app
+        .post(
+            &format!("/payments/{}/authorize/", p["id"]),
+            json!({"source": source["id"]}),
+        )
+        .expect(200)
+        .body;
+    assert_eq!(paid["status"], "succeeded");
+    paid
+}
+
+/// The Refunds localstripe holds for a PaymentIntent.
+fn refunds_at_stripe(intent: &str) -> Vec<Value> {
+    localstripe(
+        "GET",
+        "/v1/refunds",
+        &[("payment_intent", intent), ("limit", "100")],
+    )
+    .expect(200)
+    .body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        // localstripe refunds what a partial capture did not take, by itself.
+        .filter(|r| r["metadata"]["cobro_key"].is_string())
+        .cloned()
+        .collect()
+}
+
+fn wait_for_refund(app: &App, id: &Value, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = app.get(&format!("/refunds/{id}/")).expect(200).body;
+        if now["status"] == status {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refund {id} still {}",
+            now["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+both! {
+    fn stripe_refunds_reach_stripe_exactly(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        for (amount, currency, part, at_stripe) in [(json!(1000), "CLP", json!(300), 300), (json!("10.50"), "USD", json!("2.25"), 225)] {
+            let p = paid_with_stripe(&test, &integration, json!({"amount": amount, "currency": currency}));
+            let (intent, _) = intent_of(&test, &p);
+            let intent = intent["id"].as_str().unwrap();
+            let refund = test.post("/refunds/", json!({"payment": p["id"], "amount": part, "reason": "duplicate"})).expect(201).body;
+            assert_eq!(refund["status"], "succeeded", "{refund}");
+            let reference = refund["gateway_reference"].as_str().unwrap();
+            assert!(reference.starts_with("re_"), "{refund}");
+            let at = refunds_at_stripe(intent);
+            assert_eq!(at.len(), 1);
+            assert_eq!((at[0]["id"].as_str(), at[0]["amount"].as_i64(), at[0]["currency"].as_str()),
+                (Some(reference), Some(at_stripe), Some(currency.to_lowercase().as_str())), "{currency}");
+            assert_eq!(at[0]["metadata"]["reason"], "duplicate");
+            assert!(at[0]["metadata"]["cobro_key"].as_str().unwrap().starts_with("rfp_"));
+            // The rest; then nothing more reaches Stripe.
+            test.post(&format!("/payments/{}/refund/", p["id"]), json!({})).expect(201);
+            let after = test.get(&format!("/payments/{}/", p["id"])).body;
+            assert_eq!((&after["refunded"], after["status"].as_str()), (&json!(true), Some("succeeded")));
+            test.post("/refunds/", json!({"payment": p["id"], "amount": 1})).expect(400);
+            assert_eq!(refunds_at_stripe(intent).len(), 2);
+        }
+        // A refund Stripe cannot take in its units is refused before any call.
+        let p = paid_with_stripe(&test, &integration, json!({"amount": "1.230", "currency": "KWD"}));
+        let refused = test.post("/refunds/", json!({"payment": p["id"], "amount": "0.005"})).expect(400);
+        assert!(refused.text.contains("steps of KWD 0.010"), "{}", refused.text);
+        let (intent, _) = intent_of(&test, &p);
+        assert!(refunds_at_stripe(intent["id"].as_str().unwrap()).is_empty());
+    }
+
+    fn a_stripe_refund_whose_answer_was_lost_is_settled_by_the_reconciler(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = paid_with_stripe(&test, &integration, json!({}));
+        // Its refund's answer is lost on its way back (the refund carries the description).
+        test.patch(&format!("/payments/{}/", p["id"]), json!({"description": LOSE_THE_ANSWER})).expect(200);
+        let refund = test.post("/refunds/", json!({"payment": p["id"], "amount": 400})).expect(201).body;
+        // No answer is no answer: pending, holding its amount, and nothing shown as returned.
+        assert_eq!((refund["status"].as_str(), &refund["gateway_reference"]), (Some("pending"), &Value::Null));
+        assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["amount_refunded"]), "0");
+        test.post("/refunds/", json!({"payment": p["id"], "amount": 601})).expect(400);
+        let Some(_server) = server_with(test.backend(), |s| s.reconcile_after_seconds = 1) else { return };
+        let settled = wait_for_refund(&test, &refund["id"], "succeeded");
+        let (intent, _) = intent_of(&test, &p);
+        let at = refunds_at_stripe(intent["id"].as_str().unwrap());
+        assert_eq!(at.len(), 1, "one refund at Stripe, never two: {at:?}");
+        assert_eq!(settled["gateway_reference"], at[0]["id"]);
+        assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["amount_refunded"]), "400");
+    }
+
+    fn stripe_refund_events_are_applied_once(app) {
+        let test = app.in_test_mode();
+        let Some(integration) = integration(&test) else { return };
+        let p = paid_with_stripe(&test, &integration, json!({}));
+        test.patch(&format!("/payments/{}/", p["id"]), json!({"description": LOSE_THE_ANSWER})).expect(200);
+        let refund = test.post("/refunds/", json!({"payment": p["id"], "amount": 250})).expect(201).body;
+        assert_eq!(refund["status"], "pending");
+        // Stripe's refund.updated about it (found by the key in its metadata): applied once.
+        let (intent, _) = intent_of(&test, &p);
+        let at = refunds_at_stripe(intent["id"].as_str().unwrap());
+        let object = json!({"id": at[0]["id"], "object": "refund", "status": "succeeded", "amount": 250, "currency": "clp",
+            "payment_intent": intent["id"], "metadata": at[0]["metadata"]});
+        let event = json!({"id": unique("evt_"), "type": "refund.updated", "data": {"object": object}}).to_string();
+        let now = chrono::Utc::now().timestamp();
+        post_event(&test, &integration, &event, None).expect(400);
+        assert_eq!(test.get(&format!("/refunds/{}/", refund["id"])).body["status"], "pending");
+        assert_eq!(post_event(&test, &integration, &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(200).body["outcome"], "applied");
+        let after = test.get(&format!("/refunds/{}/", refund["id"])).body;
+        assert_eq!((after["status"].as_str(), &after["gateway_reference"]), (Some("succeeded"), &at[0]["id"]));
+        let events = test.events_of("refund", &refund["id"]);
+        assert_eq!(post_event(&test, &integration, &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(200).body["outcome"], "duplicate");
+        let retold = json!({"id": unique("evt_"), "type": "refund.updated", "data": {"object": object}}).to_string();
+        assert_eq!(post_event(&test, &integration, &retold, Some(signature(WEBHOOK_SECRET, &retold, now))).expect(200).body["outcome"], "ignored");
+        assert_eq!(test.events_of("refund", &refund["id"]), events, "applied once");
+        assert_eq!(events, ["refund.created", "refund.succeeded"]);
+        assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["amount_refunded"]), "250");
+        // A refund cobro did not make (in Stripe's dashboard) is acknowledged and logged.
+        let foreign = json!({"id": unique("evt_"), "type": "refund.created", "data": {"object": {"id": "re_madeInTheDashboard", "object": "refund",
+            "status": "succeeded", "payment_intent": intent["id"], "metadata": {}}}}).to_string();
+        assert_eq!(post_event(&test, &integration, &foreign, Some(signature(WEBHOOK_SECRET, &foreign, now))).expect(200).body["outcome"], "unknown");
+        // charge.refunded does not say which refund: cobro asks Stripe about those in flight.
+        let second = test.post("/refunds/", json!({"payment": p["id"], "amount": 100})).expect(201).body;
+        assert_eq!(second["status"], "pending");
+        let charge = json!({"id": unique("evt_"), "type": "charge.refunded", "data": {"object": {"id": "ch_x", "object": "charge",
+            "payment_intent": intent["id"], "refunded": false}}}).to_string();
+        assert_eq!(post_event(&test, &integration, &charge, Some(signature(WEBHOOK_SECRET, &charge, now))).expect(200).body["outcome"], "applied");
+        // Every test server runs a reconciler; the event makes the refund due at once.
+        wait_for_refund(&test, &second["id"], "succeeded");
+        assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["amount_refunded"]), "350");
+    }
+}
