@@ -167,6 +167,23 @@ pub fn payment(page: &Page) -> String {
         status_words(p.status),
         escape(&balance),
     );
+    if p.amount_refunded > 0 {
+        // What went back to the payer: the receipt says so.
+        let refunded = p.currency.for_people(p.amount_refunded);
+        let whole = if p.amount_refunded >= p.collected {
+            " (in full)"
+        } else {
+            ""
+        };
+        body = body.replacen(
+            "</dl>",
+            &format!(
+                "<dt>Refunded to you</dt><dd>{}{whole}</dd></dl>",
+                escape(&refunded)
+            ),
+            1,
+        );
+    }
     if let Some(error) = page.error {
         body.push_str(&format!(
             "<div class=\"error\" role=\"alert\">{}</div>",

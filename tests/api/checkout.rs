@@ -47,6 +47,13 @@ both! {
         assert!(receipt.contains("Paid") && !receipt.contains("<form"));
         pay(&test, &p, "sandbox:tok_visa").expect(409);
         assert_eq!(test.get(&format!("/payments/{}/attempts/", p["id"])).body.as_array().unwrap().len(), 1);
+        // The receipt shows what went back.
+        assert!(!receipt.contains("Refunded"));
+        test.post("/refunds/", json!({"payment": p["id"], "amount": 300})).expect(201);
+        let receipt = page(&p).expect(200).text;
+        assert!(receipt.contains("<dt>Refunded to you</dt><dd>CLP 300</dd>"), "{receipt}");
+        test.post(&format!("/payments/{}/refund/", p["id"]), json!({})).expect(201);
+        assert!(page(&p).expect(200).text.contains("<dd>CLP 1,000 (in full)</dd>"));
         // Without a return_url the payer lands on the receipt.
         let q = test.create_payment(json!({}));
         let resp = pay(&test, &q, "sandbox:tok_visa").expect(303);
