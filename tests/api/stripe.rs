@@ -645,5 +645,16 @@ both! {
         // Every test server runs a reconciler; the event makes the refund due at once.
         wait_for_refund(&test, &second["id"], "succeeded");
         assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["amount_refunded"]), "350");
+        // Stripe may say later that a refund that succeeded failed (a closed card): the money
+        // came back to the merchant, and cobro says so.
+        let failed = json!({"id": at[0]["id"], "object": "refund", "status": "failed", "failure_reason": "expired_or_canceled_card",
+            "payment_intent": intent["id"], "metadata": at[0]["metadata"]});
+        let event = json!({"id": unique("evt_"), "type": "refund.failed", "data": {"object": failed}}).to_string();
+        assert_eq!(post_event(&test, &integration, &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(200).body["outcome"], "applied");
+        let after = test.get(&format!("/refunds/{}/", refund["id"])).body;
+        assert_eq!((after["status"].as_str(), after["failed_reason"].as_str(), num(&after["amount_refunded"])),
+            (Some("failed"), Some("expired_or_canceled_card"), "0".to_string()));
+        assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["amount_refunded"]), "100");
+        assert_eq!(test.events_of("refund", &refund["id"]), ["refund.created", "refund.succeeded", "refund.failed"]);
     }
 }
