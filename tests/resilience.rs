@@ -1226,7 +1226,23 @@ fn crash_during_refunds_doubles_nothing(db: &TestDb) {
                 acknowledged.push(refund);
             }
             Ok((400, _)) => refused += 1,
-            Ok((409, _)) => lost += 1,
+            // It names the refund it made, which must be there.
+            Ok((409, answer)) => {
+                lost += 1;
+                let detail = answer["detail"].as_str().unwrap_or_default();
+                let named = detail
+                    .split_once("/refunds/")
+                    .and_then(|(_, rest)| rest.split('/').next())
+                    .and_then(|id| id.parse::<i64>().ok());
+                let found = named.map(|id| {
+                    client
+                        .send("GET", &format!("/refunds/{id}/"), None, &test)
+                        .map(|(status, _)| status)
+                });
+                if !matches!(found, Some(Ok(200))) {
+                    problems.push(format!("{key}: a 409 that names no refund there: {detail}"));
+                }
+            }
             other => problems.push(format!("{key} sent again: {other:?}")),
         }
     }

@@ -122,13 +122,23 @@ fn invoice_fields(
                 .or(current);
             let mut lines = Vec::new();
             for (n, item) in items.iter().enumerate() {
-                let Some(mut line) = item.as_object().cloned() else {
+                let Some(given) = item.as_object() else {
                     // Piriod's reading names what is wrong with it.
                     lines.push(item.clone());
                     continue;
                 };
-                line.remove("description");
-                line.remove("id");
+                // Billingrails' fields only: its `amount`-like keys are not Piriod's unit
+                // price (which is in major units).
+                let mut line: serde_json::Map<String, Value> = ["name", "quantity", "unit_amount"]
+                    .into_iter()
+                    .filter_map(|k| given.get(k).map(|v| (k.to_string(), v.clone())))
+                    .collect();
+                if !line.contains_key("unit_amount") {
+                    return Err(ApiError::field(
+                        "line_items",
+                        format!("Line {}: unit_amount is required.", n + 1),
+                    ));
+                }
                 if let (Some(unit), Some(currency)) = (line.get("unit_amount"), currency) {
                     let Some(minor) = unit.as_i64() else {
                         return Err(ApiError::field(

@@ -241,6 +241,7 @@ diesel::table! {
         response_body -> Nullable<Text>,
         created -> Timestamp,
         started_at -> Nullable<Timestamp>,
+        started_object -> Nullable<Text>,
     }
 }
 
@@ -320,6 +321,7 @@ diesel::table! {
         failure_code -> Nullable<Text>,
         gateway_reference -> Nullable<Text>,
         call_key -> Text,
+        description -> Text,
         claimed_until -> Nullable<Timestamp>,
         asked -> Nullable<Timestamp>,
         ask_now -> Bool,

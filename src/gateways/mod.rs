@@ -147,10 +147,12 @@ pub enum Subject {
         key: Option<String>,
         charge: Option<Charge>,
     },
-    /// A refund: the provider's reference, the part's key from its metadata, what it says.
+    /// A refund: the provider's reference, the part's key from its metadata, the charge it
+    /// refunds, what it says.
     Refund {
         reference: String,
         key: Option<String>,
+        charge: Option<String>,
         refund: Refunded,
     },
     /// The refunds of a charge changed, without saying which (Stripe's `charge.refunded`):

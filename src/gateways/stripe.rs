@@ -311,6 +311,7 @@ impl Gateway for Stripe {
                 Ok(refund) => Subject::Refund {
                     reference,
                     key,
+                    charge: text(object, "payment_intent").map(str::to_string),
                     refund,
                 },
                 Err(_) => Subject::Other,

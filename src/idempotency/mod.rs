@@ -180,7 +180,9 @@ where
                 let prepared = begin(conn)?;
                 if let (Some((key, lock)), true) = (&marking, prepared.moves_money()) {
                     let (scope, credential, name) = (&key.scope, &key.credential, &key.key);
-                    if !store::mark_started(conn, scope, credential, name, lock, now())? {
+                    let made = prepared.made();
+                    let made = made.as_deref();
+                    if !store::mark_started(conn, scope, credential, name, lock, now(), made)? {
                         return Err(in_progress());
                     }
                 }
@@ -195,6 +197,7 @@ where
         (Err(err), Some((key, lock))) => return respond(db, key, lock, status, Err(err)).await,
     };
     let moved = prepared.moves_money();
+    let recorded = prepared.recorded();
     let (prepared, outcome) = actix_web::web::block(move || {
         let outcome = call(&prepared);
         (prepared, outcome)
@@ -218,14 +221,32 @@ where
         // Once money may have moved, the key stays even without an answer stored: what began
         // is settled by its own state (the reconciler), never by running it again.
         Some((key, lock)) if !moved => respond(db, key, lock, status, result).await,
-        _ => result.map(|body| json_body(status, body)),
+        _ => match (result, recorded) {
+            (Ok(body), _) => Ok(json_body(status, body)),
+            // What began exists: say so, rather than invite a retry that would begin again.
+            (Err(err), Some(body)) => {
+                err.log_for("the last step of a request whose work began");
+                Ok(json_body(status, body))
+            }
+            (Err(err), None) => Err(err),
+        },
     }
 }
 
 /// What a staged request's first step prepared: whether its call may move money (a charge, a
-/// capture, a release), which then is never run again for the key.
+/// capture, a release, a refund), which then is never run again for the key.
 pub trait Staged {
     fn moves_money(&self) -> bool;
+    /// The path of what it made, when the request's own path does not say (a new refund):
+    /// a retry whose answer was lost is told where to look.
+    fn made(&self) -> Option<String> {
+        None
+    }
+    /// The answer (a JSON body) when the work began and its last step failed: what the
+    /// first step recorded. None: the last step's error is the answer.
+    fn recorded(&self) -> Option<String> {
+        None
+    }
 }
 
 fn to_body(value: &impl Serialize) -> Result<String, ApiError> {
@@ -337,8 +358,13 @@ fn claim(conn: &mut DbConnection, key: &Key) -> Result<Claim, ApiError> {
                     return Ok(Claim::Answered { status, body });
                 }
                 let lock = row.lock_token.unwrap_or_default();
+                let made = row
+                    .started_object
+                    .as_deref()
+                    .map(|path| format!(" It made {path}: read it there."))
+                    .unwrap_or_default();
                 if row.locked_at.is_some_and(|locked| locked > at - LEASE) {
-                    return Err(in_progress());
+                    return Err(conflict(format!("{IN_PROGRESS}{made}")));
                 }
                 // A staged request's work may still be at its provider for a while.
                 let call = Duration::from_std(crate::gateways::CALL_LIMIT).unwrap_or_default();
@@ -346,12 +372,17 @@ fn claim(conn: &mut DbConnection, key: &Key) -> Result<Claim, ApiError> {
                     .started_at
                     .is_some_and(|began| began > at - call - LEASE)
                 {
-                    return Err(in_progress());
+                    return Err(conflict(format!("{IN_PROGRESS}{made}")));
                 }
                 if row.started_at.is_some() {
-                    return Err(conflict(
-                        "The request first sent with this Idempotency-Key began its work (a payment provider was asked) and its answer was lost; it is not run again. Read the object to see how it ended.".into(),
-                    ));
+                    let look = if made.is_empty() {
+                        " Read the object to see how it ended.".to_string()
+                    } else {
+                        made
+                    };
+                    return Err(conflict(format!(
+                        "The request first sent with this Idempotency-Key began its work and its answer was lost; it is not run again.{look}"
+                    )));
                 }
                 if !store::relock(
                     conn,
@@ -385,6 +416,7 @@ fn claim(conn: &mut DbConnection, key: &Key) -> Result<Claim, ApiError> {
                         response_body: None,
                         created: at,
                         started_at: None,
+                        started_object: None,
                     },
                 )?;
                 Ok(Claim::Mine(token))
@@ -400,8 +432,10 @@ fn conflict(detail: String) -> ApiError {
     }
 }
 
+const IN_PROGRESS: &str = "A request with this Idempotency-Key is still in progress; retry later.";
+
 fn in_progress() -> ApiError {
-    conflict("A request with this Idempotency-Key is still in progress; retry later.".into())
+    conflict(IN_PROGRESS.into())
 }
 
 /// Deletes the keys older than `ttl_seconds`: what `cobro serve` runs now and then.

@@ -44,8 +44,10 @@ pub struct KeyRow {
     pub response_status: Option<i32>,
     pub response_body: Option<String>,
     pub created: NaiveDateTime,
-    /// When a staged request's work began (it may have asked a provider).
+    /// When a staged request's work began (it may have asked a provider), and what it made
+    /// (a path), if the request's path does not say.
     pub started_at: Option<NaiveDateTime>,
+    pub started_object: Option<String>,
 }
 
 pub fn find(
@@ -128,8 +130,9 @@ pub fn relock(
     Ok(updated > 0)
 }
 
-/// Marks that the key's work began (in the work's first transaction), if the lock is still
-/// `lock_token`; false when another request took the claim over.
+/// Marks that the key's work began (in the work's first transaction) and what it made, if
+/// the lock is still `lock_token`; false when another request took the claim over.
+#[allow(clippy::too_many_arguments)]
 pub fn mark_started(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -137,13 +140,17 @@ pub fn mark_started(
     key: &str,
     lock_token: &str,
     at: NaiveDateTime,
+    made: Option<&str>,
 ) -> Result<bool, ApiError> {
     let updated = diesel::update(
         idempotency_keys::table
             .filter(key_in_scope(scope, credential, key))
             .filter(idempotency_keys::lock_token.eq(lock_token)),
     )
-    .set(idempotency_keys::started_at.eq(Some(at)))
+    .set((
+        idempotency_keys::started_at.eq(Some(at)),
+        idempotency_keys::started_object.eq(made),
+    ))
     .execute(conn)?;
     Ok(updated > 0)
 }

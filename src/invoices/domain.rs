@@ -253,7 +253,9 @@ fn read_lines(value: &Value) -> Result<Vec<LineInput>, String> {
             },
         };
         // Piriod's lines carry the unit price as `amount`; `unit_amount` is its alias.
-        let (field, price) = match (line.get("amount"), line.get("unit_amount")) {
+        // A price sent as null is no price.
+        let price_of = |name: &str| line.get(name).filter(|v| !v.is_null());
+        let (field, price) = match (price_of("amount"), price_of("unit_amount")) {
             (Some(amount), Some(unit)) if amount != unit => {
                 let same = matches!((parse_decimal(amount), parse_decimal(unit)), (Ok(a), Ok(u)) if a == u);
                 if !same {

@@ -218,7 +218,7 @@ pub fn update(
             && change.payment.status != PaymentStatus::Processing
         {
             check_merchant_settles(conn, scope, current)?;
-            end_charges_in_flight(conn, scope, &change.payment)?;
+            end_charges_in_flight(conn, scope, current, &change.payment)?;
         }
         Ok(Some(change))
     })
@@ -249,15 +249,23 @@ fn check_merchant_settles(
     Ok(())
 }
 
-/// Marks the payment's processing attempts with how the merchant ended them.
+/// Marks the payment's processing attempt with how the merchant ended it: succeeded with
+/// what this move collected (a transfer may bring in less than it was for; a refund goes
+/// back through it at most that), or failed when it brought in nothing.
 fn end_charges_in_flight(
     conn: &mut DbConnection,
     scope: &Scope,
+    current: &Payment,
     payment: &Payment,
 ) -> Result<(), ApiError> {
-    let failed = payment.failed_reason.is_some() || payment.status == PaymentStatus::Failed;
+    let received = payment.collected - current.collected;
+    let failed =
+        payment.failed_reason.is_some() || payment.status == PaymentStatus::Failed || received <= 0;
     for mut attempt in store::attempts(conn, scope, payment.id)? {
         if attempt.status.in_flight() {
+            if !failed {
+                attempt.amount = received.min(attempt.amount);
+            }
             attempt.status = if failed {
                 AttemptStatus::Failed
             } else {

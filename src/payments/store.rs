@@ -611,6 +611,7 @@ pub fn save_attempt(conn: &mut DbConnection, scope: &Scope, a: &Attempt) -> Resu
         .filter(payment_attempts::id.eq(a.id))
         .set((
             payment_attempts::status.eq(a.status.as_str()),
+            payment_attempts::amount.eq(a.amount),
             payment_attempts::failure_code.eq(&a.failure_code),
             payment_attempts::gateway_reference.eq(&a.gateway_reference),
             payment_attempts::updated.eq(a.updated),

@@ -96,6 +96,9 @@ pub struct RefundPart {
     /// Random, unique across databases: the provider's idempotency key and its mark in the
     /// provider's metadata.
     pub call_key: String,
+    /// The description the call carries (the payment's, when the refund was made): sent
+    /// again, the call is the same.
+    pub description: String,
     pub created: NaiveDateTime,
     pub updated: NaiveDateTime,
 }
@@ -107,7 +110,34 @@ impl RefundPart {
             && self.gateway.is_some()
             && self.gateway_reference.is_none()
     }
+
+    /// The part moved to `to` by the merchant's word (a transfer sent back, or one called
+    /// off), through the status machine's one check.
+    pub fn moved(
+        &self,
+        to: RefundStatus,
+        code: Option<String>,
+        now: NaiveDateTime,
+    ) -> Result<RefundPart, ApiError> {
+        if !self.status.can_move_to(to) {
+            return Err(ApiError::internal(format!(
+                "refund part {} cannot move from {} to {}",
+                self.id,
+                self.status.as_str(),
+                to.as_str()
+            )));
+        }
+        Ok(RefundPart {
+            status: to,
+            failure_code: code,
+            updated: now,
+            ..self.clone()
+        })
+    }
 }
+
+/// A refund's `failed_reason` when part of it went back and the rest did not.
+pub const PARTIALLY_REFUNDED: &str = "partially_refunded";
 
 /// The refund object of the API.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -416,30 +446,41 @@ pub fn answered(part: &RefundPart, word: &Refunded, now: NaiveDateTime) -> Optio
     })
 }
 
-/// A refund's status as its parts say: pending while one is; cancelled when all were
-/// called off; succeeded when all that was not called off went back; failed when a part
-/// failed (with that part's reason; `amount_refunded` tells what went back through the
-/// others).
+/// A refund's status as its parts say: pending while one is; succeeded when all went back;
+/// cancelled when all were called off; otherwise failed: with the failed part's reason when
+/// nothing went back, or `partially_refunded` when some did (then `amount_refunded` says
+/// how much, and each part how it ended). Never `succeeded` for less than its amount.
 pub fn status_of(parts: &[RefundPart]) -> (RefundStatus, Option<String>) {
     use RefundStatus::*;
     if parts.iter().any(|p| p.status == Pending) {
         return (Pending, None);
     }
-    if let Some(failed) = parts.iter().find(|p| p.status == Failed) {
-        return (Failed, failed.failure_code.clone());
+    if parts.iter().all(|p| p.status == Succeeded) {
+        return (Succeeded, None);
     }
-    if !parts.is_empty() && parts.iter().all(|p| p.status == Cancelled) {
+    if parts.iter().all(|p| p.status == Cancelled) {
         return (Cancelled, None);
     }
-    (Succeeded, None)
+    if parts.iter().any(|p| p.status == Succeeded) {
+        return (Failed, Some(PARTIALLY_REFUNDED.to_string()));
+    }
+    let failed = parts.iter().find(|p| p.status == Failed);
+    (Failed, failed.and_then(|p| p.failure_code.clone()))
 }
 
 /// The refund moved to what its parts say, if that is a move (None: nothing changes).
 pub fn settled(refund: &Refund, parts: &[RefundPart], now: NaiveDateTime) -> Option<Refund> {
     let (status, failed_reason) = status_of(parts);
-    if (status, &failed_reason) == (refund.status, &refund.failed_reason)
-        || !refund.status.can_move_to(status)
-    {
+    if (status, &failed_reason) == (refund.status, &refund.failed_reason) {
+        return None;
+    }
+    if status != refund.status && !refund.status.can_move_to(status) {
+        log::error!(
+            "refund {}: its parts say {}, but it cannot move there from {}",
+            refund.id,
+            status.as_str(),
+            refund.status.as_str()
+        );
         return None;
     }
     Some(Refund {
@@ -526,6 +567,7 @@ mod tests {
             failure_code: None,
             gateway_reference: None,
             call_key: "rfp_1".into(),
+            description: String::new(),
             created: now,
             updated: now,
         }
@@ -606,12 +648,21 @@ mod tests {
         assert_eq!(status_of(&one(Cancelled)).0, Cancelled);
         let mut failed = part(Some(2), 50, Failed);
         failed.failure_code = Some("expired_or_canceled_card".into());
-        let mixed = vec![part(Some(1), 100, Succeeded), failed];
         assert_eq!(
-            status_of(&mixed),
+            status_of(std::slice::from_ref(&failed)),
             (Failed, Some("expired_or_canceled_card".into()))
         );
+        // Never succeeded for less than its amount: part went back, part did not.
+        let mixed = vec![part(Some(1), 100, Succeeded), failed];
+        assert_eq!(status_of(&mixed), (Failed, Some(PARTIALLY_REFUNDED.into())));
         assert_eq!(refunded(&mixed), 100);
+        let called_off = vec![part(Some(1), 100, Succeeded), part(Some(2), 50, Cancelled)];
+        assert_eq!(
+            status_of(&called_off),
+            (Failed, Some(PARTIALLY_REFUNDED.into()))
+        );
+        let none_back = vec![part(Some(1), 100, Failed), part(Some(2), 50, Cancelled)];
+        assert_eq!(status_of(&none_back).0, Failed);
         // An answer moves a part only as the table allows, and learns its reference once.
         let now = crate::db::now();
         let sent = part(Some(1), 100, Pending);

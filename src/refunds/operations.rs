@@ -55,8 +55,6 @@ pub struct Call {
     pub charge: Option<String>,
     pub gateway_data: Map<String, Value>,
     pub reason: Option<&'static str>,
-    /// The payment's description, for the provider's dashboard.
-    pub description: String,
 }
 
 /// A refund recorded, and the calls it still needs (none when no gateway is involved).
@@ -64,6 +62,8 @@ pub struct Call {
 pub struct Pending {
     pub refund: i64,
     pub calls: Vec<Call>,
+    /// The refund as the first step recorded it.
+    pub recorded: RefundView,
 }
 
 impl crate::idempotency::Staged for Pending {
@@ -71,6 +71,16 @@ impl crate::idempotency::Staged for Pending {
     /// one key.
     fn moves_money(&self) -> bool {
         true
+    }
+
+    fn made(&self) -> Option<String> {
+        Some(format!("/refunds/{}/", self.refund))
+    }
+
+    /// Once recorded, a refund exists whatever happens to its last step: the answer is then
+    /// the refund as recorded (pending), never an error inviting a second refund.
+    fn recorded(&self) -> Option<String> {
+        serde_json::to_string(&self.recorded).ok()
     }
 }
 
@@ -151,6 +161,7 @@ pub fn begin(
                 failure_code: None,
                 gateway_reference: None,
                 call_key: crate::accounts::new_id("rfp_"),
+                description: payment.description.clone(),
                 created: at,
                 updated: at,
             });
@@ -215,6 +226,7 @@ pub fn begin(
         Ok(Pending {
             refund: refund.id,
             calls,
+            recorded: view,
         })
     })
 }
@@ -258,8 +270,6 @@ fn call_for(
         Some(id) => crate::integrations::operations::account_of(conn, scope, id, keyring)?,
         None => Account::default(),
     };
-    let payment = payments::find(conn, scope, part.payment_id)?
-        .ok_or_else(|| ApiError::internal(format!("payment {} vanished", part.payment_id)))?;
     Ok(Call {
         intent,
         part: part.clone(),
@@ -267,7 +277,6 @@ fn call_for(
         charge: attempt.gateway_reference.clone(),
         gateway_data: source.gateway_data,
         reason: refund.reason.map(|r| r.as_str()),
-        description: payment.description,
     })
 }
 
@@ -290,7 +299,7 @@ fn ask(call: &Call) -> Result<Refunded, Unknown> {
         currency: part.currency,
         gateway_data: &call.gateway_data,
         reason: call.reason,
-        description: &call.description,
+        description: &part.description,
         resend: matches!(call.intent, Intent::Ask { resend: true }),
     };
     match call.intent {
@@ -301,7 +310,8 @@ fn ask(call: &Call) -> Result<Refunded, Unknown> {
     }
 }
 
-/// The third step: applies each answer to its part, if the part still waits for it, and
+/// The third step: applies each answer to its part as the part is now (an answer moves a
+/// part only forward, so what an event or the reconciler got to first is not undone), and
 /// moves the refund, the payment and its invoice as the parts now say.
 pub fn finish(
     conn: &mut DbConnection,
@@ -311,46 +321,52 @@ pub fn finish(
     base_url: &str,
 ) -> Result<RefundView, ApiError> {
     write_tx(conn, |conn| {
+        let mut moved = false;
         for (call, outcome) in pending.calls.iter().zip(outcomes) {
             let part = store::part(conn, scope, call.part.id)?.ok_or_else(|| {
                 ApiError::internal(format!("refund part {} vanished", call.part.id))
             })?;
-            // Answered meanwhile (a provider's event, the reconciler)? Then it stays.
-            let waiting = match call.intent {
-                Intent::Refund => part.awaits_answer(),
-                Intent::Ask { .. } => {
-                    (part.status, part.updated) == (call.part.status, call.part.updated)
-                }
-            };
-            if !waiting {
-                continue;
-            }
             match outcome {
-                Err(Unknown(cause)) => log::warn!(
+                Err(Unknown(cause)) if part.awaits_answer() => log::warn!(
                     "refund part {} ({}): no answer, left pending: {cause}",
                     part.id,
                     part.gateway.as_deref().unwrap_or_default()
                 ),
-                Ok(word) => {
-                    if let Some(next) = domain::answered(&part, word, now()) {
-                        if !store::move_part(conn, scope, &part, &next)? {
-                            return Err(ApiError::Contention);
-                        }
-                    }
-                }
+                Err(Unknown(_)) => {}
+                Ok(word) => moved |= apply_word(conn, scope, &part, word)?,
             }
         }
-        settle(conn, scope, pending.refund, None, base_url)
+        settle(conn, scope, pending.refund, None, moved, base_url)
     })
 }
 
+/// A gateway's word applied to a part as it is now (forward only); true when it moved the
+/// part's status.
+fn apply_word(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    part: &RefundPart,
+    word: &Refunded,
+) -> Result<bool, ApiError> {
+    let Some(next) = domain::answered(part, word, now()) else {
+        return Ok(false);
+    };
+    if !store::move_part(conn, scope, part, &next)? {
+        return Err(ApiError::Contention);
+    }
+    Ok(next.status != part.status)
+}
+
 /// The refund as its parts now say (with `metadata` changed, if given), with its event, and
-/// the payment's and invoice's amounts refunded moved with theirs.
+/// the payment's and invoice's amounts refunded moved with theirs. A part whose status moved
+/// (`parts_moved`) without moving the refund (one of several failed while another is
+/// pending) is a change too: `refund.updated`.
 fn settle(
     conn: &mut DbConnection,
     scope: &Scope,
     id: i64,
     metadata: Option<Map<String, Value>>,
+    parts_moved: bool,
     base_url: &str,
 ) -> Result<RefundView, ApiError> {
     let refund = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
@@ -361,16 +377,17 @@ fn settle(
     let relabelled = metadata.filter(|m| *m != refund.metadata);
     if let Some(metadata) = &relabelled {
         next.metadata = metadata.clone();
-        next.updated = at;
     }
-    if moved.is_some() || relabelled.is_some() {
+    if moved.is_some() || relabelled.is_some() || parts_moved {
+        next.updated = at;
         if !store::save(conn, scope, &refund, &next)? {
             return Err(ApiError::Contention);
         }
         let view = next.view(&parts);
-        let event = match moved {
-            Some(_) => format!("refund.{}", next.status.as_str()),
-            None => "refund.updated".to_string(),
+        let event = if next.status != refund.status {
+            format!("refund.{}", next.status.as_str())
+        } else {
+            "refund.updated".to_string()
         };
         record(conn, scope, &event, &view)?;
     }
@@ -469,8 +486,20 @@ pub fn update(
         errors.into_result()?;
         match change.status {
             None => {}
-            Some(to) if to == refund.status => {}
-            Some(RefundStatus::Cancelled) => call_off(conn, scope, &refund)?,
+            Some(to) if to == refund.status && change.failed_reason.is_none() => {}
+            Some(to) if to == refund.status => {
+                return Err(ApiError::field(
+                    "failed_reason",
+                    "Only allowed when marking a pending refund \"failed\".",
+                ))
+            }
+            // In the shape of a field's error, as the other moves of a PATCH.
+            Some(RefundStatus::Cancelled) => {
+                call_off(conn, scope, &refund).map_err(|err| match err {
+                    ApiError::BadRequest(message) => ApiError::field("status", message),
+                    other => other,
+                })?
+            }
             Some(to @ (RefundStatus::Succeeded | RefundStatus::Failed)) => {
                 mark_by_hand(conn, scope, &refund, to, change.failed_reason.clone())?
             }
@@ -484,7 +513,7 @@ pub fn update(
                 ))
             }
         }
-        settle(conn, scope, id, Some(metadata), base_url)
+        settle(conn, scope, id, Some(metadata), true, base_url)
     })
 }
 
@@ -518,18 +547,10 @@ fn mark_by_hand(
                 format!("This refund goes back through the {name} gateway: its answer decides how it ends."),
             ));
         }
-        if part.awaits_answer() {
-            return Err(ApiError::field(
-                "status",
-                "This refund is still being recorded: try again in a moment.",
-            ));
-        }
-        let next = RefundPart {
-            status: to,
-            failure_code: reason.clone().filter(|_| to == RefundStatus::Failed),
-            updated: at,
-            ..part.clone()
-        };
+        // The merchant's word ends it, even if the transfer's record never got its reference
+        // (a crash between recording the refund and its answer): no provider is involved.
+        let code = reason.clone().filter(|_| to == RefundStatus::Failed);
+        let next = part.moved(to, code, at)?;
         if !store::move_part(conn, scope, &part, &next)? {
             return Err(ApiError::Contention);
         }
@@ -549,7 +570,7 @@ pub fn cancel(
     write_tx(conn, |conn| {
         let refund = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
         call_off(conn, scope, &refund)?;
-        settle(conn, scope, id, None, base_url)
+        settle(conn, scope, id, None, true, base_url)
     })
 }
 
@@ -567,25 +588,24 @@ fn call_off(conn: &mut DbConnection, scope: &Scope, refund: &Refund) -> Result<(
         ));
     }
     for part in &parts {
-        if part.awaits_answer() {
-            return Err(ApiError::BadRequest(
-                "This refund's gateway is being asked: wait for its answer.".into(),
-            ));
-        }
         let name = part.gateway.as_deref().unwrap_or_default();
-        if !gateway(name)?.cancels_refunds() {
+        let gateway = gateway(name)?;
+        if !gateway.cancels_refunds() {
             return Err(ApiError::BadRequest(format!(
                 "The {name} gateway does not let a refund be called off once it is sent."
             )));
         }
+        // A transfer is the merchant's to call off whatever its record says; the sandbox's
+        // answer may still be on its way.
+        if part.awaits_answer() && !gateway.settled_by_merchant() {
+            return Err(ApiError::BadRequest(
+                "This refund's gateway is being asked: wait for its answer.".into(),
+            ));
+        }
     }
     let at = now();
     for part in parts.iter().filter(|p| p.status == RefundStatus::Pending) {
-        let next = RefundPart {
-            status: RefundStatus::Cancelled,
-            updated: at,
-            ..part.clone()
-        };
+        let next = part.moved(RefundStatus::Cancelled, None, at)?;
         if !store::move_part(conn, scope, part, &next)? {
             return Err(ApiError::Contention);
         }
@@ -619,6 +639,7 @@ pub fn settle_now(
                 "This refund has nothing in flight that its gateway settles.".into(),
             ));
         }
+        let mut moved = false;
         for part in due {
             let attempt = part
                 .attempt_id
@@ -637,18 +658,13 @@ pub fn settle_now(
                 charge: attempt.gateway_reference.clone(),
                 gateway_data: source.gateway_data,
                 reason: refund.reason.map(|r| r.as_str()),
-                description: String::new(),
             };
             // In-process: no call leaves the server.
             if let Ok(word) = ask(&call) {
-                if let Some(next) = domain::answered(&part, &word, now()) {
-                    if !store::move_part(conn, scope, &part, &next)? {
-                        return Err(ApiError::Contention);
-                    }
-                }
+                moved |= apply_word(conn, scope, &part, &word)?;
             }
         }
-        settle(conn, scope, id, None, base_url)
+        settle(conn, scope, id, None, moved, base_url)
     })
 }
 
@@ -684,25 +700,20 @@ pub fn receive(
         Subject::Refund {
             reference,
             key,
+            charge,
             refund,
         } => {
             let found =
                 store::part_for_provider(conn, scope, integration, reference, key.as_deref())?;
             let Some(part) = found else {
-                log::info!(
-                    "integration {integration}: event {} ({}) is about refund {reference}, which cobro does not know",
-                    event.id,
-                    event.kind
-                );
-                return Ok(Received::Unknown);
+                let about = (reference.as_str(), charge.as_deref());
+                return foreign_refund(conn, scope, integration, event, about, refund, base_url);
             };
-            let Some(next) = domain::answered(&part, refund, now()) else {
+            if domain::answered(&part, refund, now()).is_none() {
                 return Ok(Received::Ignored);
-            };
-            if !store::move_part(conn, scope, &part, &next)? {
-                return Err(ApiError::Contention);
             }
-            settle(conn, scope, part.refund_id, None, base_url)?;
+            let moved = apply_word(conn, scope, &part, refund)?;
+            settle(conn, scope, part.refund_id, None, moved, base_url)?;
             Ok(Received::Applied)
         }
         Subject::RefundsOf { charge } => {
@@ -719,6 +730,47 @@ pub fn receive(
         }
         Subject::Charge { .. } | Subject::Other => Ok(Received::Ignored),
     }
+}
+
+/// A refund cobro did not make (in the provider's dashboard), or one whose key another
+/// refund already answered: acknowledged and logged; when it is about a charge cobro knows
+/// and says money went back, the payment gets a `payment.provider_mismatch` event for a
+/// person to look at (its `amount_refunded` does not count it).
+fn foreign_refund(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    integration: &str,
+    event: &ProviderEvent,
+    (reference, charge): (&str, Option<&str>),
+    refund: &Refunded,
+    base_url: &str,
+) -> Result<Received, ApiError> {
+    let attempt = match charge {
+        Some(charge) => payments::attempt_for_provider(conn, scope, integration, charge, None)?,
+        None => None,
+    };
+    let Some(attempt) = attempt.filter(|_| matches!(refund, Refunded::Succeeded { .. })) else {
+        log::info!(
+            "integration {integration}: event {} ({}) is about refund {reference}, which cobro does not know",
+            event.id,
+            event.kind
+        );
+        return Ok(Received::Unknown);
+    };
+    log::error!(
+        "integration {integration}: refund {reference} of payment {} went back, but cobro did not make it: reconcile by hand",
+        attempt.payment_id
+    );
+    let payment = payments::find(conn, scope, attempt.payment_id)?.ok_or(ApiError::NotFound)?;
+    events::record(
+        conn,
+        scope,
+        "payment.provider_mismatch",
+        "payment",
+        &payment.id.to_string(),
+        &payment.view(base_url),
+    )?;
+    Ok(Received::Unknown)
 }
 
 /// A call to ask about a part in flight, for the reconciler; None when it no longer is.
@@ -741,7 +793,10 @@ pub fn begin_reconcile(
         .ok_or_else(|| ApiError::internal(format!("refund {} vanished", part.refund_id)))?;
     let attempt = payments::attempt(conn, scope, attempt_id)?
         .ok_or_else(|| ApiError::internal(format!("attempt {attempt_id} vanished")))?;
-    let limit = chrono::Duration::from_std(gateways::CALL_LIMIT).unwrap_or_default();
+    // The refund's parts are called one after another: the last one's call may start as
+    // late as the others' calls allow.
+    let parts = store::parts(conn, scope, refund.id)?.len().max(1) as i32;
+    let limit = chrono::Duration::from_std(gateways::CALL_LIMIT).unwrap_or_default() * parts;
     let resend = part.awaits_answer() && part.created < now() - limit;
     let call = call_for(
         conn,
@@ -753,6 +808,7 @@ pub fn begin_reconcile(
         keyring,
     )?;
     Ok(Some(Pending {
+        recorded: refund.view(&[]),
         refund: refund.id,
         calls: vec![call],
     }))

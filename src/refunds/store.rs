@@ -95,6 +95,7 @@ struct PartRow {
     failure_code: Option<String>,
     gateway_reference: Option<String>,
     call_key: String,
+    description: String,
     _claimed_until: Option<NaiveDateTime>,
     _asked: Option<NaiveDateTime>,
     _ask_now: bool,
@@ -120,6 +121,7 @@ impl PartRow {
             failure_code: self.failure_code,
             gateway_reference: self.gateway_reference,
             call_key: self.call_key,
+            description: self.description,
             created: self.created,
             updated: self.updated,
         })
@@ -171,6 +173,7 @@ pub fn insert_part(
             refund_parts::failure_code.eq(&p.failure_code),
             refund_parts::gateway_reference.eq(&p.gateway_reference),
             refund_parts::call_key.eq(&p.call_key),
+            refund_parts::description.eq(&p.description),
             refund_parts::created.eq(p.created),
             refund_parts::updated.eq(p.updated),
         ))
@@ -275,7 +278,8 @@ pub fn move_part(
 }
 
 /// A part through this integration, by the provider's reference or, when its answer is
-/// not recorded yet, by its key (from the provider's metadata).
+/// not recorded yet, by its key (from the provider's metadata). A part that already has a
+/// reference is never found by its key: another refund carrying its key is not its own.
 pub fn part_for_provider(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -295,6 +299,7 @@ pub fn part_for_provider(
             .filter(parts_in_scope(scope))
             .filter(refund_parts::integration_id.eq(integration.to_string()))
             .filter(refund_parts::call_key.eq(key.to_string()))
+            .filter(refund_parts::gateway_reference.is_null())
             .first::<PartRow>(conn)
             .optional()?,
         (None, None) => None,

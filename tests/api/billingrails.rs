@@ -171,6 +171,10 @@ both! {
         assert_eq!(error_of(&again).1, "invalid_request");
         assert_eq!(fields(&br.post("/v1/invoices", json!({"account_id": "cus_nobody", "currency": "USD"})).expect(400)), ["account_id"]);
         assert_eq!(fields(&br.post("/v1/invoices", json!({"account_id": account, "currency": "USD", "line_items": [{"name": "x", "unit_amount": 10.5}]})).expect(400)), ["line_items"]);
+        // Billingrails' lines carry minor units in unit_amount; an `amount` (Piriod's unit
+        // price, in major units) is not read as one.
+        let bare = br.post("/v1/invoices", json!({"account_id": account, "currency": "USD", "line_items": [{"name": "x", "quantity": 1, "amount": 1050}]})).expect(400);
+        assert_eq!(fields(&bare), ["line_items"]);
         let listed = br.get(&format!("/v1/invoices?account_id={account}")).expect(200).body;
         assert_eq!(listed["meta"]["total_count"], 1);
     }

@@ -86,12 +86,16 @@ both! {
         assert_eq!(with("lines", json!([{"name": "A", "amount": 1, "unit_amount": 2}])),
             json!({"lines": ["Line 1: amount and unit_amount are one price under two names: send one, or the same in both."]}));
         assert_eq!(with("lines", json!([{"name": "A"}])), json!({"lines": ["Line 1: amount (the unit price) is required."]}));
+        assert_eq!(with("lines", json!([{"name": "A", "amount": null}])), json!({"lines": ["Line 1: amount (the unit price) is required."]}));
         assert_eq!(with("lines", json!([{"unit_amount": 1}])), json!({"lines": ["Line 1: name is required (at most 256 characters)."]}));
         assert_eq!(with("lines", json!([{"name": "A", "quantity": 1000000, "unit_amount": "999999999999999"}])), json!({"lines": ["The invoice's total is too large."]}));
         // Another mode's customer does not exist here.
         let sandbox = app.in_test_mode().customer_id("Sandbox");
         assert_eq!(with("customer", json!(sandbox)), json!({"customer": [format!("Invalid pk \"{sandbox}\" - object does not exist.")]}));
         assert_eq!(app.get("/invoices/").body["count"], 0);
+        // A price sent as null is no price: the other name may carry it.
+        app.post("/invoices/", json!({"customer": ana, "currency": "CLP", "due_date": "2026-12-31",
+            "lines": [{"name": "A", "amount": null, "unit_amount": 5}]})).expect(201);
         // An empty draft cannot be finalized; a draft can be deleted.
         let mut empty = base.clone();
         empty["lines"] = json!([]);

@@ -159,8 +159,11 @@ both! {
         wait_for_refund(&test, &later["id"], "succeeded");
         let after = payment_of(&test, &q);
         assert_eq!((num(&after["amount_refunded"]), &after["refunded"]), ("1000".to_string(), &json!(true)));
-        // Live mode settles nothing by hand.
-        app.post(&format!("/refunds/{}/settle/", later["id"]), json!({})).expect(400);
+        // Live mode settles nothing by hand (a live refund: a bank transfer's).
+        let live = app.create_payment(json!({"status": "succeeded"}));
+        let live_refund = refund(&app, &live, json!(100)).expect(201).body;
+        assert_eq!(app.post(&format!("/refunds/{}/settle/", live_refund["id"]), json!({})).expect(400).body,
+            json!({"detail": "Settling a refund by hand is only possible in test mode."}));
     }
 
     fn bank_transfer_refunds_are_marked_by_hand(app) {
@@ -184,9 +187,17 @@ both! {
         app.patch(&format!("/refunds/{}/", bounced["id"]), json!({"failed_reason": "no status"})).expect(400);
         let failed = app.patch(&format!("/refunds/{}/", bounced["id"]), json!({"status": "failed", "failed_reason": "account_closed"})).expect(200).body;
         assert_eq!((failed["status"].as_str(), failed["failed_reason"].as_str()), (Some("failed"), Some("account_closed")));
+        assert_eq!(app.patch(&format!("/refunds/{}/", bounced["id"]), json!({"status": "failed", "failed_reason": "other"})).expect(400).body,
+            json!({"failed_reason": ["Only allowed when marking a pending refund \"failed\"."]}));
+        // A transfer not made yet is called off; once ended, a refund is not.
+        let unsent = refund(&app, &p, json!(100)).expect(201).body;
+        assert_eq!(app.post(&format!("/refunds/{}/cancel/", unsent["id"]), json!({})).expect(200).body["status"], "cancelled");
+        assert_eq!(app.patch(&format!("/refunds/{}/", back["id"]), json!({"status": "cancelled"})).expect(400).body,
+            json!({"status": ["This refund is \"succeeded\": only a pending refund can be cancelled."]}));
         assert_eq!(num(&payment_of(&app, &p)["amount_refunded"]), "300");
         assert_eq!(app.events_of("refund", &back["id"]), ["refund.created", "refund.updated", "refund.succeeded"]);
         assert_eq!(app.events_of("refund", &bounced["id"]), ["refund.created", "refund.failed"]);
+        assert_eq!(app.events_of("refund", &unsent["id"]), ["refund.created", "refund.cancelled"]);
         // A gateway's refund is the gateway's to end.
         let test = app.in_test_mode();
         let q = paid(&test, "tok_refund_async", 1000);
@@ -224,12 +235,14 @@ both! {
         let attempts = test.get(&format!("/payments/{}/attempts/", p["id"])).body;
         let (first, second) = (attempts[0]["id"].clone(), attempts[1]["id"].clone());
         // 700: the newest charge's 400, then 300 of the older one. The newest's refund fails:
-        // the refund failed, and says what did go back.
+        // never "succeeded" for less than asked, and it says what did go back.
         let mixed = refund(&test, &p, json!(700)).expect(201).body;
         let parts: Vec<(Value, String, String)> = mixed["parts"].as_array().unwrap().iter()
             .map(|part| (part["attempt"].clone(), num(&part["amount"]), part["status"].as_str().unwrap().to_string())).collect();
         assert_eq!(parts, [(second.clone(), "400".to_string(), "failed".to_string()), (first.clone(), "300".to_string(), "succeeded".to_string())]);
-        assert_eq!((mixed["status"].as_str(), num(&mixed["amount_refunded"])), (Some("failed"), "300".to_string()));
+        assert_eq!((mixed["status"].as_str(), mixed["failed_reason"].as_str(), num(&mixed["amount_refunded"])),
+            (Some("failed"), Some("partially_refunded"), "300".to_string()));
+        assert_eq!(mixed["parts"][0]["failed_reason"], "expired_or_canceled_card");
         assert_eq!(num(&payment_of(&test, &p)["amount_refunded"]), "300");
         // What is left: 400 of the newest charge, 300 of the older one.
         assert_eq!(refund(&test, &p, json!(701)).expect(400).body["amount"][0], "Ensure this value is less than or equal to 700, what is left to refund.");
@@ -268,6 +281,52 @@ both! {
         send(&json!({"payment": p["id"], "amount": 200}).to_string()).expect(409);
         assert_eq!(test.get("/refunds/").body["count"], 1);
         assert_eq!(num(&payment_of(&test, &p)["amount_refunded"]), "100");
+        // The payment's own route too.
+        let path = format!("/payments/{}/refund/", p["id"]);
+        let once = test.send("POST", &path, Some(r#"{"amount": 50}"#), &[("Idempotency-Key", "refund-route")]).expect(201);
+        let twice = test.send("POST", &path, Some(r#"{"amount": 50}"#), &[("Idempotency-Key", "refund-route")]).expect(201);
+        assert_eq!(once.text, twice.text);
+        assert_eq!(test.get("/refunds/").body["count"], 2);
+    }
+
+    fn a_transfer_refund_whose_answer_was_not_recorded_can_still_be_ended(app) {
+        use diesel::prelude::*;
+        let p = app.create_payment(json!({}));
+        let source = app.create_source(json!({}));
+        app.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": source["id"]})).expect(200);
+        app.patch(&format!("/payments/{}/", p["id"]), json!({"status": "succeeded"})).expect(200);
+        let (first, second) = (refund(&app, &p, json!(300)).expect(201).body, refund(&app, &p, json!(200)).expect(201).body);
+        // What a crash between recording the refunds and their answers leaves.
+        {
+            use cobro::db::schema::refund_parts;
+            let mut conn = app.server.db.pool.get().unwrap();
+            let ids = [first["id"].as_i64().unwrap(), second["id"].as_i64().unwrap()];
+            diesel::update(refund_parts::table.filter(refund_parts::refund_id.eq_any(ids)))
+                .set(refund_parts::gateway_reference.eq(None::<String>))
+                .execute(&mut **conn)
+                .unwrap();
+        }
+        // The merchant's word still ends them: no provider is involved.
+        assert_eq!(app.patch(&format!("/refunds/{}/", first["id"]), json!({"status": "succeeded"})).expect(200).body["status"], "succeeded");
+        assert_eq!(app.post(&format!("/refunds/{}/cancel/", second["id"]), json!({})).expect(200).body["status"], "cancelled");
+        assert_eq!(num(&payment_of(&app, &p)["amount_refunded"]), "300");
+    }
+
+    fn a_transfer_partly_received_takes_back_no_more_than_it_brought(app) {
+        let test = app.in_test_mode();
+        let p = test.create_payment(json!({}));
+        let card = test.create_source(json!({"amount": "300", "gateway_data": {"token": "tok_visa"}}));
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": card["id"]})).expect(200);
+        let bank = test.post("/sources/", json!({"gateway": "bank_transfer"})).expect(201).body;
+        test.post(&format!("/payments/{}/authorize/", p["id"]), json!({"source": bank["id"]})).expect(200);
+        // 200 of the 700 asked by transfer arrived.
+        test.patch(&format!("/payments/{}/", p["id"]), json!({"status": "incomplete", "amount_collected": 200})).expect(200);
+        let attempts = test.get(&format!("/payments/{}/attempts/", p["id"])).body;
+        assert_eq!((attempts[1]["status"].as_str(), num(&attempts[1]["amount"])), (Some("succeeded"), "200".to_string()));
+        let back = refund(&test, &p, Value::Null).expect(201).body;
+        let by: Vec<(String, String)> = back["parts"].as_array().unwrap().iter()
+            .map(|part| (part["gateway"].as_str().unwrap().to_string(), num(&part["amount"]))).collect();
+        assert_eq!(by, [("bank_transfer".to_string(), "200".to_string()), ("sandbox".to_string(), "300".to_string())]);
     }
 }
 
@@ -289,7 +348,11 @@ both! {
         let p = paid(&test, "tok_refund_async", 1000);
         let waiting = refund(&test, &p, json!(400)).expect(201).body;
         test.post(&format!("/refunds/{}/settle/", waiting["id"]), json!({})).expect(200);
-        let hits = receiver.wait_for("3 deliveries", Duration::from_secs(20), |h| h.len() >= 3);
+        let called_off = refund(&test, &p, json!(100)).expect(201).body;
+        test.post(&format!("/refunds/{}/cancel/", called_off["id"]), json!({})).expect(200);
+        let q = paid(&test, "tok_refund_fail", 1000);
+        let failed = refund(&test, &q, json!(100)).expect(201).body;
+        let hits = receiver.wait_for("7 deliveries", Duration::from_secs(20), |h| h.len() >= 7);
         // In order for each object.
         let of = |id: &Value| -> Vec<Value> { hits.iter().map(|h| h.json()).filter(|b| b["object_id"].as_str() == Some(&id.to_string())).collect() };
         let types = |bodies: &[Value]| -> Vec<String> { bodies.iter().map(|b| b["event"].as_str().unwrap().to_string()).collect() };
@@ -298,5 +361,7 @@ both! {
         assert_eq!(types(&payment), ["payment.refunded"]);
         assert_eq!(num(&payment[0]["data"]["amount_refunded"]), "400");
         assert_eq!(of(&waiting["id"])[1]["data"]["status"], "succeeded");
+        assert_eq!(types(&of(&called_off["id"])), ["refund.created", "refund.cancelled"]);
+        assert_eq!(types(&of(&failed["id"])), ["refund.created", "refund.failed"]);
     }
 }

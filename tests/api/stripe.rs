@@ -632,10 +632,20 @@ both! {
         assert_eq!(test.events_of("refund", &refund["id"]), events, "applied once");
         assert_eq!(events, ["refund.created", "refund.succeeded"]);
         assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["amount_refunded"]), "250");
-        // A refund cobro did not make (in Stripe's dashboard) is acknowledged and logged.
+        // A refund cobro did not make (in Stripe's dashboard) is acknowledged, logged, and
+        // flagged on its payment for a person; so is another refund carrying a key that its
+        // own refund already answered.
+        let mismatches = || test.event_types(&p["id"]).iter().filter(|e| *e == "payment.provider_mismatch").count();
         let foreign = json!({"id": unique("evt_"), "type": "refund.created", "data": {"object": {"id": "re_madeInTheDashboard", "object": "refund",
             "status": "succeeded", "payment_intent": intent["id"], "metadata": {}}}}).to_string();
         assert_eq!(post_event(&test, &integration, &foreign, Some(signature(WEBHOOK_SECRET, &foreign, now))).expect(200).body["outcome"], "unknown");
+        assert_eq!(mismatches(), 1);
+        let twin = json!({"id": unique("evt_"), "type": "refund.updated", "data": {"object": {"id": "re_aSecondOne", "object": "refund",
+            "status": "succeeded", "payment_intent": intent["id"], "metadata": at[0]["metadata"]}}}).to_string();
+        assert_eq!(post_event(&test, &integration, &twin, Some(signature(WEBHOOK_SECRET, &twin, now))).expect(200).body["outcome"], "unknown");
+        assert_eq!(mismatches(), 2);
+        assert_eq!(test.get(&format!("/refunds/{}/", refund["id"])).body["gateway_reference"], at[0]["id"], "its own refund stays");
+        assert_eq!(num(&test.get(&format!("/payments/{}/", p["id"])).body["amount_refunded"]), "250");
         // charge.refunded does not say which refund: cobro asks Stripe about those in flight.
         let second = test.post("/refunds/", json!({"payment": p["id"], "amount": 100})).expect(201).body;
         assert_eq!(second["status"], "pending");

@@ -9,7 +9,7 @@ CREATE TABLE refunds (
     workspace_id TEXT NOT NULL REFERENCES workspaces (id),
     test_mode BOOLEAN NOT NULL,
     payment_id BIGINT NOT NULL REFERENCES payments (id),
-    amount BIGINT NOT NULL,
+    amount BIGINT NOT NULL CHECK (amount > 0),
     currency TEXT NOT NULL,
     -- Minor units per unit of the currency, for ordering by amount across currencies.
     unit BIGINT NOT NULL,
@@ -36,12 +36,14 @@ CREATE TABLE refund_parts (
     attempt_id BIGINT REFERENCES payment_attempts (id),
     gateway TEXT,
     integration_id TEXT,
-    amount BIGINT NOT NULL,
+    amount BIGINT NOT NULL CHECK (amount > 0),
     currency TEXT NOT NULL,
     status TEXT NOT NULL,
     failure_code TEXT,
     gateway_reference TEXT,
     call_key TEXT NOT NULL,
+    -- What the call carries besides the amount, so that sent again it is the same call.
+    description TEXT NOT NULL,
     -- The reconciler: its claim, when it last asked, and whether a provider's event asked it
     -- to look now.
     claimed_until TIMESTAMP,
@@ -53,6 +55,10 @@ CREATE TABLE refund_parts (
 CREATE INDEX refund_parts_refund ON refund_parts (workspace_id, test_mode, refund_id, id);
 CREATE INDEX refund_parts_payment ON refund_parts (workspace_id, test_mode, payment_id);
 CREATE INDEX refund_parts_reference ON refund_parts (workspace_id, test_mode, gateway_reference);
-CREATE INDEX refund_parts_call_key ON refund_parts (call_key);
+CREATE UNIQUE INDEX refund_parts_call_key ON refund_parts (call_key);
 -- The reconciler and the sandbox's loop look for refunds in flight, across workspaces.
 CREATE INDEX refund_parts_in_flight ON refund_parts (status, updated);
+
+-- What a staged request's work made (a refund's path), for a retry whose answer was lost:
+-- it is never run again, and the retry is told where to look.
+ALTER TABLE idempotency_keys ADD COLUMN started_object TEXT;
