@@ -7,8 +7,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::accounts;
+use crate::accounts::keys::{self, NewKey};
+use crate::accounts::members::{self, Manager};
+use crate::accounts::roles::{self, Role};
 use crate::config::Settings;
-use crate::db::{DatabaseUrl, Db, DbConnection, PooledConnection};
+use crate::db::{write_tx, DatabaseUrl, Db, DbConnection, PooledConnection};
+use crate::error::ApiError;
 use crate::startup;
 use crate::webhooks::worker;
 
@@ -108,20 +112,78 @@ pub enum WorkspaceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Give a user access to a workspace.
-    AddMember { workspace_id: String, email: String },
+    /// Give an existing user access to a workspace, with a role.
+    AddMember {
+        workspace_id: String,
+        email: String,
+        #[arg(long, value_enum, default_value = "developer")]
+        role: RoleArg,
+    },
+    /// Give a member another role (a workspace always keeps an owner).
+    SetRole {
+        workspace_id: String,
+        email: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+    /// Take a user out of a workspace (never its last owner).
+    RemoveMember { workspace_id: String, email: String },
+    /// List a workspace's members and their roles.
+    Members {
+        workspace_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Owner,
+    Admin,
+    Developer,
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Role {
+        match role {
+            RoleArg::Owner => Role::Owner,
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Developer => Role::Developer,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
-    /// Create a workspace secret key for one mode.
+    /// Create a key for one mode: a full secret key (`sk_…`), or a restricted one (`rk_…`)
+    /// with --read-only or --allow payments:write,refunds:read.
     Create {
+        workspace_id: String,
+        #[arg(long, value_enum)]
+        mode: Mode,
+        /// A restricted key that may read everything a key may, and change nothing.
+        #[arg(long, conflicts_with = "allow")]
+        read_only: bool,
+        /// A restricted key with these permissions (resource:read or resource:write).
+        #[arg(long, value_delimiter = ',')]
+        allow: Vec<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a workspace's keys in one mode (prefix, permissions, created, last used).
+    List {
         workspace_id: String,
         #[arg(long, value_enum)]
         mode: Mode,
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a key by its id: it stops working at once, on every server.
+    Revoke { workspace_id: String, key_id: i64 },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -185,38 +247,198 @@ fn operator(conn: &mut PooledConnection, command: Command) -> Result<(), account
                 println!("{id}");
             }
         }
-        Command::Workspace {
-            command:
-                WorkspaceCommand::AddMember {
-                    workspace_id,
-                    email,
-                },
+        Command::Workspace { command } => workspace(conn, command)?,
+        Command::Key { command } => key(conn, command)?,
+    }
+    Ok(())
+}
+
+/// An API error as one line for the terminal (a field's message with the field's name).
+fn said(err: ApiError) -> accounts::AccountError {
+    let message = match &err {
+        ApiError::Validation(errors) => errors
+            .iter()
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        ApiError::Forbidden => "only an owner may do that".to_string(),
+        ApiError::NotFound => "not found".to_string(),
+        other => other.to_string(),
+    };
+    accounts::AccountError::Refused(message)
+}
+
+fn workspace(
+    conn: &mut DbConnection,
+    command: WorkspaceCommand,
+) -> Result<(), accounts::AccountError> {
+    let member_of = |conn: &mut DbConnection, workspace_id: &str, email: &str| {
+        let scope = accounts::operator_scope(conn, workspace_id, false)?;
+        let user = accounts::user_id(conn, email)?;
+        Ok::<_, accounts::AccountError>((scope, user))
+    };
+    match command {
+        WorkspaceCommand::Create { name, owner, json } => {
+            let id = accounts::create_workspace(conn, &name, &owner)?;
+            if json {
+                println!("{}", json!({ "id": id, "name": name.trim() }));
+            } else {
+                println!("{id}");
+            }
+        }
+        WorkspaceCommand::AddMember {
+            workspace_id,
+            email,
+            role,
         } => {
-            accounts::add_member(conn, &workspace_id, &email)?;
+            let scope = accounts::operator_scope(conn, &workspace_id, false)?;
+            let added = write_tx(conn, |conn| {
+                members::add(conn, &scope, Manager::Operator, &email, role.into())
+            });
+            match added {
+                Ok(member) => println!(
+                    "{} is a member of {workspace_id}, as {}",
+                    member.email,
+                    member.role.as_str()
+                ),
+                // Adding a member twice is not an error (scripts may run again).
+                Err(ApiError::Validation(e))
+                    if e.iter().any(|(_, m)| m.contains("already a member")) =>
+                {
+                    println!(
+                        "{} is already a member of {workspace_id}",
+                        email.trim().to_lowercase()
+                    )
+                }
+                Err(err) => return Err(said(err)),
+            }
+        }
+        WorkspaceCommand::SetRole {
+            workspace_id,
+            email,
+            role,
+        } => {
+            let (scope, user) = member_of(conn, &workspace_id, &email)?;
+            let member = write_tx(conn, |conn| {
+                members::set_role(conn, &scope, Manager::Operator, user, role.into())
+            })
+            .map_err(said)?;
             println!(
-                "{} is a member of {workspace_id}",
-                email.trim().to_lowercase()
+                "{} is {} of {workspace_id}",
+                member.email,
+                member.role.as_str()
             );
         }
-        Command::Key {
-            command:
-                KeyCommand::Create {
-                    workspace_id,
-                    mode,
-                    json,
-                },
+        WorkspaceCommand::RemoveMember {
+            workspace_id,
+            email,
+        } => {
+            let (scope, user) = member_of(conn, &workspace_id, &email)?;
+            let member = write_tx(conn, |conn| {
+                members::remove(conn, &scope, Manager::Operator, user)
+            })
+            .map_err(said)?;
+            println!("{} is no longer a member of {workspace_id}", member.email);
+        }
+        WorkspaceCommand::Members { workspace_id, json } => {
+            let scope = accounts::operator_scope(conn, &workspace_id, false)?;
+            for member in members::list(conn, &scope).map_err(said)? {
+                if json {
+                    println!("{}", serde_json::to_string(&member).unwrap_or_default());
+                } else {
+                    println!(
+                        "{}\t{}\t{}",
+                        member.user,
+                        member.role.as_str(),
+                        member.email
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn key(conn: &mut DbConnection, command: KeyCommand) -> Result<(), accounts::AccountError> {
+    match command {
+        KeyCommand::Create {
+            workspace_id,
+            mode,
+            read_only,
+            allow,
+            name,
+            json,
         } => {
             let test_mode = matches!(mode, Mode::Test);
-            let key = accounts::create_key(conn, &workspace_id, test_mode)?;
+            let scope = accounts::operator_scope(conn, &workspace_id, test_mode)?;
+            let permissions = if read_only {
+                Some(roles::read_only())
+            } else if allow.is_empty() {
+                None
+            } else {
+                let parsed = roles::parse_permissions(allow.iter().map(String::as_str));
+                Some(parsed.map_err(accounts::AccountError::Refused)?)
+            };
+            let new = NewKey { permissions, name };
+            let view = write_tx(conn, |conn| keys::create(conn, &scope, &new)).map_err(said)?;
+            let secret = view.secret.clone().unwrap_or_default();
             if json {
                 let mode = if test_mode { "test" } else { "live" };
                 println!(
                     "{}",
-                    json!({ "key": key, "workspace": workspace_id, "mode": mode })
+                    json!({ "key": secret, "id": view.id, "workspace": workspace_id, "mode": mode, "permissions": view.permissions })
                 );
             } else {
-                println!("{key}");
+                println!("{secret}");
             }
+        }
+        KeyCommand::List {
+            workspace_id,
+            mode,
+            json,
+        } => {
+            let scope = accounts::operator_scope(conn, &workspace_id, matches!(mode, Mode::Test))?;
+            for key in keys::list(conn, &scope).map_err(said)? {
+                if json {
+                    println!("{}", serde_json::to_string(&key).unwrap_or_default());
+                } else {
+                    let permissions = key
+                        .permissions
+                        .as_ref()
+                        .map_or("all".to_string(), |p| p.join(","));
+                    let state = key
+                        .revoked
+                        .as_ref()
+                        .map_or("active".to_string(), |at| format!("revoked {at}"));
+                    let used = key.last_used.as_deref().unwrap_or("never used");
+                    println!(
+                        "{}\t{}\t{permissions}\t{}\t{used}\t{state}",
+                        key.id, key.prefix, key.created
+                    );
+                }
+            }
+        }
+        KeyCommand::Revoke {
+            workspace_id,
+            key_id,
+        } => {
+            // A key id is the key's alone; it is looked for in both modes.
+            let mut revoked = None;
+            for test_mode in [false, true] {
+                let scope = accounts::operator_scope(conn, &workspace_id, test_mode)?;
+                match write_tx(conn, |conn| keys::revoke(conn, &scope, key_id)) {
+                    Ok(view) => {
+                        revoked = Some(view);
+                        break;
+                    }
+                    Err(ApiError::NotFound) => {}
+                    Err(err) => return Err(said(err)),
+                }
+            }
+            let view = revoked.ok_or_else(|| {
+                accounts::AccountError::Refused(format!("no key {key_id} in {workspace_id}"))
+            })?;
+            println!("revoked {} ({})", view.prefix, view.id);
         }
     }
     Ok(())

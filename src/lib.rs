@@ -2,6 +2,7 @@
 //! PostgreSQL. Start at `startup.rs` (routes) and `payments/` (the domain); see README.md.
 
 pub mod accounts;
+pub mod audit;
 pub mod billingrails;
 pub mod checkout;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod idempotency;
 pub mod integrations;
 pub mod invoices;
+pub mod logging;
 pub mod money;
 pub mod openapi;
 pub mod payments;

@@ -71,6 +71,15 @@ use crate::payments::status::PaymentStatus;
         crate::integrations::handlers::partial_update,
         crate::integrations::handlers::destroy,
         crate::integrations::handlers::webhook,
+        crate::accounts::handlers::list_members,
+        crate::accounts::handlers::add_member,
+        crate::accounts::handlers::retrieve_member,
+        crate::accounts::handlers::update_member,
+        crate::accounts::handlers::remove_member,
+        crate::accounts::handlers::list_keys,
+        crate::accounts::handlers::create_key,
+        crate::accounts::handlers::retrieve_key,
+        crate::accounts::handlers::revoke_key,
     ),
     components(schemas(PaymentView, crate::accounts::payer::PayerView, PaymentWrite, PaymentStatus, EventView, ErrorDetail, ValidationErrors, ErrorBody, IdempotencyConflict, crate::health::Health)),
     modifiers(&Security),
@@ -428,6 +437,10 @@ pub struct EventListParams {
     object_id: Option<String>,
     /// `payment` or `source` (their ids may be equal).
     object_type: Option<String>,
+    /// Who made the change: `user`, `key`, `checkout`, `provider` or `system`.
+    actor_type: Option<String>,
+    /// The `X-Request-Id` of the request (or the id of the job run) that made the change.
+    request_id: Option<String>,
 }
 
 /// A new refund: `payment` (on `POST /refunds/`; the path names it on
@@ -443,6 +456,28 @@ pub struct RefundWrite {
     reason: Option<crate::refunds::domain::RefundReason>,
     #[schema(value_type = Object)]
     metadata: Option<serde_json::Value>,
+}
+
+/// A member to add (`email` of an existing user, `role`), or a member's new `role`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MemberWrite {
+    /// Only when adding.
+    email: Option<String>,
+    /// `owner`, `admin`, `developer` (the default) or `viewer`.
+    #[schema(value_type = Option<String>, example = "viewer")]
+    role: Option<crate::accounts::roles::Role>,
+}
+
+/// A new key for the request's mode: a name and, for a restricted key, its permissions.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct KeyWrite {
+    name: Option<String>,
+    /// `resource:read` or `resource:write` for payments, sources, customers, invoices,
+    /// refunds, events, webhooks, integrations; absent or null for a full secret key.
+    #[schema(example = json!(["payments:write", "refunds:read"]))]
+    permissions: Option<Vec<String>>,
 }
 
 /// A refund's change: metadata (merged), and for a refund the merchant sends back itself (a

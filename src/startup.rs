@@ -1,18 +1,20 @@
 //! Builds the HTTP application and server from settings and a database.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::http::header;
-use actix_web::middleware::Logger;
 use actix_web::{web, App, HttpServer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::audit::Origin;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::http::body::BodyLimit;
+use crate::http::request_id;
 use crate::http::throttle::Throttle;
 use crate::http::{not_found, resource};
 use crate::openapi::ApiDoc;
@@ -33,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(billingrails::routes)
         .configure(webhooks::routes)
         .configure(integrations::routes)
+        .configure(crate::accounts::handlers::routes)
         .configure(checkout::routes)
         .service(resource("/health", "GET").route(web::get().to(health::health)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
@@ -80,17 +83,8 @@ pub fn serve(
             .configure(configure)
             .default_service(web::to(not_found))
             .wrap(cors(&settings.cors_origins))
-            // One line per request: method, route, status and time. The route template
-            // (`/pay/{key}/`), never the path, query or headers: a path may hold a checkout
-            // key, a header a token.
-            .wrap(
-                Logger::new("%a \"%{METHOD}xi %{ROUTE}xi\" %s %Dms")
-                    .custom_request_replace("METHOD", |req| req.method().to_string())
-                    .custom_request_replace("ROUTE", |req| {
-                        req.match_pattern()
-                            .unwrap_or_else(|| "(no route)".to_string())
-                    }),
-            )
+            // The request id, and one log line per request (route templates, never paths).
+            .wrap(actix_web::middleware::from_fn(request_id::middleware))
     })
     .workers(workers)
     .shutdown_timeout(10)
@@ -167,10 +161,15 @@ fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
         loop {
             tick.tick().await;
             let base_url = base_url.clone();
+            let origin = Arc::new(Origin::job("sandbox"));
             let result = db
                 .write(move |conn| {
-                    crate::payments::charges::settle_due_sandbox_charges(conn, after, &base_url)?;
-                    crate::refunds::operations::settle_due_sandbox_refunds(conn, after, &base_url)
+                    crate::payments::charges::settle_due_sandbox_charges(
+                        conn, &origin, after, &base_url,
+                    )?;
+                    crate::refunds::operations::settle_due_sandbox_refunds(
+                        conn, &origin, after, &base_url,
+                    )
                 })
                 .await;
             if let Err(err) = result {

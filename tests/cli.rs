@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use common::{
     assert_token, for_each_backend, http_get, text, with_database_name, Backend, Server, TestDb,
@@ -25,6 +25,9 @@ for_each_backend!(
     serve_no_bootstrap,
     health_reports_a_database_that_does_not_answer,
     user_token_needs_membership_and_rotation,
+    a_revoked_key_is_refused_by_every_server_at_once,
+    key_list_and_restricted_keys,
+    roles_from_the_cli,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -189,7 +192,12 @@ fn serve_end_to_end(db: &TestDb) {
         .lines()
         .find(|line| line.contains("\"GET /payments/\" 200"))
         .unwrap_or_else(|| panic!("no request line in the log:\n{log}"));
-    assert!(line.trim_end().ends_with("ms"), "{line}");
+    // …with the request's id and, last, who sent it.
+    assert!(line.contains(" req_"), "{line}");
+    assert!(
+        line.trim_end().ends_with("ms user:admin@cobro.local"),
+        "{line}"
+    );
     assert!(
         !log.contains(&first.token),
         "the log shows the token:\n{log}"
@@ -417,19 +425,10 @@ fn user_token_needs_membership_and_rotation(db: &TestDb) {
     assert_eq!(server.get("/payments/", &ada, &workspace).0, 200);
 
     let rotated = db.cobro_json(&["token", "rotate", "ada@example.com", "--json"]);
-    // The server trusted Ada's token for up to a second (COBRO_AUTH_CACHE_MS); after that,
-    // it asks the database and refuses the old token.
-    let rotated_at = std::time::Instant::now();
-    let (status, body) = loop {
-        let (status, body) = server.get("/payments/", &ada, &workspace);
-        if status != 200 || rotated_at.elapsed() > Duration::from_secs(3) {
-            break (status, body);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // The running server refuses the old token from its very next request: no cache window.
+    let (status, body) = server.get("/payments/", &ada, &workspace);
     assert_eq!(status, 401, "{body}");
     assert_eq!(body, json!({"detail": "Invalid token."}));
-    assert!(rotated_at.elapsed() < Duration::from_millis(1500));
     assert_eq!(
         server
             .get("/payments/", text(&rotated["token"]), &workspace)
@@ -445,7 +444,240 @@ fn user_token_needs_membership_and_rotation(db: &TestDb) {
         http_get(&server.url("/payments/"), &[("Authorization", &bearer)]).expect("an answer");
     assert_eq!(status, 200, "{body}");
 
+    // A role taken away by another process counts from the next request too.
+    db.cobro(&[
+        "workspace",
+        "set-role",
+        &workspace,
+        "ada@example.com",
+        "viewer",
+    ]);
+    let ada = text(&rotated["token"]);
+    let (status, _) = server.post(
+        "/payments/",
+        ada,
+        &workspace,
+        json!({"amount": 5, "currency": "CLP", "date": "2026-01-01"}),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(server.get("/payments/", ada, &workspace).0, 200);
+    db.cobro(&["workspace", "remove-member", &workspace, "ada@example.com"]);
+    assert_eq!(server.get("/payments/", ada, &workspace).0, 403);
+
     server.stop();
+}
+
+/// Two `cobro serve` processes on one database: a key revoked through one (or by the CLI)
+/// is refused by the other on its very next request.
+fn a_revoked_key_is_refused_by_every_server_at_once(db: &TestDb) {
+    let (owner, workspace) = db.user_with_workspace("ada@example.com");
+    let first = Server::start(db, &["--no-bootstrap"]);
+    let second = Server::start(db, &["--no-bootstrap"]);
+    first.wait_until_healthy();
+    second.wait_until_healthy();
+    let bearer = |key: &str| format!("Bearer {key}");
+    let get_with = |server: &Server, key: &str| {
+        http_get(
+            &server.url("/payments/"),
+            &[("Authorization", &bearer(key))],
+        )
+        .expect("an answer")
+    };
+
+    // Revoked through the API of the first server.
+    let made = db.cobro_json(&["key", "create", &workspace, "--mode", "live", "--json"]);
+    let key = text(&made["key"]);
+    assert_eq!(get_with(&second, key).0, 200);
+    assert_eq!(get_with(&first, key).0, 200);
+    let id = made["id"].as_i64().unwrap();
+    let (status, revoked) = first.delete(&format!("/keys/{id}/"), &owner, &workspace);
+    assert_eq!(status, 200, "{revoked}");
+    assert!(revoked["revoked"].is_string(), "{revoked}");
+    let (status, body) = get_with(&second, key);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body, json!({"detail": "Invalid token."}));
+    assert_eq!(get_with(&first, key).0, 401);
+
+    // Revoked by the CLI, a third process.
+    let made = db.cobro_json(&[
+        "key",
+        "create",
+        &workspace,
+        "--mode",
+        "test",
+        "--read-only",
+        "--json",
+    ]);
+    let key = text(&made["key"]);
+    assert!(key.starts_with("rk_test_"), "{made}");
+    assert_eq!(get_with(&second, key).0, 200);
+    let said = db.cobro(&["key", "revoke", &workspace, &made["id"].to_string()]);
+    assert!(said.contains("revoked rk_test_…"), "{said}");
+    assert_eq!(get_with(&second, key).0, 401);
+    assert_eq!(get_with(&first, key).0, 401);
+
+    first.stop();
+    second.stop();
+}
+
+/// `cobro key create --read-only | --allow …`, `key list` and their refusals.
+fn key_list_and_restricted_keys(db: &TestDb) {
+    let (_, workspace) = db.user_with_workspace("ada@example.com");
+    let full = db.cobro_json(&[
+        "key", "create", &workspace, "--mode", "test", "--name", "server", "--json",
+    ]);
+    assert!(text(&full["key"]).starts_with("sk_test_"), "{full}");
+    assert_eq!(full["permissions"], Value::Null);
+    let read_only = db.cobro_json(&[
+        "key",
+        "create",
+        &workspace,
+        "--mode",
+        "test",
+        "--read-only",
+        "--json",
+    ]);
+    assert!(
+        text(&read_only["key"]).starts_with("rk_test_"),
+        "{read_only}"
+    );
+    assert_eq!(
+        read_only["permissions"].as_array().unwrap().len(),
+        8,
+        "{read_only}"
+    );
+    let some = db.cobro_json(&[
+        "key",
+        "create",
+        &workspace,
+        "--mode",
+        "test",
+        "--allow",
+        "payments:write,refunds:read",
+        "--json",
+    ]);
+    assert_eq!(
+        some["permissions"],
+        json!(["payments:write", "refunds:read"])
+    );
+
+    for bad in ["payments:delete", "members:read", "keys:write", "nothing"] {
+        let error = db.cobro_error(&[
+            "key", "create", &workspace, "--mode", "test", "--allow", bad,
+        ]);
+        assert!(error.contains("not a permission"), "{bad}: {error}");
+    }
+    let refused = db.run(
+        &db.url,
+        &[
+            "key",
+            "create",
+            &workspace,
+            "--mode",
+            "test",
+            "--read-only",
+            "--allow",
+            "payments:read",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        !refused.status.success() && refused.stderr.contains("cannot be used with"),
+        "{}",
+        refused.stderr
+    );
+
+    db.cobro(&["key", "revoke", &workspace, &some["id"].to_string()]);
+    let listed: Vec<Value> = db
+        .cobro(&["key", "list", &workspace, "--mode", "test", "--json"])
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    // Newest first, never the secret; each by its kind and last four characters.
+    assert_eq!(listed[0]["id"], some["id"]);
+    assert!(listed[0]["revoked"].is_string());
+    assert!(listed[1]["revoked"].is_null());
+    assert_eq!(listed[2]["name"], "server");
+    for (key, made) in listed.iter().zip([&some, &read_only, &full]) {
+        let secret = text(&made["key"]);
+        assert!(key.get("secret").is_none(), "{key}");
+        let expected = format!("{}…{}", &secret[..8], &secret[secret.len() - 4..]);
+        assert_eq!(key["prefix"], expected.as_str());
+    }
+    assert!(db
+        .cobro(&["key", "list", &workspace, "--mode", "live"])
+        .trim()
+        .is_empty());
+    let error = db.cobro_error(&["key", "revoke", &workspace, "999999"]);
+    assert!(error.contains("no key 999999"), "{error}");
+}
+
+/// `cobro workspace add-member --role`, `set-role`, `remove-member` and `members`, and the
+/// rule that a workspace keeps an owner.
+fn roles_from_the_cli(db: &TestDb) {
+    let (_, workspace) = db.user_with_workspace("ada@example.com");
+    db.cobro(&["user", "create", "bob@example.com"]);
+    let added = db.cobro(&[
+        "workspace",
+        "add-member",
+        &workspace,
+        "bob@example.com",
+        "--role",
+        "viewer",
+    ]);
+    assert!(added.contains("as viewer"), "{added}");
+    let members = db.cobro(&["workspace", "members", &workspace]);
+    assert!(members.contains("owner\tada@example.com"), "{members}");
+    assert!(members.contains("viewer\tbob@example.com"), "{members}");
+
+    let error = db.cobro_error(&[
+        "workspace",
+        "set-role",
+        &workspace,
+        "ada@example.com",
+        "admin",
+    ]);
+    assert!(error.contains("at least one owner"), "{error}");
+    let error = db.cobro_error(&["workspace", "remove-member", &workspace, "ada@example.com"]);
+    assert!(error.contains("last owner"), "{error}");
+    let refused = db.run(
+        &db.url,
+        &[
+            "workspace",
+            "set-role",
+            &workspace,
+            "bob@example.com",
+            "king",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        !refused.status.success() && refused.stderr.contains("invalid value"),
+        "{}",
+        refused.stderr
+    );
+
+    db.cobro(&[
+        "workspace",
+        "set-role",
+        &workspace,
+        "bob@example.com",
+        "owner",
+    ]);
+    let said = db.cobro(&[
+        "workspace",
+        "set-role",
+        &workspace,
+        "ada@example.com",
+        "developer",
+    ]);
+    assert!(said.contains("is developer"), "{said}");
+    db.cobro(&["workspace", "remove-member", &workspace, "ada@example.com"]);
+    let members = db.cobro(&["workspace", "members", &workspace, "--json"]);
+    assert_eq!(members.lines().count(), 1, "{members}");
+    let error = db.cobro_error(&["workspace", "remove-member", &workspace, "ada@example.com"]);
+    assert!(error.contains("not found"), "{error}");
 }
 
 fn assert_secret_key(key: &str, prefix: &str) {

@@ -1,29 +1,36 @@
 //! Authentication as Piriod does it: `Authorization: Token …` plus the `x-simple-workspace`
 //! and `x-piriod-test-mode` headers, or a workspace secret key (`Token sk_…`/`Bearer sk_…`)
-//! that carries its own workspace and mode. Errors come in the contract's order.
+//! that carries its own workspace and mode. Errors come in the contract's order: who
+//! (401), then where and what (403: not a member, or beyond the role or key's permissions).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
-use super::{authenticate, cache, is_member, Principal};
-use crate::config::Settings;
+use super::keys::KeyPrincipal;
+use super::roles::{self, Grants};
+use super::{authenticate, members, Principal};
+use crate::audit::Origin;
 use crate::db::{Db, Scope};
 use crate::error::{ApiError, FieldErrors};
+use crate::http::request_id;
 use crate::http::throttle::Throttle;
 
 pub const WORKSPACE_HEADER: &str = "x-simple-workspace";
 pub const TEST_MODE_HEADER: &str = "x-piriod-test-mode";
 
-/// An authenticated request: who sent it and the workspace and mode it acts in.
+/// An authenticated request: who sent it, the workspace and mode it acts in (with its
+/// origin: the actor and request id its events record), and what it may do there. Being
+/// extracted at all means the request's route is within `grants` (`roles::needed`).
 #[derive(Clone, Debug)]
 pub struct Auth {
     pub scope: Scope,
     pub principal: Principal,
+    pub grants: Grants,
 }
 
 impl FromRequest for Auth {
@@ -36,79 +43,112 @@ impl FromRequest for Auth {
         let test_mode = header(req.headers(), TEST_MODE_HEADER);
         let db = req.app_data::<web::Data<Db>>().cloned();
         let throttle = req.app_data::<web::Data<Throttle>>().cloned();
-        let ttl = req
-            .app_data::<web::Data<Settings>>()
-            .map_or(Duration::ZERO, |s| Duration::from_millis(s.auth_cache_ms));
+        let needed = req
+            .match_pattern()
+            .and_then(|route| roles::needed(req.method().as_str(), &route));
+        let req = req.clone();
         Box::pin(async move {
             let credential = credential?;
-            let digest = super::digest(&credential);
             // Counted per credential as presented, before the database is asked about it.
             if let Some(throttle) = throttle {
-                throttle.check(&digest)?;
-            }
-            if let Some(principal) = cache::principal(&digest, ttl) {
-                let known = |user, workspace: &str| Ok(cache::is_member(user, workspace, ttl));
-                if let Some(scope) = scope_for(&principal, &workspace, &test_mode, known)? {
-                    return Ok(Auth { scope, principal });
-                }
+                throttle.check(&super::digest(&credential))?;
             }
             let db = db.ok_or_else(|| ApiError::internal("no database in app data"))?;
-            db.run(move |conn| {
-                let principal = authenticate(conn, &credential)?
-                    .ok_or(ApiError::AuthenticationFailed("Invalid token."))?;
-                let asked = |user, workspace: &str| Ok(is_member(conn, user, workspace)?);
-                let scope = scope_for(&principal, &workspace, &test_mode, asked)?
-                    .ok_or(ApiError::Forbidden)?;
-                if !ttl.is_zero() {
-                    cache::remember(&digest, &principal, workspace.as_deref());
-                }
-                Ok(Auth { scope, principal })
+            // No cache: a key revoked or a role changed anywhere counts from the next request.
+            let (principal, found) = db
+                .run(move |conn| {
+                    let principal = authenticate(conn, &credential)?
+                        .ok_or(ApiError::AuthenticationFailed("Invalid token."))?;
+                    let role_of =
+                        |user, workspace: &str| Ok(members::role_of(conn, user, workspace)?);
+                    let found = scope_for(&principal, &workspace, &test_mode, role_of)?;
+                    Ok((principal, found))
+                })
+                .await?;
+            let actor = principal.actor();
+            req.extensions_mut().insert(actor.clone());
+            let ((workspace, test_mode), grants) = found.ok_or(ApiError::Forbidden)?;
+            match needed {
+                Some((resource, access)) if grants.allows(resource, access) => {}
+                _ => return Err(ApiError::Forbidden),
+            }
+            if let Principal::Key(key) = &principal {
+                note_use(&db, key);
+            }
+            let origin = Arc::new(Origin::new(actor, request_id::of(&req)));
+            Ok(Auth {
+                scope: Scope::new(workspace, test_mode, &origin),
+                principal,
+                grants,
             })
-            .await
         })
     }
 }
 
-/// The scope a principal acts in, given the request's headers; None when a user is not
-/// (or, with the cache's `is_member`, not known to be) a member of the workspace.
+/// Writes when a key was last used (at most once a minute per key, after the answer: a
+/// failure to write it fails nothing).
+fn note_use(db: &Db, key: &KeyPrincipal) {
+    if !key.last_used_is_stale() {
+        return;
+    }
+    let (db, id) = (db.clone(), key.id);
+    actix_web::rt::spawn(async move {
+        let touched = db
+            .write(move |conn| Ok(super::keys::touch(conn, id)?))
+            .await;
+        if let Err(err) = touched {
+            err.log_for("noting a key's last use");
+        }
+    });
+}
+
+/// A workspace and mode.
+type Place = (String, bool);
+
+/// The workspace and mode a principal acts in, given the request's headers, and what it may
+/// do there; None when a user is not a member of the workspace.
 fn scope_for(
     principal: &Principal,
     workspace: &Option<String>,
     test_mode: &Option<String>,
-    is_member: impl FnOnce(i64, &str) -> Result<bool, ApiError>,
-) -> Result<Option<Scope>, ApiError> {
+    role_of: impl FnOnce(i64, &str) -> Result<Option<roles::Role>, ApiError>,
+) -> Result<Option<(Place, Grants)>, ApiError> {
     match principal {
-        Principal::Key { scope, .. } => {
+        Principal::Key(key) => {
             // Headers are optional with a key, but may not contradict it.
-            if workspace
-                .as_deref()
-                .is_some_and(|w| w != scope.workspace_id())
-            {
+            if workspace.as_deref().is_some_and(|w| w != key.workspace_id) {
                 return Err(ApiError::Forbidden);
             }
             if let Some(raw) = test_mode {
-                if parse_test_mode(raw)? != scope.test_mode() {
+                if parse_test_mode(raw)? != key.test_mode {
                     return Err(ApiError::Forbidden);
                 }
             }
-            Ok(Some(scope.clone()))
+            let grants = match &key.permissions {
+                None => Grants::Key,
+                Some(permissions) => Grants::Restricted(permissions.clone()),
+            };
+            Ok(Some(((key.workspace_id.clone(), key.test_mode), grants)))
         }
-        Principal::User { id } => {
+        Principal::User { id, .. } => {
             let workspace = workspace.as_deref().ok_or_else(|| {
                 ApiError::Validation(FieldErrors::one(
                     "non_field_errors",
                     "x-simple-workspace header is required.",
                 ))
             })?;
-            if !is_member(*id, workspace)? {
+            let Some(role) = role_of(*id, workspace)? else {
                 return Ok(None);
-            }
+            };
             let test_mode = test_mode
                 .as_deref()
                 .map(parse_test_mode)
                 .transpose()?
                 .unwrap_or(false);
-            Ok(Some(Scope::new(workspace.to_string(), test_mode)))
+            Ok(Some((
+                (workspace.to_string(), test_mode),
+                Grants::Member(role),
+            )))
         }
     }
 }
@@ -135,8 +175,10 @@ fn credential(headers: &HeaderMap) -> Result<String, ApiError> {
             "Invalid token header. Token string should not contain spaces.",
         )),
         ("token", Some(secret), None) => Ok(secret.to_string()),
-        // Bearer is for workspace secret keys (Stripe's habit); anything else is not ours.
-        ("bearer", Some(secret), None) if secret.starts_with("sk_") => Ok(secret.to_string()),
+        // Bearer is for workspace keys (Stripe's habit); anything else is not ours.
+        ("bearer", Some(secret), None) if super::keys::looks_like_key(secret) => {
+            Ok(secret.to_string())
+        }
         _ => Err(ApiError::NotAuthenticated),
     }
 }

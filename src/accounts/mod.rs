@@ -6,15 +6,18 @@
 //! The plain value is shown once, when it is made.
 
 pub mod auth;
-
-pub mod cache;
+pub mod handlers;
+pub mod keys;
+pub mod members;
 pub mod payer;
+pub mod roles;
 
 use diesel::prelude::*;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
-use crate::db::schema::{memberships, secret_keys, users, workspaces};
+use crate::audit::Actor;
+use crate::db::schema::{memberships, users, workspaces};
 use crate::db::{is_unique_violation, now, write_tx, DbConnection, Scope};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,9 @@ pub enum AccountError {
     UnknownWorkspace(String),
     #[error("a workspace name may not be blank")]
     BlankName,
+    /// A rule said no (the message names what).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -37,18 +43,31 @@ pub enum AccountError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     /// A user's API token: the workspace and mode come from the request's headers.
-    User { id: i64 },
-    /// A workspace secret key, bound to one workspace and mode.
-    Key { id: i64, scope: Scope },
+    User { id: i64, email: String },
+    /// A workspace key, bound to one workspace and mode: a full secret key (`sk_…`,
+    /// `permissions` None) or a restricted one (`rk_…`).
+    Key(keys::KeyPrincipal),
 }
 
 impl Principal {
     /// Who sent a request, as idempotency keys are scoped: the user (whatever their token
-    /// is now) or the secret key.
+    /// is now) or the key.
     pub fn credential(&self) -> String {
         match self {
-            Principal::User { id } => format!("user:{id}"),
-            Principal::Key { id, .. } => format!("key:{id}"),
+            Principal::User { id, .. } => format!("user:{id}"),
+            Principal::Key(key) => format!("key:{}", key.id),
+        }
+    }
+
+    /// The actor its events record (a key by its masked prefix).
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::User { email, .. } => Actor::User {
+                email: email.clone(),
+            },
+            Principal::Key(key) => Actor::Key {
+                prefix: key.masked.clone(),
+            },
         }
     }
 }
@@ -57,7 +76,7 @@ pub fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn random(len: usize) -> String {
+pub(crate) fn random(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
@@ -72,7 +91,7 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
-fn normalise_email(email: &str) -> Result<String, AccountError> {
+pub(crate) fn normalise_email(email: &str) -> Result<String, AccountError> {
     use validator::ValidateEmail;
     let email = email.trim().to_lowercase();
     if email.validate_email() {
@@ -82,7 +101,7 @@ fn normalise_email(email: &str) -> Result<String, AccountError> {
     }
 }
 
-fn user_id(conn: &mut DbConnection, email: &str) -> Result<i64, AccountError> {
+pub(crate) fn user_id(conn: &mut DbConnection, email: &str) -> Result<i64, AccountError> {
     let email = normalise_email(email)?;
     users::table
         .filter(users::email.eq(&email))
@@ -117,7 +136,6 @@ pub fn rotate_token(conn: &mut DbConnection, email: &str) -> Result<String, Acco
     diesel::update(users::table.find(id))
         .set(users::token_digest.eq(digest(&token)))
         .execute(conn)?;
-    cache::forget_user(id);
     Ok(token)
 }
 
@@ -154,12 +172,16 @@ fn insert_workspace(
             memberships::workspace_id.eq(&id),
             memberships::user_id.eq(owner),
             memberships::created.eq(at),
+            memberships::role.eq(roles::Role::Owner.as_str()),
         ))
         .execute(conn)?;
     Ok(id)
 }
 
-fn require_workspace(conn: &mut DbConnection, workspace_id: &str) -> Result<String, AccountError> {
+pub(crate) fn require_workspace(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+) -> Result<String, AccountError> {
     workspaces::table
         .find(workspace_id)
         .select(workspaces::name)
@@ -168,89 +190,37 @@ fn require_workspace(conn: &mut DbConnection, workspace_id: &str) -> Result<Stri
         .ok_or_else(|| AccountError::UnknownWorkspace(workspace_id.to_string()))
 }
 
+/// A scope for an operator's command (the CLI): the workspace, which must exist, in one
+/// mode, acted in by the job `cli`.
+pub fn operator_scope(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    test_mode: bool,
+) -> Result<Scope, AccountError> {
+    require_workspace(conn, workspace_id)?;
+    let origin = std::sync::Arc::new(crate::audit::Origin::job("cli"));
+    Ok(Scope::new(workspace_id.to_string(), test_mode, &origin))
+}
+
 /// The workspace's name, for pages that show it to payers.
 pub fn workspace_name(conn: &mut DbConnection, scope: &Scope) -> Result<String, AccountError> {
     require_workspace(conn, scope.workspace_id())
 }
 
-/// Adds a member; adding one twice is not an error.
-pub fn add_member(
-    conn: &mut DbConnection,
-    workspace_id: &str,
-    email: &str,
-) -> Result<(), AccountError> {
-    require_workspace(conn, workspace_id)?;
-    let user = user_id(conn, email)?;
-    let inserted = diesel::insert_into(memberships::table)
-        .values((
-            memberships::workspace_id.eq(workspace_id),
-            memberships::user_id.eq(user),
-            memberships::created.eq(now()),
-        ))
-        .execute(conn);
-    match inserted {
-        Err(e) if !is_unique_violation(&e) => Err(e.into()),
-        _ => Ok(()),
-    }
-}
-
-/// Makes a workspace secret key (`sk_test_…` or `sk_live_…`).
-pub fn create_key(
-    conn: &mut DbConnection,
-    workspace_id: &str,
-    test_mode: bool,
-) -> Result<String, AccountError> {
-    require_workspace(conn, workspace_id)?;
-    let key = format!(
-        "sk_{}_{}",
-        if test_mode { "test" } else { "live" },
-        random(32)
-    );
-    diesel::insert_into(secret_keys::table)
-        .values((
-            secret_keys::workspace_id.eq(workspace_id),
-            secret_keys::test_mode.eq(test_mode),
-            secret_keys::digest.eq(digest(&key)),
-            secret_keys::prefix.eq(&key[..12]),
-            secret_keys::created.eq(now()),
-        ))
-        .execute(conn)?;
-    Ok(key)
-}
-
-/// Whom a token or key belongs to, or None for an unknown or revoked one.
+/// Whom a token or key belongs to, or None for an unknown or revoked one. Asked on every
+/// request, with no cache: a key revoked or a token rotated by any process stops working
+/// on every process at once.
 pub fn authenticate(conn: &mut DbConnection, credential: &str) -> QueryResult<Option<Principal>> {
     let digest = digest(credential);
-    if credential.starts_with("sk_") {
-        let key = secret_keys::table
-            .filter(secret_keys::digest.eq(&digest))
-            .select((
-                secret_keys::id,
-                secret_keys::workspace_id,
-                secret_keys::test_mode,
-            ))
-            .first::<(i64, String, bool)>(conn)
-            .optional()?;
-        return Ok(key.map(|(id, workspace, test_mode)| Principal::Key {
-            id,
-            scope: Scope::new(workspace, test_mode),
-        }));
+    if keys::looks_like_key(credential) {
+        return Ok(keys::authenticate(conn, &digest)?.map(Principal::Key));
     }
     let user = users::table
         .filter(users::token_digest.eq(&digest))
-        .select(users::id)
-        .first(conn)
+        .select((users::id, users::email))
+        .first::<(i64, String)>(conn)
         .optional()?;
-    Ok(user.map(|id| Principal::User { id }))
-}
-
-pub fn is_member(conn: &mut DbConnection, user_id: i64, workspace_id: &str) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        memberships::table
-            .filter(memberships::user_id.eq(user_id))
-            .filter(memberships::workspace_id.eq(workspace_id)),
-    ))
-    .get_result(conn)
+    Ok(user.map(|(id, email)| Principal::User { id, email }))
 }
 
 pub fn has_users(conn: &mut DbConnection) -> QueryResult<bool> {

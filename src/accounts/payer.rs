@@ -23,12 +23,15 @@
 //! succeeded or cancelled payment's key still shows its page (a receipt, or that it was
 //! cancelled) but pays nothing. The pages answer every failure with a page, never JSON.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::audit::Origin;
 use crate::db::{Db, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::http::body::Body;
@@ -122,7 +125,11 @@ pub fn open_payment(
     if key.len() != 20 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Ok(None);
     }
-    Ok(payment_store::find_by_checkout_key(conn, key)?.filter(|(_, p)| p.enable_checkout))
+    // The payer acts in the request this runs for (its id follows the work to this thread).
+    let request_id =
+        crate::http::request_id::current().unwrap_or_else(crate::http::request_id::generate);
+    let origin = Arc::new(Origin::new(crate::audit::Actor::Checkout, request_id));
+    Ok(payment_store::find_by_checkout_key(conn, key, &origin)?.filter(|(_, p)| p.enable_checkout))
 }
 
 /// Inside a payer's write: the key's payment as it is now, if its checkout is still open

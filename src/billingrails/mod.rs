@@ -185,8 +185,9 @@ async fn read(body: Result<Body, ApiError>) -> Result<Map<String, Value>, BrErro
     Ok(body?.read().await?)
 }
 
+/// The request's own id, the one its `X-Request-Id` header carries.
 fn request_id() -> String {
-    crate::accounts::new_id("req_")
+    crate::http::request_id::current().unwrap_or_else(crate::http::request_id::generate)
 }
 
 /// One object under its name, with `meta.request_id`: the body of every single-object

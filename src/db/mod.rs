@@ -16,7 +16,9 @@ use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionMa
 use diesel::prelude::*;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use crate::audit::Origin;
 use crate::error::ApiError;
+use crate::http::request_id;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -354,10 +356,11 @@ impl Db {
             .map_err(|_| ApiError::unavailable("none came free in 10 s (the server is busy)"))?
             .map_err(ApiError::internal)?;
         let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
+        let id = request_id::current();
         actix_web::web::block(move || {
             // Held until the connection is back in the pool, even if the request is gone.
             let _permit = permit;
-            on_pooled(&pool, &unreachable, work)
+            request_id::within(id, || on_pooled(&pool, &unreachable, work))
         })
         .await
         .map_err(ApiError::internal)?
@@ -394,7 +397,12 @@ impl Db {
         T: Send + 'static,
     {
         match &self.writer {
-            Some(writer) => writer.write(work).await,
+            Some(writer) => {
+                let id = request_id::current();
+                writer
+                    .write(move |conn| request_id::within(id, || work(conn)))
+                    .await
+            }
             None => self.run(work).await,
         }
     }
@@ -545,20 +553,24 @@ fn write_tx_once<T, E: TxError>(
     }
 }
 
-/// The workspace and mode that a request acts in. Storage functions for tenant data take a
-/// `&Scope` and filter by it in one place; the fields are private so that only
-/// authentication (or an operator command) can make one.
+/// The workspace and mode that a request acts in, and on whose behalf ([`Origin`]: the
+/// actor and the request id that its events record). Storage functions for tenant data take
+/// a `&Scope` and filter by it in one place; the fields are private so that only
+/// authentication (or an operator command, or a job) can make one, and none without saying
+/// who acts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scope {
     workspace_id: String,
     test_mode: bool,
+    origin: Arc<Origin>,
 }
 
 impl Scope {
-    pub(crate) fn new(workspace_id: String, test_mode: bool) -> Self {
+    pub(crate) fn new(workspace_id: String, test_mode: bool, origin: &Arc<Origin>) -> Self {
         Self {
             workspace_id,
             test_mode,
+            origin: origin.clone(),
         }
     }
     pub fn workspace_id(&self) -> &str {
@@ -566,6 +578,13 @@ impl Scope {
     }
     pub fn test_mode(&self) -> bool {
         self.test_mode
+    }
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    /// The same workspace and mode, acted in by someone else.
+    pub fn acting_as(&self, origin: &Arc<Origin>) -> Scope {
+        Scope::new(self.workspace_id.clone(), self.test_mode, origin)
     }
 }
 

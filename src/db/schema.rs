@@ -24,6 +24,7 @@ diesel::table! {
         workspace_id -> Text,
         user_id -> BigInt,
         created -> Timestamp,
+        role -> Text,
     }
 }
 
@@ -35,6 +36,11 @@ diesel::table! {
         digest -> Text,
         prefix -> Text,
         created -> Timestamp,
+        permissions -> Nullable<Text>,
+        name -> Text,
+        last4 -> Text,
+        last_used -> Nullable<Timestamp>,
+        revoked -> Nullable<Timestamp>,
     }
 }
 
@@ -88,11 +94,15 @@ diesel::table! {
         object_id -> Text,
         data -> Text,
         created -> Timestamp,
+        actor_type -> Text,
+        actor -> Text,
+        request_id -> Text,
     }
 }
 
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(memberships -> workspaces (workspace_id));
+diesel::allow_tables_to_appear_in_same_query!(memberships, users);
 
 diesel::allow_tables_to_appear_in_same_query!(payments, payment_metadata);
 

@@ -29,7 +29,17 @@ pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<
         event_type: params.get("type").map(str::to_string),
         object_id: params.get("object_id").map(str::to_string),
         object_type: params.get("object_type").map(str::to_string),
+        actor_type: params.get("actor_type").map(str::to_string),
+        request_id: params.get("request_id").map(str::to_string),
     };
+    if let Some(kind) = &filter.actor_type {
+        if !crate::audit::Actor::KINDS.contains(&kind.as_str()) {
+            return Err(ApiError::Validation(crate::error::FieldErrors::one(
+                "actor_type",
+                format!("Select a valid choice. {kind} is not one of the available choices."),
+            )));
+        }
+    }
     let page = PageRequest::new(&req, &params)?;
     let page = db
         .run(move |conn| {

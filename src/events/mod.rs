@@ -1,5 +1,6 @@
 //! Events: the audit trail of every change, written in the same transaction as the change.
-//! They are also the outbox that webhooks will deliver from.
+//! They are also the outbox that webhooks deliver from. Each records its actor and request
+//! id (`crate::audit`), from the scope it was written in.
 
 pub mod handlers;
 pub mod store;
@@ -26,4 +27,12 @@ pub struct EventView {
     #[schema(value_type = String, format = DateTime)]
     pub created: String,
     pub test_mode: bool,
+    /// Who made the change: `{"type": "user", "email"}`, `{"type": "key", "prefix"}`,
+    /// `{"type": "checkout"}` (a payer), `{"type": "provider", "integration"}` (a provider's
+    /// webhook) or `{"type": "system", "job"}`. Events older than actors show
+    /// `{"type": "unknown"}`.
+    #[schema(value_type = Object, example = json!({"type": "user", "email": "ana@example.com"}))]
+    pub actor: Value,
+    /// The request (its `X-Request-Id`) or job run that made the change.
+    pub request_id: String,
 }

@@ -49,6 +49,8 @@ pub fn insert(
     data: &impl Serialize,
 ) -> Result<i64, ApiError> {
     let data = serde_json::to_string(data).map_err(ApiError::internal)?;
+    let origin = scope.origin();
+    let actor = serde_json::to_string(&origin.actor).map_err(ApiError::internal)?;
     Ok(diesel::insert_into(events::table)
         .values((
             events::workspace_id.eq(scope.workspace_id()),
@@ -58,6 +60,9 @@ pub fn insert(
             events::object_id.eq(object_id),
             events::data.eq(data),
             events::created.eq(now()),
+            events::actor_type.eq(origin.actor.kind()),
+            events::actor.eq(actor),
+            events::request_id.eq(&origin.request_id),
         ))
         .returning(events::id)
         .get_result(conn)?)
@@ -69,6 +74,9 @@ pub struct EventFilter {
     pub object_id: Option<String>,
     /// `payment` or `source`: ids of different kinds of object may be equal.
     pub object_type: Option<String>,
+    /// `user`, `key`, `checkout`, `provider` or `system`.
+    pub actor_type: Option<String>,
+    pub request_id: Option<String>,
 }
 
 #[derive(Queryable)]
@@ -81,6 +89,9 @@ struct EventRow {
     object_id: String,
     data: String,
     created: NaiveDateTime,
+    _actor_type: String,
+    actor: String,
+    request_id: String,
 }
 
 fn filtered<'a>(scope: &Scope, filter: &'a EventFilter) -> events::BoxedQuery<'a, MultiBackend> {
@@ -94,6 +105,12 @@ fn filtered<'a>(scope: &Scope, filter: &'a EventFilter) -> events::BoxedQuery<'a
     if let Some(object_id) = &filter.object_id {
         query = query.filter(events::object_id.eq(object_id));
     }
+    if let Some(actor_type) = &filter.actor_type {
+        query = query.filter(events::actor_type.eq(actor_type));
+    }
+    if let Some(request_id) = &filter.request_id {
+        query = query.filter(events::request_id.eq(request_id));
+    }
     query
 }
 
@@ -106,6 +123,8 @@ impl EventRow {
             data: serde_json::from_str(&self.data).unwrap_or(serde_json::Value::Null),
             created: timestamp(self.created),
             test_mode: self.test_mode,
+            actor: serde_json::from_str(&self.actor).unwrap_or(serde_json::Value::Null),
+            request_id: self.request_id,
         }
     }
 }

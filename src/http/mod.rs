@@ -7,6 +7,7 @@ pub mod json_guard;
 pub mod metadata;
 pub mod pagination;
 pub mod query;
+pub mod request_id;
 pub mod throttle;
 pub mod urlencoded;
 

@@ -1,7 +1,7 @@
 //! HTTP for integrations.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::domain::{IntegrationInput, IntegrationView};
 use super::operations;
@@ -170,11 +170,12 @@ pub async fn webhook(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let found = {
-        let id = id.clone();
-        db.run(move |conn| crate::integrations::store::find_for_webhook(conn, &id))
+        let (id, request_id) = (id.clone(), crate::http::request_id::of(&req));
+        db.run(move |conn| crate::integrations::store::find_for_webhook(conn, &id, request_id))
             .await?
     };
     let (scope, integration) = found.ok_or(ApiError::NotFound)?;
+    req.extensions_mut().insert(scope.origin().actor.clone());
     let gateway = crate::gateways::find(&integration.gateway)
         .ok_or_else(|| ApiError::internal(format!("unknown gateway {}", integration.gateway)))?;
     let account = crate::gateways::Account {

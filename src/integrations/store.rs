@@ -1,10 +1,13 @@
 //! Integration storage; scoped like every tenant table (see `in_scope`).
 
+use std::sync::Arc;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::Value;
 
 use super::domain::Integration;
+use crate::audit::{Actor, Origin};
 use crate::db::schema::{integrations, provider_events};
 use crate::db::{DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
@@ -218,6 +221,7 @@ pub fn reseal(
 pub fn find_for_webhook(
     conn: &mut DbConnection,
     id: &str,
+    request_id: String,
 ) -> Result<Option<(Scope, Integration)>, ApiError> {
     // tenancy: across workspaces by design; the row found brings its own scope, and the
     // request proves it may act on it by the signature of the integration's own secret.
@@ -227,7 +231,14 @@ pub fn find_for_webhook(
         .get_result(conn)
         .optional()?;
     row.map(|(workspace, row)| {
-        let scope = Scope::new(workspace, row.test_mode);
+        let actor = Actor::Provider {
+            integration: id.to_string(),
+        };
+        let scope = Scope::new(
+            workspace,
+            row.test_mode,
+            &Arc::new(Origin::new(actor, request_id)),
+        );
         row.into_integration().map(|i| (scope, i))
     })
     .transpose()

@@ -12,6 +12,8 @@
 //!    merchant) is left as it is; an unknown outcome leaves it in flight until the gateway
 //!    is asked again.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
@@ -21,6 +23,7 @@ use super::operations::{check_invoice_room, record, save};
 use super::status::PaymentStatus;
 use super::store;
 use crate::accounts::payer::{self, Actor};
+use crate::audit::Origin;
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store as events;
@@ -572,10 +575,11 @@ pub fn settle(
 /// confirmation would arrive: what `cobro serve` runs every second. Returns how many.
 pub fn settle_due_sandbox_charges(
     conn: &mut DbConnection,
+    origin: &Arc<Origin>,
     after: chrono::Duration,
     base_url: &str,
 ) -> Result<usize, ApiError> {
-    let due = store::due_sandbox_charges(conn, now() - after, 100)?;
+    let due = store::due_sandbox_charges(conn, origin, now() - after, 100)?;
     let mut settled = 0;
     for (scope, id) in due {
         match settle(conn, &scope, id, base_url) {

@@ -20,6 +20,7 @@ use chrono::NaiveDateTime;
 
 use super::charges;
 use super::store;
+use crate::audit::Origin;
 use crate::db::{now, write_tx, Db, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::gateways::Unknown;
@@ -83,6 +84,7 @@ pub fn spawn(db: Db, keyring: Arc<Keyring>, settings: ReconcilerSettings) -> Rec
 /// Claims what is due, for a while: (changed before, now, claimed until, how many).
 type Claim = fn(
     &mut DbConnection,
+    &Arc<Origin>,
     NaiveDateTime,
     NaiveDateTime,
     NaiveDateTime,
@@ -100,8 +102,11 @@ pub fn run_once(
     settings: &ReconcilerSettings,
     stop: &AtomicBool,
 ) -> Result<usize, ApiError> {
+    // One run, one id: the events it writes and its log lines carry it.
+    let origin = Arc::new(Origin::job("reconciler"));
     let charges = drain(
         db,
+        &origin,
         settings,
         stop,
         store::claim_unsettled,
@@ -110,6 +115,7 @@ pub fn run_once(
     )?;
     let refunds = drain(
         db,
+        &origin,
         settings,
         stop,
         refunds_store::claim_unsettled,
@@ -123,6 +129,7 @@ pub fn run_once(
 /// lapses while it waits.
 fn drain(
     db: &Db,
+    origin: &Arc<Origin>,
     settings: &ReconcilerSettings,
     stop: &AtomicBool,
     claim: Claim,
@@ -136,9 +143,10 @@ fn drain(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let (at, until) = (now(), now() + hold);
-        let mut claimed = db
-            .write_here(move |conn| write_tx(conn, |conn| claim(conn, at - after, at, until, 1)))?;
+        let (at, until, origin) = (now(), now() + hold, origin.clone());
+        let mut claimed = db.write_here(move |conn| {
+            write_tx(conn, |conn| claim(conn, &origin, at - after, at, until, 1))
+        })?;
         let Some((scope, id)) = claimed.pop() else {
             break;
         };

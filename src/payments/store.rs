@@ -1,6 +1,8 @@
 //! Payment storage. Every query starts from `scoped()` or filters with `in_scope()`: the
 //! workspace-and-mode filter is written here once, and nowhere else touches the table.
 
+use std::sync::Arc;
+
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -11,6 +13,7 @@ use super::charging::{Attempt, AttemptStatus};
 use super::domain::Payment;
 use super::filter::{OrderField, PaymentFilter};
 use super::status::PaymentStatus;
+use crate::audit::Origin;
 use crate::db::schema::{payment_attempts, payment_counts, payment_metadata, payments};
 use crate::db::{lower, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
@@ -180,13 +183,14 @@ impl From<&Payment> for PaymentChanges {
 pub fn find_by_checkout_key(
     conn: &mut DbConnection,
     key: &str,
+    origin: &Arc<Origin>,
 ) -> Result<Option<(Scope, Payment)>, ApiError> {
     let row = payments::table
         .filter(payments::checkout_key.eq(key))
         .first::<PaymentRow>(conn)
         .optional()?;
     row.map(|row| {
-        let scope = Scope::new(row.workspace_id.clone(), row.test_mode);
+        let scope = Scope::new(row.workspace_id.clone(), row.test_mode, origin);
         row.into_payment().map(|payment| (scope, payment))
     })
     .transpose()
@@ -709,6 +713,7 @@ pub fn source_was_charged(
 /// first: what the settling loop works through.
 pub fn due_sandbox_charges(
     conn: &mut DbConnection,
+    origin: &Arc<Origin>,
     before: NaiveDateTime,
     limit: i64,
 ) -> Result<Vec<(Scope, i64)>, ApiError> {
@@ -728,7 +733,7 @@ pub fn due_sandbox_charges(
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(workspace, test_mode, id)| (Scope::new(workspace, test_mode), id))
+        .map(|(workspace, test_mode, id)| (Scope::new(workspace, test_mode, origin), id))
         .collect())
 }
 
@@ -767,6 +772,7 @@ pub fn attempt_for_provider(
 /// Each claim is a guarded write, so two workers never hold one attempt at once.
 pub fn claim_unsettled(
     conn: &mut DbConnection,
+    origin: &Arc<Origin>,
     changed_before: NaiveDateTime,
     now: NaiveDateTime,
     until: NaiveDateTime,
@@ -803,7 +809,7 @@ pub fn claim_unsettled(
         .load(conn)?;
     let mut claimed = Vec::new();
     for (workspace, test_mode, id, seen) in due {
-        let scope = Scope::new(workspace, test_mode);
+        let scope = Scope::new(workspace, test_mode, origin);
         // Taken only as it was seen: unclaimed, or under the lapsed claim seen.
         let unchanged = diesel::update(payment_attempts::table)
             .filter(attempts_in_scope(&scope))

@@ -15,12 +15,15 @@
 //! by hand goes back outside cobro and is recorded as returned at once; a merchant marks the
 //! bank transfers it sends back; a pending refund that has not gone out is called off.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::domain::{
     self, Refund, RefundChange, RefundInput, RefundPart, RefundStatus, RefundView,
 };
 use super::store::{self, RefundFilter};
+use crate::audit::Origin;
 use crate::db::{now, write_tx, DbConnection, Scope};
 use crate::error::{ApiError, FieldErrors};
 use crate::events::store as events;
@@ -672,10 +675,11 @@ pub fn settle_now(
 /// confirmation would arrive: run with the sandbox's charges, every second. Returns how many.
 pub fn settle_due_sandbox_refunds(
     conn: &mut DbConnection,
+    origin: &Arc<Origin>,
     after: chrono::Duration,
     base_url: &str,
 ) -> Result<usize, ApiError> {
-    let due = store::due_sandbox_refunds(conn, now() - after, 100)?;
+    let due = store::due_sandbox_refunds(conn, origin, now() - after, 100)?;
     let mut settled = 0;
     for (scope, id) in due {
         match settle_now(conn, &scope, id, base_url) {

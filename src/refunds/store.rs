@@ -2,6 +2,8 @@
 //! `in_scope`); the reconciler's and the sandbox's loops work across workspaces, each row
 //! bringing its own scope.
 
+use std::sync::Arc;
+
 use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -9,6 +11,7 @@ use diesel::sql_types::BigInt;
 use serde_json::Value;
 
 use super::domain::{Refund, RefundPart, RefundReason, RefundStatus};
+use crate::audit::Origin;
 use crate::db::schema::{refund_parts, refunds};
 use crate::db::{DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
@@ -419,6 +422,7 @@ pub fn list(
 /// workers never hold one part at once.
 pub fn claim_unsettled(
     conn: &mut DbConnection,
+    origin: &Arc<Origin>,
     changed_before: NaiveDateTime,
     now: NaiveDateTime,
     until: NaiveDateTime,
@@ -454,7 +458,7 @@ pub fn claim_unsettled(
         .load(conn)?;
     let mut claimed = Vec::new();
     for (workspace, test_mode, id, seen) in due {
-        let scope = Scope::new(workspace, test_mode);
+        let scope = Scope::new(workspace, test_mode, origin);
         // Taken only as it was seen: unclaimed, or under the lapsed claim seen.
         let unchanged = diesel::update(refund_parts::table)
             .filter(parts_in_scope(&scope))
@@ -501,6 +505,7 @@ pub fn release_claim(
 /// refund id), oldest first, for the settling loop.
 pub fn due_sandbox_refunds(
     conn: &mut DbConnection,
+    origin: &Arc<Origin>,
     before: NaiveDateTime,
     limit: i64,
 ) -> Result<Vec<(Scope, i64)>, ApiError> {
@@ -520,6 +525,6 @@ pub fn due_sandbox_refunds(
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(workspace, test_mode, id)| (Scope::new(workspace, test_mode), id))
+        .map(|(workspace, test_mode, id)| (Scope::new(workspace, test_mode, origin), id))
         .collect())
 }

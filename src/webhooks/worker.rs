@@ -16,6 +16,7 @@ use chrono::{Duration, NaiveDateTime};
 use super::delivery::{self, Outcome};
 use super::domain::{self, Webhook, DISABLE_AFTER, GIVE_UP_AFTER};
 use super::store::{self, DeliveryRow};
+use crate::audit::Origin;
 use crate::db::{now, write_tx, Db, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::{store as events, EventView};
@@ -118,11 +119,12 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
 /// object's events arrive in order.
 fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usize, ApiError> {
     let mut handed = 0;
+    let origin = Arc::new(Origin::job("webhooks"));
     for due in db.run_here(|conn| store::due(conn, now(), BATCH))? {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let scope = Scope::new(due.workspace_id.clone(), due.test_mode);
+        let scope = Scope::new(due.workspace_id.clone(), due.test_mode, &origin);
         let at = now();
         // A write: on SQLite it goes through the single writer like every other.
         let claiming = due.clone();

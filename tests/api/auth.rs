@@ -87,9 +87,7 @@ both! {
         let mut as_colleague = colleague.clone();
         as_colleague.workspace = app.workspace.clone();
         as_colleague.get("/payments/").expect(403);
-        let mut conn = app.server.db.pool.get().unwrap();
-        cobro::accounts::add_member(&mut conn, &app.workspace, &colleague.email).unwrap();
-        drop(conn);
+        app.add_member(&colleague.email, cobro::accounts::roles::Role::Developer);
         as_colleague.get("/payments/").expect(200);
     }
 

@@ -23,8 +23,13 @@ both! {
             assert_eq!(event["object_id"], p["id"].to_string());
             assert_eq!(event["test_mode"], false);
             let keys: Vec<&str> = event.as_object().unwrap().keys().map(String::as_str).collect();
-            assert_eq!(keys, ["id", "type", "object_id", "data", "created", "test_mode"]);
+            assert_eq!(keys, ["id", "type", "object_id", "data", "created", "test_mode", "actor", "request_id"]);
+            assert_eq!(event["actor"], json!({"type": "user", "email": app.email}));
+            assert!(event["request_id"].as_str().unwrap().starts_with("req_"), "{event}");
         }
+        // Each change was its own request.
+        let ids: std::collections::HashSet<&Value> = events.iter().map(|e| &e["request_id"]).collect();
+        assert_eq!(ids.len(), events.len());
         let one = app.get(&format!("/events/{}/", events[0]["id"])).expect(200).body;
         assert_eq!(&one, &events[0]);
         app.get("/events/999999999/").expect(404);

@@ -329,8 +329,36 @@ impl App {
     }
 
     pub fn secret_key(&self, test_mode: bool) -> String {
+        self.key(test_mode, None)
+    }
+
+    /// A key of this workspace: full (`permissions` None) or restricted.
+    pub fn key(&self, test_mode: bool, permissions: Option<&[&str]>) -> String {
         let mut conn = self.server.db.pool.get().unwrap();
-        accounts::create_key(&mut conn, &self.workspace, test_mode).unwrap()
+        let scope = accounts::operator_scope(&mut conn, &self.workspace, test_mode).unwrap();
+        let new = accounts::keys::NewKey {
+            permissions: permissions
+                .map(|p| accounts::roles::parse_permissions(p.iter().copied()).unwrap()),
+            name: String::new(),
+        };
+        accounts::keys::create(&mut conn, &scope, &new)
+            .unwrap()
+            .secret
+            .unwrap()
+    }
+
+    /// Adds a user to this workspace with a role, as `cobro workspace add-member` does.
+    pub fn add_member(&self, email: &str, role: accounts::roles::Role) {
+        let mut conn = self.server.db.pool.get().unwrap();
+        let scope = accounts::operator_scope(&mut conn, &self.workspace, false).unwrap();
+        accounts::members::add(
+            &mut conn,
+            &scope,
+            accounts::members::Manager::Operator,
+            email,
+            role,
+        )
+        .unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {

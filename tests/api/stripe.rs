@@ -414,7 +414,7 @@ both! {
         let claim = || {
             let mut conn = db.pool.get().unwrap();
             let later = cobro::db::now() + chrono::Duration::seconds(5);
-            let claimed = cobro::payments::store::claim_unsettled(&mut conn, later, cobro::db::now(), later, 1000).unwrap();
+            let claimed = cobro::payments::store::claim_unsettled(&mut conn, &std::sync::Arc::new(cobro::audit::Origin::job("test")), later, cobro::db::now(), later, 1000).unwrap();
             claimed.iter().any(|(_, id)| *id == attempt)
         };
         let (first, second) = std::thread::scope(|s| {

@@ -422,6 +422,31 @@ impl Server {
         http_get(&self.url(path), &headers).expect("the server answers")
     }
 
+    /// A request as the user `token`, in `workspace`'s live mode.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        workspace: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let authorization = format!("Token {token}");
+        let headers = [
+            ("Authorization", authorization.as_str()),
+            ("x-simple-workspace", workspace),
+        ];
+        http(&ureq::agent(), method, &self.url(path), &headers, body).expect("the server answers")
+    }
+
+    pub fn post(&self, path: &str, token: &str, workspace: &str, body: Value) -> (u16, Value) {
+        self.send("POST", path, token, workspace, Some(&body))
+    }
+
+    pub fn delete(&self, path: &str, token: &str, workspace: &str) -> (u16, Value) {
+        self.send("DELETE", path, token, workspace, None)
+    }
+
     /// SIGTERM; the server must exit successfully within 15 s. Returns the rest of stdout.
     pub fn stop(mut self) -> Vec<String> {
         signal(self.child.id(), "TERM");

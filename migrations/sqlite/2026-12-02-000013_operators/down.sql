@@ -1,0 +1,11 @@
+DROP INDEX events_scope_request;
+DROP INDEX events_scope_actor;
+ALTER TABLE events DROP COLUMN actor_type;
+ALTER TABLE events DROP COLUMN actor;
+ALTER TABLE events DROP COLUMN request_id;
+ALTER TABLE memberships DROP COLUMN role;
+ALTER TABLE secret_keys DROP COLUMN permissions;
+ALTER TABLE secret_keys DROP COLUMN name;
+ALTER TABLE secret_keys DROP COLUMN last4;
+ALTER TABLE secret_keys DROP COLUMN last_used;
+ALTER TABLE secret_keys DROP COLUMN revoked;

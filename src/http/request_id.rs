@@ -1,0 +1,155 @@
+//! Request ids, and the one line logged per request.
+//!
+//! Every answer carries `X-Request-Id`: the client's own when it sent a sane one (so a
+//! client's id follows its request through cobro's logs and events), otherwise a new
+//! `req_…`. The id is the request's for as long as it is handled: in the handler's task
+//! ([`CURRENT`]) and on the thread that runs its database work ([`within`], called by
+//! `Db::run` and the SQLite writer), so every log line the request causes carries it, and
+//! the scope it acts in records it in its events.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::audit::Actor;
+
+pub const HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+thread_local! {
+    static ON_THIS_THREAD: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The id of a request, in its extensions (read by authentication).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// A new request id: `req_` and 20 random letters and digits.
+pub fn generate() -> String {
+    format!("req_{}", Alphanumeric.sample_string(&mut rand::rng(), 20))
+}
+
+/// The client's id if it is one cobro can log and store as it is: 1 to 64 characters of
+/// letters, digits and `-_.:`. Anything else is replaced, not refused.
+fn from_client(value: Option<&HeaderValue>) -> Option<String> {
+    let value = value?.to_str().ok()?.trim();
+    let sane = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    sane.then(|| value.to_string())
+}
+
+/// The id of a request (the one the middleware gave it; a new one outside the middleware).
+pub fn of(req: &actix_web::HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map_or_else(generate, |id| id.0.clone())
+}
+
+/// The id of the request being handled here, if any.
+pub fn current() -> Option<String> {
+    CURRENT
+        .try_with(|id| id.clone())
+        .ok()
+        .or_else(|| ON_THIS_THREAD.with(|id| id.borrow().clone()))
+}
+
+/// Runs `work` on this thread as part of request `id` (for its log lines).
+pub fn within<T>(id: Option<String>, work: impl FnOnce() -> T) -> T {
+    let before = ON_THIS_THREAD.with(|current| current.replace(id));
+    let result = work();
+    ON_THIS_THREAD.with(|current| current.replace(before));
+    result
+}
+
+/// The request id, the log line of every request, and its header on every answer.
+///
+/// The line names the route template (`/pay/{key}/`), never the path, query or headers: a
+/// path may hold a checkout key, a header a token.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = from_client(req.headers().get(HEADER)).unwrap_or_else(generate);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let peer = req
+        .peer_addr()
+        .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
+    CURRENT
+        .scope(id.clone(), async move {
+            let mut res = next.call(req).await?;
+            let route = res
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "(no route)".to_string());
+            let actor = res
+                .request()
+                .extensions()
+                .get::<Actor>()
+                .map(Actor::label)
+                // The checkout's pages and routes act for the payer behind the key.
+                .or_else(|| route.starts_with("/pay/").then(|| "checkout".to_string()))
+                .unwrap_or_else(|| "-".to_string());
+            let status = res.status().as_u16();
+            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                res.headers_mut()
+                    .insert(HeaderName::from_static(HEADER), value);
+            }
+            log::info!(
+                target: "cobro::http",
+                peer = peer.as_str(),
+                method = method.as_str(),
+                route = route.as_str(),
+                status = status,
+                duration_ms = (duration_ms * 1000.0).round() / 1000.0,
+                actor = actor.as_str();
+                "{peer} \"{method} {route}\" {status} {duration_ms:.3}ms"
+            );
+            Ok(res)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_id_is_kept_only_when_sane() {
+        let id = |raw: &str| from_client(Some(&HeaderValue::from_str(raw).unwrap()));
+        assert_eq!(id("abc-123_X.y:z").as_deref(), Some("abc-123_X.y:z"));
+        assert_eq!(id(" padded ").as_deref(), Some("padded"));
+        assert_eq!(id(""), None);
+        assert_eq!(id("has space"), None);
+        assert_eq!(id("semi;colon"), None);
+        assert_eq!(id(&"x".repeat(65)), None);
+        assert_eq!(id(&"x".repeat(64)).map(|s| s.len()), Some(64));
+        assert_eq!(from_client(None), None);
+        assert!(generate().starts_with("req_") && generate().len() == 24);
+    }
+
+    #[test]
+    fn work_on_a_thread_carries_its_request_id_and_then_forgets_it() {
+        assert_eq!(current(), None);
+        let seen = within(Some("req_a".into()), || {
+            let inner = within(Some("req_b".into()), current);
+            (current(), inner)
+        });
+        assert_eq!(seen, (Some("req_a".into()), Some("req_b".into())));
+        assert_eq!(current(), None);
+    }
+}
