@@ -162,6 +162,7 @@ impl ResponseError for BrError {
         response.json(json!({
             "error": {"type": kind, "code": code, "message": message, "details": details},
             "message": message,
+            "meta": {"request_id": request_id()},
         }))
     }
 }

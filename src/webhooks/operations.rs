@@ -22,6 +22,19 @@ pub fn check_public_url(url: &str) -> Result<(), ApiError> {
     })
 }
 
+/// Records a change to a webhook for the audit trail (never its secret); such events are
+/// not delivered to webhooks.
+pub fn audit(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    kind: &str,
+    webhook: &Webhook,
+) -> Result<(), ApiError> {
+    let view = webhook.view(false);
+    crate::events::store::insert(conn, scope, kind, "webhook", &webhook.id.to_string(), &view)?;
+    Ok(())
+}
+
 pub fn create(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -47,7 +60,9 @@ pub fn create(
         updated: at,
     };
     write_tx(conn, |conn| {
-        Ok(store::insert(conn, scope, &webhook)?.view(true))
+        let made = store::insert(conn, scope, &webhook)?;
+        audit(conn, scope, "webhook.created", &made)?;
+        Ok(made.view(true))
     })
 }
 
@@ -107,17 +122,18 @@ pub fn update(
         if !store::save(conn, scope, &current, &next)? {
             return Err(ApiError::Contention);
         }
+        audit(conn, scope, "webhook.updated", &next)?;
         Ok(next.view(false))
     })
 }
 
 pub fn delete(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<(), ApiError> {
     write_tx(conn, |conn| {
-        if store::delete(conn, scope, id)? {
-            Ok(())
-        } else {
-            Err(ApiError::NotFound)
+        let current = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
+        if !store::delete(conn, scope, id)? {
+            return Err(ApiError::NotFound);
         }
+        audit(conn, scope, "webhook.deleted", &current)
     })
 }
 
@@ -137,6 +153,7 @@ pub fn rotate_secret(
         if !store::save(conn, scope, &current, &next)? {
             return Err(ApiError::Contention);
         }
+        audit(conn, scope, "webhook.secret_rotated", &next)?;
         Ok(next.view(true))
     })
 }

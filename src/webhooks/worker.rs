@@ -237,6 +237,9 @@ fn record(
     if next != webhook && !store::save(conn, scope, &webhook, &next)? {
         return Err(ApiError::Contention);
     }
+    if webhook.enabled && !next.enabled {
+        super::operations::audit(conn, scope, "webhook.disabled", &next)?;
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod proxy;
 #[path = "../common/receiver.rs"]
 mod receiver;
 
+mod audit;
 mod auth;
 mod billingrails;
 mod browser;
@@ -25,6 +26,7 @@ mod payers;
 mod payments;
 mod races;
 mod refunds;
+mod roles;
 mod sources;
 mod status;
 mod stripe;

@@ -346,6 +346,10 @@ both! {
         let applied = post_event(&test, &integration, &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(200);
         assert_eq!(applied.body, json!({"received": true, "outcome": "applied"}));
         assert_eq!(test.get(&format!("/payments/{}/", p["id"])).body["status"], "succeeded");
+        // The provider is the actor of what its event changed, in the event's request.
+        let latest = test.get(&format!("/events/?object_type=payment&object_id={}", p["id"])).body["results"][0].clone();
+        assert_eq!(latest["actor"], json!({"type": "provider", "integration": integration}));
+        assert_eq!(latest["request_id"].as_str(), applied.header("x-request-id"));
         let events = test.event_types(&p["id"]);
         let again = post_event(&test, &integration, &event, Some(signature(WEBHOOK_SECRET, &event, now))).expect(200);
         assert_eq!(again.body["outcome"], "duplicate");

@@ -215,6 +215,10 @@ both! {
         }
         let disabled = app.get(&path).body;
         assert!(disabled["disabled_reason"].as_str().unwrap().contains("HTTP 500"), "{disabled}");
+        // The trail says who turned it off: the delivery worker.
+        let trail = app.get(&format!("/events/?type=webhook.disabled&object_id={}", hook["id"])).body;
+        assert_eq!(trail["count"], 1, "{trail}");
+        assert_eq!(trail["results"][0]["actor"], json!({"type": "system", "job": "webhooks"}));
         // While disabled nothing is sent, and events still queue up for it.
         app.post(&format!("/payments/{id}/cancel/"), json!({})).expect(200);
         std::thread::sleep(Duration::from_millis(500));

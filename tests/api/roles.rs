@@ -1,0 +1,400 @@
+//! Roles and restricted keys: every route of the OpenAPI document (and the Billingrails
+//! door's), tried by every kind of credential. What a credential may not do is a 403 with
+//! DRF's body and changes nothing; what it may do reaches its route (a GET answers 200).
+//! Then the rules about owners, and members and keys through the API.
+
+use cobro::accounts::roles::Role;
+
+use crate::both;
+use crate::helpers::*;
+
+/// A credential of the table, and what the issue says it may do with a resource.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Owner,
+    Admin,
+    Developer,
+    Viewer,
+    FullKey,
+    ReadOnlyKey,
+    /// `payments:write,refunds:read`
+    PaymentsKey,
+}
+
+const WHO: [Who; 7] = [
+    Who::Owner,
+    Who::Admin,
+    Who::Developer,
+    Who::Viewer,
+    Who::FullKey,
+    Who::ReadOnlyKey,
+    Who::PaymentsKey,
+];
+
+fn may(who: Who, resource: &str, write: bool) -> bool {
+    let people = resource == "members" || resource == "keys";
+    match who {
+        Who::Owner | Who::Admin => true,
+        Who::Developer => resource != "keys" && (resource != "members" || !write),
+        Who::Viewer => !write && resource != "keys",
+        Who::FullKey => !people,
+        Who::ReadOnlyKey => !people && !write,
+        Who::PaymentsKey => resource == "payments" || (resource == "refunds" && !write),
+    }
+}
+
+/// The resource a route is about: its first segment, but a payment's refund is refunds and
+/// Billingrails' accounts are customers.
+fn resource_of(path: &str) -> String {
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    if path.ends_with("/refund/") {
+        return "refunds".into();
+    }
+    match path.split('/').nth(1).unwrap() {
+        "accounts" => "customers".into(),
+        other => other.into(),
+    }
+}
+
+/// Everything in the workspace a route's path may name, made by its owner.
+struct Fixtures {
+    payment: i64,
+    refund: i64,
+    source: i64,
+    customer: String,
+    invoice: String,
+    webhook: i64,
+    event: i64,
+    member: i64,
+    key: i64,
+    integration: String,
+}
+
+impl Fixtures {
+    fn make(app: &App) -> Fixtures {
+        let payment = app.create_payment(json!({}))["id"].as_i64().unwrap();
+        let paid = app.create_payment(json!({"status": "succeeded"}));
+        let refund = app
+            .post("/refunds/", json!({"payment": paid["id"], "amount": 100}))
+            .expect(201)
+            .body["id"]
+            .as_i64()
+            .unwrap();
+        let customer = app.customer_id("Ana");
+        let invoice = app.open_invoice(&customer, "CLP", "1000");
+        // Disabled by hand: no delivery worker (another test's) changes it meanwhile.
+        let webhook = app
+            .post(
+                "/webhooks/",
+                json!({"url": "https://hooks.example/cobro", "events": ["payment.*"], "enabled": false}),
+            )
+            .expect(201)
+            .body["id"]
+            .as_i64()
+            .unwrap();
+        let event = app.get("/events/").expect(200).body["results"][0]["id"]
+            .as_i64()
+            .unwrap();
+        let member = app.stranger();
+        app.add_member(&member.email, Role::Viewer);
+        let members = app.get("/members/").expect(200).body;
+        let member = members["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["email"] == member.email.as_str())
+            .unwrap()["user"]
+            .as_i64()
+            .unwrap();
+        app.key(false, None);
+        let key = app.get("/keys/").expect(200).body["results"][0]["id"]
+            .as_i64()
+            .unwrap();
+        Fixtures {
+            payment,
+            refund,
+            source: app.source_id(),
+            customer,
+            invoice,
+            webhook,
+            event,
+            member,
+            key,
+            integration: app.get("/integrations/").expect(200).body["results"][0]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        }
+    }
+
+    /// The path with its parameters replaced by the fixture it names.
+    fn fill(&self, path: &str) -> String {
+        let id = match resource_of(path).as_str() {
+            _ if path.starts_with("/payments/{id}/refund/") => self.payment.to_string(),
+            "payments" => self.payment.to_string(),
+            "refunds" => self.refund.to_string(),
+            "sources" => self.source.to_string(),
+            "customers" => self.customer.clone(),
+            "invoices" => self.invoice.clone(),
+            "webhooks" => self.webhook.to_string(),
+            "events" => self.event.to_string(),
+            "keys" => self.key.to_string(),
+            "integrations" => self.integration.clone(),
+            _ => String::new(),
+        };
+        path.replace("{id}", &id)
+            .replace("{user}", &self.member.to_string())
+            .replace("{delivery_id}", "999999")
+    }
+}
+
+/// What the workspace holds, as its owner sees it: every event of both modes, the members
+/// and keys, and the object a path names.
+fn snapshot(owner: &App, path: &str) -> Vec<Value> {
+    let test = owner.in_test_mode();
+    // When a key was last used is written after its answers, and is no change by anyone.
+    let keys = |app: &App| {
+        let mut page = app.get("/keys/").body;
+        for key in page["results"].as_array_mut().unwrap() {
+            key.as_object_mut().unwrap().remove("last_used");
+        }
+        page
+    };
+    let mut seen = vec![
+        owner.get("/events/?page_size=100").body,
+        test.get("/events/?page_size=100").body,
+        owner.get("/members/").body,
+        keys(owner),
+        keys(&test),
+    ];
+    if path.matches('/').count() > 2 && !path.contains("/v1/") {
+        let object = path.split('/').take(3).collect::<Vec<_>>().join("/") + "/";
+        seen.push(owner.get(&object).body);
+    }
+    seen
+}
+
+/// Every route of the OpenAPI document that takes a token or key, and Billingrails'.
+fn routes(app: &App) -> Vec<(String, String)> {
+    let doc = send("GET", &app.url("/openapi.json"), &[], None)
+        .expect(200)
+        .body;
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        // Unauthenticated by design: the health check and a provider's signed webhook.
+        if path == "/health/" || path.ends_with("/webhook/") {
+            continue;
+        }
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                routes.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    for (method, path) in [
+        ("GET", "/v1/accounts"),
+        ("POST", "/v1/accounts"),
+        ("GET", "/v1/invoices"),
+        ("POST", "/v1/invoices"),
+        ("GET", "/v1/payments"),
+        ("POST", "/v1/payments"),
+    ] {
+        routes.push((method.to_string(), path.to_string()));
+    }
+    routes
+}
+
+both! {
+    fn every_role_and_key_against_every_route(app) {
+        let fixtures = Fixtures::make(&app);
+        let member = |role: Role| {
+            let user = app.stranger();
+            app.add_member(&user.email, role);
+            App { workspace: app.workspace.clone(), ..user }
+        };
+        let with_key = |permissions: Option<&[&str]>| App { token: app.key(false, permissions), ..app.clone() };
+        let credentials = [
+            (Who::Owner, app.clone()),
+            (Who::Admin, member(Role::Admin)),
+            (Who::Developer, member(Role::Developer)),
+            (Who::Viewer, member(Role::Viewer)),
+            (Who::FullKey, with_key(None)),
+            (Who::ReadOnlyKey, App { token: read_only_key(&app), ..app.clone() }),
+            (Who::PaymentsKey, with_key(Some(&["payments:write", "refunds:read"]))),
+        ];
+        assert_eq!(credentials.len(), WHO.len());
+        let routes = routes(&app);
+        assert!(routes.len() > 60, "{} routes", routes.len());
+        let mut forbidden = 0;
+        // Writes that may delete come last, so that every other route still finds its object.
+        let mut ordered = routes.clone();
+        ordered.sort_by_key(|(method, _)| method == "DELETE");
+        for (method, path) in &ordered {
+            let write = method != "GET";
+            let resource = resource_of(path);
+            let path = fixtures.fill(path);
+            // Viewers and restricted keys first: the refusals are checked before an allowed
+            // delete removes the object.
+            for (who, caller) in credentials.iter().rev() {
+                let allowed = may(*who, &resource, write);
+                let body = write.then(|| "{}".to_string());
+                // Billingrails' door takes keys alone, as `Bearer`.
+                let bearer = format!("Bearer {}", caller.token);
+                let extra: &[(&str, &str)] = if path.starts_with("/v1/") {
+                    if matches!(who, Who::Owner | Who::Admin | Who::Developer | Who::Viewer) {
+                        continue;
+                    }
+                    &[("Authorization", bearer.as_str())]
+                } else {
+                    &[]
+                };
+                if allowed {
+                    let answer = caller.send(method, &path, body.as_deref(), extra);
+                    assert!(![401, 403].contains(&answer.status), "{who:?} {method} {path}: {} {}", answer.status, answer.text);
+                    if !write {
+                        assert_eq!(answer.status, 200, "{who:?} {method} {path}: {}", answer.text);
+                    }
+                } else {
+                    let before = snapshot(&app, &path);
+                    let answer = caller.send(method, &path, body.as_deref(), extra);
+                    assert_eq!(answer.status, 403, "{who:?} {method} {path}: {}", answer.text);
+                    let detail = if path.starts_with("/v1/") {
+                        answer.body["error"]["type"].clone()
+                    } else {
+                        answer.body["detail"].clone()
+                    };
+                    let expected = if path.starts_with("/v1/") { "permission_error" } else { "You do not have permission to perform this action." };
+                    assert_eq!(detail, expected, "{who:?} {method} {path}: {}", answer.text);
+                    assert_eq!(snapshot(&app, &path), before, "{who:?} {method} {path} changed something");
+                    forbidden += 1;
+                }
+            }
+        }
+        assert!(forbidden > 100, "{forbidden} refusals");
+    }
+
+    fn a_workspace_keeps_an_owner_and_only_owners_touch_owners(app) {
+        let me = members_of(&app).into_iter().find(|m| m["email"] == app.email.as_str()).unwrap();
+        let me_path = format!("/members/{}/", me["user"]);
+        assert_eq!(me["role"], "owner");
+        // The last owner can be neither demoted nor removed.
+        let refused = app.patch(&me_path, json!({"role": "admin"})).expect(400).body;
+        assert!(refused["role"][0].as_str().unwrap().contains("at least one owner"), "{refused}");
+        let refused = app.delete(&me_path).expect(400).body;
+        assert!(refused["non_field_errors"][0].as_str().unwrap().contains("last owner"), "{refused}");
+
+        // An admin manages everyone but owners.
+        let admin = app.stranger();
+        app.post("/members/", json!({"email": admin.email, "role": "admin"})).expect(201);
+        let admin = App { workspace: app.workspace.clone(), ..admin };
+        let viewer = app.stranger();
+        let added = admin.post("/members/", json!({"email": viewer.email, "role": "viewer"})).expect(201).body;
+        assert_eq!(added["role"], "viewer");
+        let viewer_path = format!("/members/{}/", added["user"]);
+        assert_eq!(admin.patch(&viewer_path, json!({"role": "developer"})).expect(200).body["role"], "developer");
+        admin.patch(&me_path, json!({"role": "viewer"})).expect(403);
+        admin.delete(&me_path).expect(403);
+        admin.patch(&viewer_path, json!({"role": "owner"})).expect(403);
+        admin.post("/members/", json!({"email": app.stranger().email, "role": "owner"})).expect(403);
+        assert_eq!(members_of(&app).iter().filter(|m| m["role"] == "owner").count(), 1);
+
+        // With a second owner, the first may step down.
+        app.patch(&viewer_path, json!({"role": "owner"})).expect(200);
+        assert_eq!(app.patch(&me_path, json!({"role": "developer"})).expect(200).body["role"], "developer");
+        // Now a developer: members are read only.
+        app.patch(&viewer_path, json!({"role": "viewer"})).expect(403);
+        assert_eq!(members_of(&app).len(), 3);
+        admin.delete(&viewer_path).expect(403);
+
+        // Bad input is a 400 naming the field, and changes nothing.
+        let admin_path = format!("/members/{}/", members_of(&app).iter().find(|m| m["role"] == "admin").unwrap()["user"]);
+        assert!(admin.patch(&admin_path, json!({"role": "king"})).expect(400).body["role"].is_array());
+        assert!(admin.post("/members/", json!({"email": "nobody@example.com"})).expect(400).body["email"].is_array());
+        assert!(admin.post("/members/", json!({})).expect(400).body["email"].is_array());
+        assert!(admin.post("/members/", json!({"email": app.email})).expect(400).body["email"][0].as_str().unwrap().contains("already"));
+        admin.get("/members/999999999/").expect(404);
+        assert_eq!(members_of(&app).len(), 3);
+
+        // Each change is an event with its actor, in live mode.
+        let events = app.get("/events/?type=member.updated").expect(200).body;
+        assert!(events["count"].as_i64().unwrap() >= 3, "{events}");
+        assert!(events["results"].as_array().unwrap().iter().any(|e| e["actor"]["email"] == admin.email.as_str()));
+        assert_eq!(app.get("/events/?type=member.added").expect(200).body["count"], 2);
+    }
+
+    fn keys_through_the_api_are_shown_once_and_revoked_at_once(app) {
+        let made = app.post("/keys/", json!({"name": "reporting", "permissions": ["events:read", "payments:read"]})).expect(201).body;
+        let secret = made["secret"].as_str().unwrap().to_string();
+        assert!(secret.starts_with("rk_live_"), "{made}");
+        assert_eq!(made["kind"], "restricted");
+        assert_eq!(made["permissions"], json!(["payments:read", "events:read"]));
+        assert_eq!(made["prefix"], format!("rk_live_…{}", &secret[secret.len() - 4..]));
+        let listed = app.get("/keys/").expect(200).body;
+        assert_eq!(listed["count"], 1);
+        assert!(listed["results"][0].get("secret").is_none(), "{listed}");
+        assert!(!listed.to_string().contains(&secret));
+        let as_key = App { token: secret.clone(), ..app.clone() };
+        as_key.get("/payments/").expect(200);
+        as_key.post("/payments/", json!({"amount": 5, "currency": "CLP", "date": "2026-01-01"})).expect(403);
+        // Used just now: last_used is set.
+        let key_path = format!("/keys/{}/", made["id"]);
+        let mut used = Value::Null;
+        for _ in 0..50 {
+            used = app.get(&key_path).expect(200).body["last_used"].clone();
+            if used.is_string() { break; }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(used.is_string(), "last_used never written");
+
+        // A full key in test mode, by test mode's own list.
+        let test = app.in_test_mode();
+        let full = test.post("/keys/", json!({})).expect(201).body;
+        assert!(full["secret"].as_str().unwrap().starts_with("sk_test_"));
+        assert_eq!(full["permissions"], Value::Null);
+        assert_eq!(test.get("/keys/").expect(200).body["count"], 1);
+        app.get(&format!("/keys/{}/", full["id"])).expect(404);
+
+        // Bad permissions name the field, and make nothing.
+        for bad in [json!(["payments:delete"]), json!(["members:read"]), json!([]), json!("payments:read"), json!([5])] {
+            let refused = app.post("/keys/", json!({"permissions": bad})).expect(400).body;
+            assert!(refused["permissions"].is_array(), "{bad}: {refused}");
+        }
+        assert_eq!(app.get("/keys/").expect(200).body["count"], 1);
+
+        // Revoked: refused at once, still listed, revoking again changes nothing.
+        let revoked = app.delete(&key_path).expect(200).body;
+        assert!(revoked["revoked"].is_string());
+        assert_eq!(as_key.get("/payments/").expect(401).body, json!({"detail": "Invalid token."}));
+        assert_eq!(app.delete(&key_path).expect(200).body["revoked"], revoked["revoked"]);
+        let events = app.get("/events/?type=key.revoked").expect(200).body;
+        assert_eq!(events["count"], 1);
+        assert_eq!(events["results"][0]["actor"], json!({"type": "user", "email": app.email}));
+        assert!(!events.to_string().contains(&secret));
+        assert_eq!(app.get("/events/?type=key.created").expect(200).body["count"], 1);
+        // Keys never reach members or keys, whatever they may do otherwise.
+        let full_live = App { token: app.key(false, None), ..app.clone() };
+        full_live.get("/keys/").expect(403);
+        full_live.get("/members/").expect(403);
+        full_live.get("/payments/").expect(200);
+    }
+}
+
+fn members_of(app: &App) -> Vec<Value> {
+    app.get("/members/").expect(200).body["results"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn read_only_key(app: &App) -> String {
+    let mut conn = app.server.db.pool.get().unwrap();
+    let scope = cobro::accounts::operator_scope(&mut conn, &app.workspace, false).unwrap();
+    let new = cobro::accounts::keys::NewKey {
+        permissions: Some(cobro::accounts::roles::read_only()),
+        name: "read only".into(),
+    };
+    cobro::accounts::keys::create(&mut conn, &scope, &new)
+        .unwrap()
+        .secret
+        .unwrap()
+}
