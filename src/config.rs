@@ -44,10 +44,6 @@ pub struct Settings {
     /// `COBRO_WEBHOOK_FIRST_RETRY_MS`: the wait before a failed delivery's first retry
     /// (default 30 s); each later wait doubles, up to 6 hours.
     pub webhook_first_retry_ms: u64,
-    /// `COBRO_AUTH_CACHE_MS`: how long a server trusts a credential it found valid without
-    /// asking the database again (default 1000; 0: ask every time). A token rotated by
-    /// `cobro token rotate` keeps working on running servers for at most this long.
-    pub auth_cache_ms: u64,
     /// `COBRO_SECRET_KEY`: the keys that seal provider credentials (64 hex digits each,
     /// comma-separated while rotating; the first seals). Unset on SQLite: a key file beside
     /// the database.
@@ -152,7 +148,6 @@ impl Settings {
                 .max(1),
             rate_limit,
             webhook_first_retry_ms: number("COBRO_WEBHOOK_FIRST_RETRY_MS", 30_000)? as u64,
-            auth_cache_ms: number("COBRO_AUTH_CACHE_MS", 1000)? as u64,
             webhook_worker: !matches!(
                 var("COBRO_WEBHOOK_WORKER")
                     .map(|v| v.to_ascii_lowercase())

@@ -28,6 +28,7 @@ for_each_backend!(
     a_revoked_key_is_refused_by_every_server_at_once,
     key_list_and_restricted_keys,
     roles_from_the_cli,
+    json_log_lines_carry_the_request_id,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -518,6 +519,60 @@ fn a_revoked_key_is_refused_by_every_server_at_once(db: &TestDb) {
 
     first.stop();
     second.stop();
+}
+
+/// `COBRO_LOG_FORMAT=json`: one JSON object per line, the request line with its fields, and
+/// the same request id as the answer's header.
+fn json_log_lines_carry_the_request_id(db: &TestDb) {
+    let server = Server::start_with(
+        db,
+        common::free_port(),
+        &[],
+        &[("COBRO_LOG_FORMAT", "json")],
+    );
+    let first = server.read_bootstrap();
+    server.wait_until_healthy();
+    let authorization = format!("Token {}", first.token);
+    let call = |trace: Option<&str>| {
+        let mut request = ureq::post(&server.url("/payments/"))
+            .set("Authorization", &authorization)
+            .set("x-simple-workspace", &first.workspace);
+        if let Some(trace) = trace {
+            request = request.set("X-Request-Id", trace);
+        }
+        let answer = request
+            .set("Content-Type", "application/json")
+            .send_string(r#"{"amount": 5, "currency": "CLP", "date": "2026-12-01", "description": "Traced"}"#)
+            .expect("a 201");
+        answer.header("x-request-id").expect("an id").to_string()
+    };
+    assert_eq!(call(Some("json-trace-1")), "json-trace-1");
+    let generated = call(None);
+    assert!(generated.starts_with("req_"), "{generated}");
+    let log = server.log();
+    server.stop();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(lines.len() > 3, "{log}");
+    for line in &lines {
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(line[field].is_string(), "no {field}: {line}");
+        }
+    }
+    for id in ["json-trace-1", generated.as_str()] {
+        let request = lines
+            .iter()
+            .find(|l| l["request_id"] == id && l["route"].is_string())
+            .unwrap_or_else(|| panic!("no request line for {id}:\n{log}"));
+        assert_eq!(request["method"], "POST");
+        assert_eq!(request["route"], "/payments/");
+        assert_eq!(request["status"], 201);
+        assert!(request["duration_ms"].is_number(), "{request}");
+        assert_eq!(request["actor"], "user:admin@cobro.local");
+    }
+    assert!(!log.contains(&first.token), "the log shows the token");
 }
 
 /// `cobro key create --read-only | --allow …`, `key list` and their refusals.
