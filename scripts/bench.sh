@@ -10,7 +10,8 @@
 # on a provider that takes 3 s to answer (the sandbox's slow card: no write may wait behind
 # a provider's call); and on PostgreSQL, pgbench running the same INSERT pair (payment and
 # event, one transaction) at the same concurrency (the database alone). It prints a table
-# and writes target/bench/results.json.
+# and writes target/bench/results.json. POST /payments/ and the last GET /payments/{id}/ are
+# measured again with metrics on (COBRO_METRICS_TOKEN, scraped every second): their cost.
 #
 # BENCH_CONCURRENCY=32       connections (wrk and pgbench)
 # BENCH_DURATION=10          seconds per measurement
@@ -82,21 +83,27 @@ rss_mb() {
 }
 
 # start_server URL: a fresh `cobro serve` on URL; sets base, token, workspace.
+# start_server URL [VAR=value…]: cobro serve on URL, with more environment if given. The
+# first start on a database reads the bootstrap's token; a restart keeps it.
 start_server() {
-    local url=$1 port
+    local url=$1 port new_token
+    shift
     port=$(free_port)
     base="http://127.0.0.1:$port"
     # The benchmark sends as fast as it can: no rate limit.
-    DATABASE_URL=$url COBRO_RATE_LIMIT=0 RUST_LOG=warn \
+    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn "$@" \
         "$bin" serve --bind "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.log" &
     server_pid=$!
     for _ in $(seq 200); do
         curl -sf "$base/health/" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    token=$(awk '/^  token:/ { print $2 }' "$work/serve.out")
-    workspace=$(awk '/^  workspace:/ { print $2 }' "$work/serve.out")
-    [[ -n $token && -n $workspace ]] || { cat "$work/serve.log" >&2; echo "error: no bootstrap" >&2; exit 1; }
+    new_token=$(awk '/^  token:/ { print $2 }' "$work/serve.out")
+    if [[ -n $new_token ]]; then
+        token=$new_token
+        workspace=$(awk '/^  workspace:/ { print $2 }' "$work/serve.out")
+    fi
+    [[ -n ${token:-} && -n ${workspace:-} ]] || { cat "$work/serve.log" >&2; echo "error: no bootstrap" >&2; exit 1; }
 }
 
 stop_server() {
@@ -274,6 +281,19 @@ run_backend() {
     local body='{"amount": "1000", "currency": "CLP", "date": "2026-11-23", "description": "bench"}'
     measure "$backend" "POST /payments/" /payments/ BENCH_METHOD=POST \
         BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body"
+    # The cost of metrics: the same server with them on (recorded on every request, scraped
+    # every second as a busy Prometheus would).
+    stop_server
+    start_server "$url" COBRO_METRICS_TOKEN=bench-metrics
+    local scraping
+    (while true; do curl -sf -H 'Authorization: Bearer bench-metrics' "$base/metrics" >/dev/null || true; sleep 1; done) &
+    scraping=$!
+    measure "$backend" "POST /payments/ (metrics on)" /payments/ BENCH_METHOD=POST \
+        BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body"
+    measure "$backend" "GET /payments/{id}/ ($size, metrics on)" "/payments/{id}/" \
+        "${auth[@]}" BENCH_ID_MIN="$min" BENCH_ID_MAX="$max"
+    kill "$scraping" 2>/dev/null || true
+    wait "$scraping" 2>/dev/null || true
     # The same while 16 charges wait 3 s each at a provider (started 2 s ahead).
     slow_charges $((duration + 4)) >"$work/slow.out" &
     local slow=$!
@@ -314,6 +334,15 @@ for backend in ("sqlite", "postgresql"):
     if alone and slowed:
         summary[f"{backend}_post_with_slow_provider_to_post"] = round(slowed["rps"] / alone["rps"], 3)
         summary[f"{backend}_post_p99_with_slow_provider_ms"] = slowed["p99_ms"]
+    on = find(backend, "POST /payments/ (metrics on)")
+    if alone and on:
+        summary[f"{backend}_post_metrics_on_to_off"] = round(on["rps"] / alone["rps"], 3)
+    last_size = max((r["name"] for r in rows if r["backend"] == backend and r["name"].endswith(", metrics on)") and r["name"].startswith("GET")), default=None)
+    if last_size:
+        size = last_size.split("(")[1].split(",")[0]
+        read_off, read_on = find(backend, f"GET /payments/{{id}}/ ({size})"), find(backend, last_size)
+        if read_off and read_on:
+            summary[f"{backend}_get_metrics_on_to_off"] = round(read_on["rps"] / read_off["rps"], 3)
     small = find(backend, "GET /payments/?page_size=20 (10000)")
     large = find(backend, "GET /payments/?page_size=20 (1000000)")
     if small and large:

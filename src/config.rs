@@ -44,6 +44,11 @@ pub struct Settings {
     /// `COBRO_WEBHOOK_FIRST_RETRY_MS`: the wait before a failed delivery's first retry
     /// (default 30 s); each later wait doubles, up to 6 hours.
     pub webhook_first_retry_ms: u64,
+    /// `COBRO_METRICS_BIND`: an address of its own for `GET /metrics` (off by default).
+    pub metrics_bind: Option<String>,
+    /// `COBRO_METRICS_TOKEN`: serves `GET /metrics` on the API's address too, to
+    /// `Authorization: Bearer <token>` only.
+    pub metrics_token: Option<String>,
     /// `COBRO_SECRET_KEY`: the keys that seal provider credentials (64 hex digits each,
     /// comma-separated while rotating; the first seals). Unset on SQLite: a key file beside
     /// the database.
@@ -148,6 +153,8 @@ impl Settings {
                 .max(1),
             rate_limit,
             webhook_first_retry_ms: number("COBRO_WEBHOOK_FIRST_RETRY_MS", 30_000)? as u64,
+            metrics_bind: var("COBRO_METRICS_BIND"),
+            metrics_token: var("COBRO_METRICS_TOKEN"),
             webhook_worker: !matches!(
                 var("COBRO_WEBHOOK_WORKER")
                     .map(|v| v.to_ascii_lowercase())

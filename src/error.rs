@@ -153,6 +153,9 @@ impl ApiError {
             ApiError::Unavailable(cause) => outages::note(cause),
             _ => {}
         }
+        if matches!(self, ApiError::Unavailable(_) | ApiError::Contention) {
+            crate::metrics::unavailable();
+        }
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, *allow));

@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod invoices;
 pub mod logging;
+pub mod metrics;
 pub mod money;
 pub mod openapi;
 pub mod payments;

@@ -68,6 +68,12 @@ pub fn serve(
     }
     settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
     purge_idempotency_keys(db.clone(), settings.idempotency_ttl_seconds);
+    if settings.metrics_bind.is_some() || settings.metrics_token.is_some() {
+        crate::metrics::enable();
+    }
+    if let Some(bind) = &settings.metrics_bind {
+        serve_metrics(db.clone(), bind)?;
+    }
     // One per process, shared by its workers.
     let throttle =
         Throttle::new(settings.rate_limit, settings.rate_limit_burst).map(web::Data::new);
@@ -75,6 +81,11 @@ pub fn serve(
         let mut app = App::new();
         if let Some(throttle) = &throttle {
             app = app.app_data(throttle.clone());
+        }
+        if settings.metrics_token.is_some() {
+            app = app.service(
+                resource("/metrics", "GET").route(web::get().to(crate::metrics::scrape_with_token)),
+            );
         }
         app.app_data(web::Data::new(db.clone()))
             .app_data(keyring.clone())
@@ -95,6 +106,22 @@ pub fn serve(
         server.disable_signals()
     };
     Ok(server.run())
+}
+
+/// `GET /metrics` alone on an address of its own (one worker), for as long as the process.
+fn serve_metrics(db: Db, bind: &str) -> std::io::Result<()> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(db.clone()))
+            .route("/metrics", web::get().to(crate::metrics::scrape))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(bind)?
+    .run();
+    log::info!("metrics on http://{bind}/metrics");
+    actix_web::rt::spawn(server);
+    Ok(())
 }
 
 pub fn reconciler_settings(

@@ -351,8 +351,11 @@ impl Db {
         T: Send + 'static,
     {
         let permits = self.permits.clone();
-        let permit = actix_web::rt::time::timeout(CONNECTION_WAIT, permits.acquire_owned())
-            .await
+        let asked = Instant::now();
+        crate::metrics::db_waiting(1);
+        let permit = actix_web::rt::time::timeout(CONNECTION_WAIT, permits.acquire_owned()).await;
+        crate::metrics::db_waiting(-1);
+        let permit = permit
             .map_err(|_| ApiError::unavailable("none came free in 10 s (the server is busy)"))?
             .map_err(ApiError::internal)?;
         let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
@@ -360,7 +363,13 @@ impl Db {
         actix_web::web::block(move || {
             // Held until the connection is back in the pool, even if the request is gone.
             let _permit = permit;
-            request_id::within(id, || on_pooled(&pool, &unreachable, work))
+            request_id::within(id, || {
+                let mut conn = checkout(&pool, &unreachable)?;
+                crate::metrics::db_waited(asked.elapsed());
+                let result = work(&mut conn);
+                conn.answered(&result);
+                result
+            })
         })
         .await
         .map_err(ApiError::internal)?
@@ -497,6 +506,7 @@ pub fn write_tx<T, E: TxError>(
                 let pause = rand::random_range(0..(1u64 << run.min(6)) * 1000);
                 std::thread::sleep(Duration::from_micros(pause));
                 run += 1;
+                crate::metrics::transaction_retried();
             }
             other => return other,
         }

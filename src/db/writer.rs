@@ -170,6 +170,7 @@ impl Writer {
         self.jobs
             .send(job)
             .map_err(|_| ApiError::internal("the SQLite writer has stopped"))?;
+        crate::metrics::writer_queued(1);
         Ok(answer)
     }
 }
@@ -185,6 +186,7 @@ fn run(manager: Manager, mut conn: DbConnection, queue: mpsc::Receiver<Box<dyn J
     let mut carried: Vec<Box<dyn Job>> = Vec::new();
     loop {
         let mut batch = std::mem::take(&mut carried);
+        let carried_over = batch.len();
         if batch.is_empty() {
             match queue.recv() {
                 Ok(job) => batch.push(job),
@@ -197,6 +199,8 @@ fn run(manager: Manager, mut conn: DbConnection, queue: mpsc::Receiver<Box<dyn J
                 Err(_) => break,
             }
         }
+        crate::metrics::writer_queued(-((batch.len() - carried_over) as i64));
+        crate::metrics::writer_batch(batch.len());
         let (usable, rest) = run_batch(&mut conn, batch);
         carried = rest;
         if !usable {

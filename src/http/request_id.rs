@@ -104,7 +104,9 @@ pub async fn middleware(
                 .or_else(|| route.starts_with("/pay/").then(|| "checkout".to_string()))
                 .unwrap_or_else(|| "-".to_string());
             let status = res.status().as_u16();
-            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let took = started.elapsed();
+            crate::metrics::http_request(&method, &route, status, took);
+            let duration_ms = took.as_secs_f64() * 1000.0;
             if let Ok(value) = HeaderValue::from_str(&id) {
                 res.headers_mut()
                     .insert(HeaderName::from_static(HEADER), value);

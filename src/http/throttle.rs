@@ -52,6 +52,7 @@ impl Throttle {
             return Ok(());
         }
         let wait = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0);
+        crate::metrics::throttled();
         Err(ApiError::Throttled(wait as u64))
     }
 }

@@ -269,6 +269,7 @@ async fn claim_key(
     let claiming = key.clone();
     match db.write(move |conn| claim(conn, &claiming)).await? {
         Claim::Answered { status, body } => {
+            crate::metrics::idempotency("replayed");
             let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
             Ok(Err(HttpResponse::build(status)
                 .insert_header((REPLAYED_HEADER, "true"))
@@ -426,6 +427,7 @@ fn claim(conn: &mut DbConnection, key: &Key) -> Result<Claim, ApiError> {
 }
 
 fn conflict(detail: String) -> ApiError {
+    crate::metrics::idempotency("conflict");
     ApiError::Conflict {
         code: "idempotency_error",
         detail,

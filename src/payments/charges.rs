@@ -315,15 +315,26 @@ pub fn call(pending: &Pending) -> Result<Charge, Unknown> {
         capture: attempt.capture,
         resend: matches!(pending.intent, Intent::Ask { resend: true }),
     };
-    match pending.intent {
-        Intent::Charge { .. } => gateway.charge(&request),
-        Intent::Capture => gateway.capture(&request),
-        Intent::Release | Intent::Abandon => gateway.cancel(&request),
+    let started = std::time::Instant::now();
+    let (operation, answer) = match pending.intent {
+        Intent::Charge { .. } => ("charge", gateway.charge(&request)),
+        Intent::Capture => ("capture", gateway.capture(&request)),
+        Intent::Release | Intent::Abandon => ("cancel", gateway.cancel(&request)),
         // Nothing to say yet: the attempt stays as it is.
-        Intent::Ask { .. } => gateway
-            .retrieve(&request)?
-            .ok_or_else(|| Unknown("nothing to say yet".into())),
-    }
+        Intent::Ask { .. } => (
+            "retrieve",
+            gateway
+                .retrieve(&request)
+                .and_then(|answer| answer.ok_or_else(|| Unknown("nothing to say yet".into()))),
+        ),
+    };
+    let outcome = if answer.is_ok() {
+        "answered"
+    } else {
+        "unknown"
+    };
+    crate::metrics::provider_call(&attempt.gateway, operation, outcome, started.elapsed());
+    answer
 }
 
 /// The third step: applies the gateway's answer, if the attempt still waits for it.

@@ -122,6 +122,7 @@ pub fn run_once(
         refunds_store::release_claim,
         |scope, part| reconcile_refund(db, keyring, settings, scope, part),
     )?;
+    crate::metrics::reconciler_run(charges + refunds);
     Ok(charges + refunds)
 }
 

@@ -864,3 +864,13 @@ pub fn attempt(
         .optional()?;
     row.map(AttemptRow::into_attempt).transpose()
 }
+
+/// For `/metrics`, across every workspace (tenancy: counts only): charges waiting for their
+/// gateway's answer, by gateway.
+pub fn in_flight_by_gateway(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, ApiError> {
+    Ok(payment_attempts::table
+        .filter(payment_attempts::status.eq(AttemptStatus::Processing.as_str()))
+        .group_by(payment_attempts::gateway)
+        .select((payment_attempts::gateway, diesel::dsl::count_star()))
+        .load(conn)?)
+}

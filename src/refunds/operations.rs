@@ -305,12 +305,23 @@ fn ask(call: &Call) -> Result<Refunded, Unknown> {
         description: &part.description,
         resend: matches!(call.intent, Intent::Ask { resend: true }),
     };
-    match call.intent {
-        Intent::Refund => gateway.refund(&request),
-        Intent::Ask { .. } => gateway
-            .retrieve_refund(&request)?
-            .ok_or_else(|| Unknown("nothing to say yet".into())),
-    }
+    let started = std::time::Instant::now();
+    let (operation, answer) = match call.intent {
+        Intent::Refund => ("refund", gateway.refund(&request)),
+        Intent::Ask { .. } => (
+            "retrieve_refund",
+            gateway
+                .retrieve_refund(&request)
+                .and_then(|answer| answer.ok_or_else(|| Unknown("nothing to say yet".into()))),
+        ),
+    };
+    let outcome = if answer.is_ok() {
+        "answered"
+    } else {
+        "unknown"
+    };
+    crate::metrics::provider_call(name, operation, outcome, started.elapsed());
+    answer
 }
 
 /// The third step: applies each answer to its part as the part is now (an answer moves a

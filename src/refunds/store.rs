@@ -528,3 +528,17 @@ pub fn due_sandbox_refunds(
         .map(|(workspace, test_mode, id)| (Scope::new(workspace, test_mode, origin), id))
         .collect())
 }
+
+/// For `/metrics`, across every workspace (tenancy: counts only): refund parts waiting for
+/// their provider, by gateway.
+pub fn in_flight_by_gateway(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, ApiError> {
+    let rows: Vec<(Option<String>, i64)> = refund_parts::table
+        .filter(refund_parts::status.eq(RefundStatus::Pending.as_str()))
+        .group_by(refund_parts::gateway)
+        .select((refund_parts::gateway, diesel::dsl::count_star()))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(gateway, n)| (gateway.unwrap_or_else(|| "none".into()), n))
+        .collect())
+}

@@ -410,3 +410,26 @@ pub fn record_attempt(
     .execute(conn)?;
     Ok(recorded == 1)
 }
+
+/// For `/metrics`, across every workspace (tenancy: counts only, nothing of any tenant's
+/// shown): deliveries pending, pending after a failed attempt, and given up.
+pub fn delivery_counts(conn: &mut DbConnection) -> Result<(i64, i64, i64), ApiError> {
+    let pending = webhook_deliveries::table.filter(webhook_deliveries::status.eq("pending"));
+    let failing = pending
+        .filter(webhook_deliveries::attempts.gt(0))
+        .count()
+        .get_result(conn)?;
+    let given_up = webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq("failed"))
+        .count()
+        .get_result(conn)?;
+    Ok((pending.count().get_result(conn)?, failing, given_up))
+}
+
+/// For `/metrics`, across every workspace: webhooks disabled, by hand or after failures.
+pub fn disabled_count(conn: &mut DbConnection) -> Result<i64, ApiError> {
+    Ok(webhooks::table
+        .filter(webhooks::enabled.eq(false))
+        .count()
+        .get_result(conn)?)
+}

@@ -184,6 +184,13 @@ fn send_one(db: &Db, job: Job, settings: WorkerSettings) -> Result<(), ApiError>
         None => Outcome::Unreachable("the event no longer exists".into()),
     };
     log::debug!("webhook delivery {}: {outcome:?}", job.due.id);
+    let (kind, delivered_after) = match &outcome {
+        // From the event (its deliveries are made in its transaction) to its 2xx.
+        Outcome::Delivered(_) => ("delivered", (now() - job.due.created).to_std().ok()),
+        Outcome::Refused(_) => ("refused", None),
+        Outcome::Unreachable(_) => ("unreachable", None),
+    };
+    crate::metrics::webhook_attempt(kind, delivered_after);
     let first_retry_ms = settings.first_retry_ms;
     db.write_here(move |conn| write_tx(conn, |conn| record(conn, &job, &outcome, first_retry_ms)))
 }

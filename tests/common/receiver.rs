@@ -89,6 +89,11 @@ impl Receiver {
         self.plan.lock().unwrap().script.extend(statuses);
     }
 
+    /// Forgets the statuses still to come: from now on, 200s.
+    pub fn recover(&self) {
+        self.plan.lock().unwrap().script.clear();
+    }
+
     /// Every answer comes after `delay`.
     pub fn answer_after(&self, delay: Duration) {
         self.plan.lock().unwrap().delay = delay;
