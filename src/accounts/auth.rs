@@ -13,7 +13,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::keys::KeyPrincipal;
 use super::roles::{self, Grants};
-use super::{authenticate, members, Principal};
+use super::{authenticate, cache, members, Principal};
 use crate::audit::Origin;
 use crate::db::{Db, Scope};
 use crate::error::{ApiError, FieldErrors};
@@ -49,40 +49,81 @@ impl FromRequest for Auth {
         let req = req.clone();
         Box::pin(async move {
             let credential = credential?;
+            let asked = cache::Asked {
+                digest: super::digest(&credential),
+                is_key: super::keys::looks_like_key(&credential),
+                workspace,
+                test_mode,
+            };
             // Counted per credential as presented, before the database is asked about it.
             if let Some(throttle) = throttle {
-                throttle.check(&super::digest(&credential))?;
+                throttle.check(&asked.digest)?;
             }
             let db = db.ok_or_else(|| ApiError::internal("no database in app data"))?;
-            // No cache: a key revoked or a role changed anywhere counts from the next request.
-            let (principal, found) = db
-                .run(move |conn| {
-                    let principal = authenticate(conn, &credential)?
-                        .ok_or(ApiError::AuthenticationFailed("Invalid token."))?;
-                    let role_of =
-                        |user, workspace: &str| Ok(members::role_of(conn, user, workspace)?);
-                    let found = scope_for(&principal, &workspace, &test_mode, role_of)?;
-                    Ok((principal, found))
-                })
-                .await?;
-            let actor = principal.actor();
+            // Only what the cache lets in is trusted: a refusal is asked about afresh (a role
+            // may have grown since).
+            let cached = cache::get(&asked).filter(|t| allows(&t.grants, needed));
+            let trusted = match cached {
+                // Trusted now, checked again inside the request's own database work.
+                Some(trusted) => {
+                    cache::owe(cache::Check {
+                        asked: asked.clone(),
+                        needed,
+                        epoch: trusted.epoch(),
+                        verified: Default::default(),
+                    });
+                    trusted
+                }
+                None => {
+                    let asking = asked.clone();
+                    let trusted = db
+                        .run(move |conn| {
+                            let epoch = cache::epoch(conn)?;
+                            resolve(conn, &asking, epoch)
+                        })
+                        .await?;
+                    cache::remember(asked, trusted.clone());
+                    trusted
+                }
+            };
+            let actor = trusted.principal.actor();
             req.extensions_mut().insert(actor.clone());
-            let ((workspace, test_mode), grants) = found.ok_or(ApiError::Forbidden)?;
-            match needed {
-                Some((resource, access)) if grants.allows(resource, access) => {}
-                _ => return Err(ApiError::Forbidden),
+            if !allows(&trusted.grants, needed) {
+                return Err(ApiError::Forbidden);
             }
-            if let Principal::Key(key) = &principal {
+            if let Principal::Key(key) = &trusted.principal {
                 note_use(&db, key);
             }
             let origin = Arc::new(Origin::new(actor, request_id::of(&req)));
+            let (workspace, test_mode) = trusted.place;
             Ok(Auth {
                 scope: Scope::new(workspace, test_mode, &origin),
-                principal,
-                grants,
+                principal: trusted.principal,
+                grants: trusted.grants,
             })
         })
     }
+}
+
+/// True when `grants` allow what the route needs; a route that needs nothing known is
+/// refused (fail closed: `roles::needed`).
+pub fn allows(grants: &Grants, needed: Option<(roles::Resource, roles::Access)>) -> bool {
+    needed.is_some_and(|(resource, access)| grants.allows(resource, access))
+}
+
+/// Who a credential is and what it may do where the headers ask, from the database, as of
+/// `epoch`: 401 for an unknown or revoked credential, 403 for a user not a member there.
+pub fn resolve(
+    conn: &mut crate::db::DbConnection,
+    asked: &cache::Asked,
+    epoch: i64,
+) -> Result<cache::Trusted, ApiError> {
+    let principal = authenticate(conn, &asked.digest, asked.is_key)?
+        .ok_or(ApiError::AuthenticationFailed("Invalid token."))?;
+    let role_of = |user, workspace: &str| Ok(members::role_of(conn, user, workspace)?);
+    let (place, grants) = scope_for(&principal, &asked.workspace, &asked.test_mode, role_of)?
+        .ok_or(ApiError::Forbidden)?;
+    Ok(cache::Trusted::new(principal, place, grants, epoch))
 }
 
 /// Writes when a key was last used (at most once a minute per key, after the answer: a

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::auth::Auth;
 use super::keys::{self, KeyView, NewKey};
-use super::members::{self, Manager, MemberView};
-use super::roles::{self, Grants, Role};
+use super::members::{self, MemberView};
+use super::roles::{self, Role};
 use crate::db::{write_tx, Db};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::http::body::Body;
@@ -42,15 +42,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(retrieve_key))
             .route(web::delete().to(revoke_key)),
     );
-}
-
-/// Who changes members, for the owner rule (reaching a write here already took an owner or
-/// an admin).
-fn manager(auth: &Auth) -> Manager {
-    match auth.grants {
-        Grants::Member(Role::Owner) => Manager::Owner,
-        _ => Manager::Admin,
-    }
 }
 
 fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> ApiResult<Option<&'a str>> {
@@ -105,10 +96,10 @@ pub async fn add_member(auth: Auth, db: web::Data<Db>, body: Body) -> ApiResult<
         .ok_or_else(|| ApiError::Validation(FieldErrors::one("email", "This field is required.")))?
         .to_string();
     let role = role_field(&fields)?.unwrap_or(Role::Developer);
-    let by = manager(&auth);
     let member = db
         .write(move |conn| {
             write_tx(conn, |conn| {
+                let by = members::manager_of(conn, &auth.scope, &auth.principal)?;
                 members::add(conn, &auth.scope, by, &email, role)
             })
         })
@@ -141,11 +132,11 @@ pub async fn update_member(
 ) -> ApiResult<HttpResponse> {
     let user = object_id(&user)?;
     let fields = body.read().await?;
-    let by = manager(&auth);
     let member = match role_field(&fields)? {
         Some(role) => {
             db.write(move |conn| {
                 write_tx(conn, |conn| {
+                    let by = members::manager_of(conn, &auth.scope, &auth.principal)?;
                     members::set_role(conn, &auth.scope, by, user, role)
                 })
             })
@@ -168,9 +159,13 @@ pub async fn remove_member(
     user: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let user = object_id(&user)?;
-    let by = manager(&auth);
-    db.write(move |conn| write_tx(conn, |conn| members::remove(conn, &auth.scope, by, user)))
-        .await?;
+    db.write(move |conn| {
+        write_tx(conn, |conn| {
+            let by = members::manager_of(conn, &auth.scope, &auth.principal)?;
+            members::remove(conn, &auth.scope, by, user)
+        })
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -237,6 +237,7 @@ pub fn revoke(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<KeyView
     let row: KeyRow = diesel::update(in_scope)
         .set(secret_keys::revoked.eq(Some(now())))
         .get_result(conn)?;
+    super::cache::bump(conn)?;
     let view = row.view();
     events::insert(conn, scope, "key.revoked", "key", &id.to_string(), &view)?;
     Ok(view)

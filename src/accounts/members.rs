@@ -48,6 +48,23 @@ impl Manager {
     }
 }
 
+/// Who asks, as their role is now (read in the change's own transaction: a role changed a
+/// moment ago counts); only owners and admins manage members.
+pub fn manager_of(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    principal: &super::Principal,
+) -> Result<Manager, ApiError> {
+    let super::Principal::User { id, .. } = principal else {
+        return Err(ApiError::Forbidden);
+    };
+    match role_of(conn, *id, scope.workspace_id())? {
+        Some(Role::Owner) => Ok(Manager::Owner),
+        Some(Role::Admin) => Ok(Manager::Admin),
+        _ => Err(ApiError::Forbidden),
+    }
+}
+
 pub fn parse_role(raw: &str) -> Result<Role, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::Validation(FieldErrors::one(
@@ -246,6 +263,7 @@ pub fn set_role(
     )
     .set(memberships::role.eq(role.as_str()))
     .execute(conn)?;
+    super::cache::bump(conn)?;
     let member = find(conn, scope, user)?;
     record(conn, scope, "member.updated", &member)?;
     Ok(member)
@@ -277,6 +295,7 @@ pub fn remove(
             .filter(memberships::user_id.eq(user)),
     )
     .execute(conn)?;
+    super::cache::bump(conn)?;
     record(conn, scope, "member.removed", &current)?;
     Ok(current)
 }

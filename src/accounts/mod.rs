@@ -6,6 +6,7 @@
 //! The plain value is shown once, when it is made.
 
 pub mod auth;
+pub mod cache;
 pub mod handlers;
 pub mod keys;
 pub mod members;
@@ -133,9 +134,12 @@ pub fn create_user(conn: &mut DbConnection, email: &str) -> Result<String, Accou
 pub fn rotate_token(conn: &mut DbConnection, email: &str) -> Result<String, AccountError> {
     let id = user_id(conn, email)?;
     let token = new_token();
-    diesel::update(users::table.find(id))
-        .set(users::token_digest.eq(digest(&token)))
-        .execute(conn)?;
+    write_tx(conn, |conn| {
+        diesel::update(users::table.find(id))
+            .set(users::token_digest.eq(digest(&token)))
+            .execute(conn)?;
+        Ok::<_, AccountError>(cache::bump(conn)?)
+    })?;
     Ok(token)
 }
 
@@ -207,16 +211,18 @@ pub fn workspace_name(conn: &mut DbConnection, scope: &Scope) -> Result<String, 
     require_workspace(conn, scope.workspace_id())
 }
 
-/// Whom a token or key belongs to, or None for an unknown or revoked one. Asked on every
-/// request, with no cache: a key revoked or a token rotated by any process stops working
-/// on every process at once.
-pub fn authenticate(conn: &mut DbConnection, credential: &str) -> QueryResult<Option<Principal>> {
-    let digest = digest(credential);
-    if keys::looks_like_key(credential) {
-        return Ok(keys::authenticate(conn, &digest)?.map(Principal::Key));
+/// Whom a token or key (by its digest) belongs to, or None for an unknown or revoked one.
+/// See `cache` for how a server trusts the answer for a while without missing a change.
+pub fn authenticate(
+    conn: &mut DbConnection,
+    digest: &str,
+    is_key: bool,
+) -> QueryResult<Option<Principal>> {
+    if is_key {
+        return Ok(keys::authenticate(conn, digest)?.map(Principal::Key));
     }
     let user = users::table
-        .filter(users::token_digest.eq(&digest))
+        .filter(users::token_digest.eq(digest))
         .select((users::id, users::email))
         .first::<(i64, String)>(conn)
         .optional()?;

@@ -360,13 +360,14 @@ impl Db {
             .map_err(ApiError::internal)?;
         let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
         let id = request_id::current();
+        let owed = crate::accounts::cache::owed();
         actix_web::web::block(move || {
             // Held until the connection is back in the pool, even if the request is gone.
             let _permit = permit;
             request_id::within(id, || {
                 let mut conn = checkout(&pool, &unreachable)?;
                 crate::metrics::db_waited(asked.elapsed());
-                let result = work(&mut conn);
+                let result = trusted_still(&mut conn, owed.as_ref()).and_then(|()| work(&mut conn));
                 conn.answered(&result);
                 result
             })
@@ -408,13 +409,28 @@ impl Db {
         match &self.writer {
             Some(writer) => {
                 let id = request_id::current();
+                let owed = crate::accounts::cache::owed();
                 writer
-                    .write(move |conn| request_id::within(id, || work(conn)))
+                    .write(move |conn| {
+                        request_id::within(id, || {
+                            trusted_still(conn, owed.as_ref())?;
+                            work(conn)
+                        })
+                    })
                     .await
             }
             None => self.run(work).await,
         }
     }
+}
+
+/// The credential check a request let in on trust owes (`accounts::cache`), made on the
+/// connection its work is about to use, before the work.
+fn trusted_still(
+    conn: &mut DbConnection,
+    owed: Option<&crate::accounts::cache::Check>,
+) -> Result<(), ApiError> {
+    owed.map_or(Ok(()), |check| crate::accounts::cache::verify(conn, check))
 }
 
 /// Runs `work` on a connection taken from `pool`, and records how it went (see `Conn`).

@@ -12,6 +12,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    credential_epoch (id) {
+        id -> Integer,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
     workspaces (id) {
         id -> Text,
         name -> Text,

@@ -17,7 +17,10 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use rand::distr::{Alphanumeric, SampleString};
 
+use actix_web::ResponseError;
+
 use crate::audit::Actor;
+use crate::error::ApiError;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -79,9 +82,12 @@ pub fn within<T>(id: Option<String>, work: impl FnOnce() -> T) -> T {
 /// path may hold a checkout key, a header a token.
 pub async fn middleware(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = from_client(req.headers().get(HEADER)).unwrap_or_else(generate);
+    let db = req
+        .app_data::<actix_web::web::Data<crate::db::Db>>()
+        .cloned();
     req.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
     let method = req.method().to_string();
@@ -90,7 +96,25 @@ pub async fn middleware(
         .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
     CURRENT
         .scope(id.clone(), async move {
-            let mut res = next.call(req).await?;
+            let (res, owed) = crate::accounts::cache::with_room(next.call(req)).await;
+            let mut res = res?.map_into_left_body();
+            // Let in on trust and answered without touching the database: the credential is
+            // checked now, and an answer it no longer earns is replaced by the refusal.
+            if let (Some(check), Some(db)) = (owed.filter(|c| !c.verified()), db) {
+                let checked = db
+                    .run(move |conn| crate::accounts::cache::verify(conn, &check))
+                    .await;
+                if let Err(err @ (ApiError::AuthenticationFailed(_) | ApiError::Forbidden)) =
+                    checked
+                {
+                    let refusal = if res.request().path().starts_with("/v1/") {
+                        crate::billingrails::BrError(err).error_response()
+                    } else {
+                        err.error_response()
+                    };
+                    res = res.into_response(refusal).map_into_right_body();
+                }
+            }
             let route = res
                 .request()
                 .match_pattern()

@@ -322,6 +322,43 @@ both! {
         assert_eq!(app.get("/events/?type=member.added").expect(200).body["count"], 2);
     }
 
+    fn trust_never_outlives_a_change_made_on_another_server(app) {
+        // Servers trust a credential they saw valid, until any credential changes anywhere.
+        let Some(other) = server_with(app.backend(), |_| {}) else { return };
+        let payment = json!({"amount": 5, "currency": "CLP", "date": "2026-01-01", "description": "trust"});
+        let member = app.stranger();
+        app.add_member(&member.email, Role::Developer);
+        let elsewhere = App { workspace: app.workspace.clone(), ..member.clone() }.on(other);
+        elsewhere.get("/payments/").expect(200);
+        elsewhere.post("/payments/", payment.clone()).expect(201);
+        let user = members_of(&app).into_iter().find(|m| m["email"] == member.email.as_str()).unwrap()["user"].clone();
+        let path = format!("/members/{user}/");
+
+        // Demoted on the first server: refused on the other at its next request, even one
+        // that would have been refused for its body.
+        app.patch(&path, json!({"role": "viewer"})).expect(200);
+        elsewhere.post("/payments/", payment.clone()).expect(403);
+        elsewhere.post("/payments/", json!({})).expect(403);
+        elsewhere.get("/payments/").expect(200);
+        // Promoted again: allowed at once (a refusal is never trusted).
+        app.patch(&path, json!({"role": "developer"})).expect(200);
+        elsewhere.post("/payments/", payment.clone()).expect(201);
+        // Removed: not a member any more.
+        app.delete(&path).expect(204);
+        elsewhere.get("/payments/").expect(403);
+
+        // A key revoked on the first server: 401 on the other, whatever the request.
+        let made = app.post("/keys/", json!({})).expect(201).body;
+        let as_key = App { token: made["secret"].as_str().unwrap().to_string(), ..app.clone() }.on(other);
+        as_key.get("/payments/").expect(200);
+        app.delete(&format!("/keys/{}/", made["id"])).expect(200);
+        assert_eq!(as_key.post("/payments/", json!({"amount": "x"})).expect(401).body, json!({"detail": "Invalid token."}));
+        as_key.get("/payments/").expect(401);
+        let bearer = format!("Bearer {}", made["secret"].as_str().unwrap());
+        let refused = send("GET", &as_key.url("/v1/payments"), &[("Authorization", &bearer)], None).expect(401);
+        assert_eq!(refused.body["error"]["type"], "authentication_error");
+    }
+
     fn keys_through_the_api_are_shown_once_and_revoked_at_once(app) {
         let made = app.post("/keys/", json!({"name": "reporting", "permissions": ["events:read", "payments:read"]})).expect(201).body;
         let secret = made["secret"].as_str().unwrap().to_string();

@@ -1,3 +1,4 @@
+DROP TABLE credential_epoch;
 DROP INDEX events_scope_request;
 DROP INDEX events_scope_actor;
 ALTER TABLE events DROP COLUMN actor_type;

@@ -19,3 +19,13 @@ ALTER TABLE secret_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
 ALTER TABLE secret_keys ADD COLUMN last4 TEXT NOT NULL DEFAULT '';
 ALTER TABLE secret_keys ADD COLUMN last_used TIMESTAMP;
 ALTER TABLE secret_keys ADD COLUMN revoked TIMESTAMP;
+
+-- Changes to credentials anywhere (a token rotated, a key revoked, a role changed or a
+-- member removed) bump this one number in their own transaction. A server trusts a
+-- credential it has seen valid only while the number is unchanged, and reads it inside
+-- every request's own database work: no server acts on a stale credential.
+CREATE TABLE credential_epoch (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n BIGINT NOT NULL
+);
+INSERT INTO credential_epoch (id, n) VALUES (1, 0);

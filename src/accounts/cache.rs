@@ -1,0 +1,164 @@
+//! Credentials recently found valid, trusted without asking the database first, and the
+//! check that makes that trust safe across every server process.
+//!
+//! A change to any credential (a token rotated, a key revoked, a role changed, a member
+//! removed) bumps one number, `credential_epoch`, in its own transaction ([`bump`]). An
+//! entry here remembers the number it was found valid under. A request let in on trust owes
+//! a [`Check`]: inside its own database work (`Db::run` and `Db::write`, on the connection
+//! the work uses, before the work) the number is read again, and if it moved the credential
+//! is asked about afresh: refused now, the request fails with 401 or 403 and does nothing.
+//! So a request that touches the database never acts on a credential revoked before it, on
+//! any server, and it costs one tiny read instead of a second trip to the database. A
+//! request that answers without touching the database (a 400 for its body, say) is checked
+//! before its answer leaves (`http::request_id::middleware`), and answered 401 or 403 if
+//! the credential no longer holds.
+//!
+//! Entries live a minute at most (for changes made behind cobro's back, in SQL), and only
+//! successes are kept.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+
+use super::roles::{Access, Grants, Resource};
+use super::Principal;
+use crate::db::schema::credential_epoch;
+use crate::db::DbConnection;
+use crate::error::ApiError;
+
+/// How long an entry is trusted at most, epoch unchanged.
+const TTL: Duration = Duration::from_secs(60);
+/// Beyond this many entries the cache starts afresh.
+const MAX_ENTRIES: usize = 10_000;
+
+/// What a request presents: its credential (by digest) and the headers that choose where it
+/// acts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Asked {
+    pub digest: String,
+    pub is_key: bool,
+    pub workspace: Option<String>,
+    pub test_mode: Option<String>,
+}
+
+/// What it was found to be: who, where (workspace, test mode) and allowed what.
+#[derive(Clone, Debug)]
+pub struct Trusted {
+    pub principal: Principal,
+    pub place: (String, bool),
+    pub grants: Grants,
+    epoch: i64,
+    at: Instant,
+}
+
+impl Trusted {
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    pub fn new(principal: Principal, place: (String, bool), grants: Grants, epoch: i64) -> Self {
+        Trusted {
+            principal,
+            place,
+            grants,
+            epoch,
+            at: Instant::now(),
+        }
+    }
+}
+
+fn entries() -> &'static Mutex<HashMap<Asked, Trusted>> {
+    static ENTRIES: OnceLock<Mutex<HashMap<Asked, Trusted>>> = OnceLock::new();
+    ENTRIES.get_or_init(Mutex::default)
+}
+
+pub fn get(asked: &Asked) -> Option<Trusted> {
+    let entries = entries().lock().ok()?;
+    entries.get(asked).filter(|t| t.at.elapsed() < TTL).cloned()
+}
+
+pub fn remember(asked: Asked, trusted: Trusted) {
+    if let Ok(mut entries) = entries().lock() {
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(asked, trusted);
+    }
+}
+
+/// The number every credential change bumps.
+pub fn epoch(conn: &mut DbConnection) -> QueryResult<i64> {
+    credential_epoch::table
+        .find(1)
+        .select(credential_epoch::n)
+        .first(conn)
+}
+
+/// Call in the transaction of a change to a credential, a role or a membership.
+pub fn bump(conn: &mut DbConnection) -> QueryResult<()> {
+    diesel::update(credential_epoch::table.find(1))
+        .set(credential_epoch::n.eq(credential_epoch::n + 1))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// What a request let in on trust owes: to be checked again inside its database work or,
+/// when it answers without any, before its answer leaves.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub asked: Asked,
+    pub needed: Option<(Resource, Access)>,
+    pub epoch: i64,
+    /// Set once a check passed (shared by the clones taken into database work).
+    pub verified: Arc<AtomicBool>,
+}
+
+impl Check {
+    pub fn verified(&self) -> bool {
+        self.verified.load(Ordering::Relaxed)
+    }
+}
+
+tokio::task_local! {
+    static OWED: RefCell<Option<Check>>;
+}
+
+/// Runs a request's handling with room for the check it may owe (the request middleware),
+/// and gives back the check, so that one not yet made is made before the answer leaves.
+pub async fn with_room<F: std::future::Future>(handling: F) -> (F::Output, Option<Check>) {
+    OWED.scope(RefCell::new(None), async {
+        let output = handling.await;
+        (output, owed())
+    })
+    .await
+}
+
+/// This request was let in on trust.
+pub fn owe(check: Check) {
+    let _ = OWED.try_with(|owed| *owed.borrow_mut() = Some(check));
+}
+
+/// The check this request owes, if any (to take into its database work).
+pub fn owed() -> Option<Check> {
+    OWED.try_with(|owed| owed.borrow().clone()).ok().flatten()
+}
+
+/// The check, on the connection the request's work is about to use: nothing to do while the
+/// epoch is unchanged; otherwise the credential is asked about again, and the request
+/// refused if it is no longer valid or no longer allowed what it asks.
+pub fn verify(conn: &mut DbConnection, check: &Check) -> Result<(), ApiError> {
+    let now = epoch(conn)?;
+    if now != check.epoch {
+        let trusted = super::auth::resolve(conn, &check.asked, now)?;
+        if !super::auth::allows(&trusted.grants, check.needed) {
+            return Err(ApiError::Forbidden);
+        }
+        remember(check.asked.clone(), trusted);
+    }
+    check.verified.store(true, Ordering::Relaxed);
+    Ok(())
+}
