@@ -187,13 +187,29 @@ fn read_or_make_key_file(path: &Path) -> Result<Vec<String>, String> {
             .map(str::to_string)
             .collect()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            // Written whole beside it, then linked into place: of two servers starting at
+            // once on a new database, one makes the file and the other reads it complete.
             let key = new_key();
-            write_key_file(path, std::slice::from_ref(&key), true)?;
-            log::info!(
-                "made a secret key for provider credentials at {} (back it up with the database)",
-                path.display()
-            );
-            Ok(vec![key])
+            let draft = path.with_extension(format!("key.new-{}", std::process::id()));
+            write_key_file(&draft, std::slice::from_ref(&key), false)?;
+            let linked = std::fs::hard_link(&draft, path);
+            let _ = std::fs::remove_file(&draft);
+            match linked {
+                Ok(()) => {
+                    log::info!(
+                        "made a secret key for provider credentials at {} (back it up with the database)",
+                        path.display()
+                    );
+                    Ok(vec![key])
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    read_or_make_key_file(path)
+                }
+                Err(err) => Err(format!(
+                    "cannot write the key file {}: {err}",
+                    path.display()
+                )),
+            }
         }
         Err(err) => Err(format!(
             "cannot read the key file {}: {err}",

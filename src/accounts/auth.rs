@@ -105,6 +105,30 @@ impl FromRequest for Auth {
     }
 }
 
+impl Auth {
+    /// The kinds of object whose events this caller may read: those of the resources it
+    /// may read (a viewer sees no key's events; a key with `events:read` alone, none about
+    /// payments).
+    pub fn readable_objects(&self) -> Vec<&'static str> {
+        use roles::{Access, Resource};
+        [
+            ("payment", Resource::Payments),
+            ("source", Resource::Sources),
+            ("customer", Resource::Customers),
+            ("invoice", Resource::Invoices),
+            ("refund", Resource::Refunds),
+            ("webhook", Resource::Webhooks),
+            ("integration", Resource::Integrations),
+            ("member", Resource::Members),
+            ("key", Resource::Keys),
+        ]
+        .into_iter()
+        .filter(|(_, resource)| self.grants.allows(*resource, Access::Read))
+        .map(|(object, _)| object)
+        .collect()
+    }
+}
+
 /// True when `grants` allow what the route needs; a route that needs nothing known is
 /// refused (fail closed: `roles::needed`).
 pub fn allows(grants: &Grants, needed: Option<(roles::Resource, roles::Access)>) -> bool {
@@ -129,7 +153,7 @@ pub fn resolve(
 /// Writes when a key was last used (at most once a minute per key, after the answer: a
 /// failure to write it fails nothing).
 fn note_use(db: &Db, key: &KeyPrincipal) {
-    if !key.last_used_is_stale() {
+    if !key.last_used_is_stale() || !super::keys::due_for_touch(key.id) {
         return;
     }
     let (db, id) = (db.clone(), key.id);

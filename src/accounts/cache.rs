@@ -150,14 +150,24 @@ pub fn owed() -> Option<Check> {
 /// The check, on the connection the request's work is about to use: nothing to do while the
 /// epoch is unchanged; otherwise the credential is asked about again, and the request
 /// refused if it is no longer valid or no longer allowed what it asks.
-pub fn verify(conn: &mut DbConnection, check: &Check) -> Result<(), ApiError> {
+///
+/// Once per request: a request that passed is ordered before any later change, so a step
+/// after a provider's call (recording its answer) is never refused for a revocation that
+/// came meanwhile. `committed` is false inside the SQLite writer's batch, whose reads may
+/// see writes that roll back: what it finds is then not remembered.
+pub fn verify(conn: &mut DbConnection, check: &Check, committed: bool) -> Result<(), ApiError> {
+    if check.verified() {
+        return Ok(());
+    }
     let now = epoch(conn)?;
     if now != check.epoch {
         let trusted = super::auth::resolve(conn, &check.asked, now)?;
         if !super::auth::allows(&trusted.grants, check.needed) {
             return Err(ApiError::Forbidden);
         }
-        remember(check.asked.clone(), trusted);
+        if committed {
+            remember(check.asked.clone(), trusted);
+        }
     }
     check.verified.store(true, Ordering::Relaxed);
     Ok(())

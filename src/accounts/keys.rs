@@ -3,7 +3,7 @@
 //! shown once, when made; it is stored as a SHA-256 digest (it is long and random, so there
 //! is nothing to brute-force), with its first characters and last four to recognise it by
 //! (`sk_test_…abcd`). Revoking a key keeps it listed, and it stops working at once on every
-//! server: authentication asks the database on every request.
+//! server (it bumps the credential epoch: see `cache`).
 //!
 //! Making and revoking a key are events (`key.created`, `key.revoked`) in the key's mode, so
 //! the audit trail says who did it. They are not delivered to webhooks.
@@ -155,6 +155,28 @@ pub fn authenticate(conn: &mut DbConnection, digest: &str) -> QueryResult<Option
     }))
 }
 
+/// True at most once a minute per key in this process (a cached key's `last_used` is as
+/// old as its cache entry, so it cannot say alone whether it was written lately).
+pub fn due_for_touch(id: i64) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+    static TOUCHED: OnceLock<Mutex<HashMap<i64, Instant>>> = OnceLock::new();
+    let Ok(mut touched) = TOUCHED.get_or_init(Mutex::default).lock() else {
+        return false;
+    };
+    if touched.len() > 10_000 {
+        touched.clear();
+    }
+    let due = touched
+        .get(&id)
+        .is_none_or(|at| at.elapsed() > Duration::from_secs(60));
+    if due {
+        touched.insert(id, Instant::now());
+    }
+    due
+}
+
 /// Records that a key was used now.
 pub fn touch(conn: &mut DbConnection, id: i64) -> QueryResult<()> {
     diesel::update(secret_keys::table.find(id))
@@ -234,9 +256,17 @@ pub fn revoke(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<KeyView
     if row.revoked.is_some() {
         return Ok(row.view());
     }
-    let row: KeyRow = diesel::update(in_scope)
+    // Guarded by `revoked IS NULL`: of two revocations at once, one revokes.
+    let Some(row) = diesel::update(in_scope.filter(secret_keys::revoked.is_null()))
         .set(secret_keys::revoked.eq(Some(now())))
-        .get_result(conn)?;
+        .get_result::<KeyRow>(conn)
+        .optional()?
+    else {
+        return in_scope
+            .first::<KeyRow>(conn)
+            .map(KeyRow::view)
+            .map_err(Into::into);
+    };
     super::cache::bump(conn)?;
     let view = row.view();
     events::insert(conn, scope, "key.revoked", "key", &id.to_string(), &view)?;

@@ -367,7 +367,8 @@ impl Db {
             request_id::within(id, || {
                 let mut conn = checkout(&pool, &unreachable)?;
                 crate::metrics::db_waited(asked.elapsed());
-                let result = trusted_still(&mut conn, owed.as_ref()).and_then(|()| work(&mut conn));
+                let result =
+                    trusted_still(&mut conn, owed.as_ref(), true).and_then(|()| work(&mut conn));
                 conn.answered(&result);
                 result
             })
@@ -413,7 +414,7 @@ impl Db {
                 writer
                     .write(move |conn| {
                         request_id::within(id, || {
-                            trusted_still(conn, owed.as_ref())?;
+                            trusted_still(conn, owed.as_ref(), false)?;
                             work(conn)
                         })
                     })
@@ -429,8 +430,11 @@ impl Db {
 fn trusted_still(
     conn: &mut DbConnection,
     owed: Option<&crate::accounts::cache::Check>,
+    committed: bool,
 ) -> Result<(), ApiError> {
-    owed.map_or(Ok(()), |check| crate::accounts::cache::verify(conn, check))
+    owed.map_or(Ok(()), |check| {
+        crate::accounts::cache::verify(conn, check, committed)
+    })
 }
 
 /// Runs `work` on a connection taken from `pool`, and records how it went (see `Conn`).

@@ -31,6 +31,7 @@ pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<
         object_type: params.get("object_type").map(str::to_string),
         actor_type: params.get("actor_type").map(str::to_string),
         request_id: params.get("request_id").map(str::to_string),
+        readable: auth.readable_objects(),
     };
     if let Some(kind) = &filter.actor_type {
         if !crate::audit::Actor::KINDS.contains(&kind.as_str()) {
@@ -65,7 +66,10 @@ pub async fn retrieve(
 ) -> ApiResult<HttpResponse> {
     let id = object_id(&id)?;
     let event = db
-        .run(move |conn| store::find(conn, &auth.scope, id)?.ok_or(ApiError::NotFound))
+        .run(move |conn| {
+            let readable = auth.readable_objects();
+            store::find_readable(conn, &auth.scope, id, &readable)?.ok_or(ApiError::NotFound)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(event))
 }

@@ -77,6 +77,9 @@ pub struct EventFilter {
     /// `user`, `key`, `checkout`, `provider` or `system`.
     pub actor_type: Option<String>,
     pub request_id: Option<String>,
+    /// The kinds of object the caller may read (`Auth::readable_objects`): events about any
+    /// other kind are not shown.
+    pub readable: Vec<&'static str>,
 }
 
 #[derive(Queryable)]
@@ -95,7 +98,7 @@ struct EventRow {
 }
 
 fn filtered<'a>(scope: &Scope, filter: &'a EventFilter) -> events::BoxedQuery<'a, MultiBackend> {
-    let mut query = scoped(scope);
+    let mut query = scoped(scope).filter(events::object_type.eq_any(filter.readable.clone()));
     if let Some(event_type) = &filter.event_type {
         query = query.filter(events::event_type.eq(event_type));
     }
@@ -153,6 +156,7 @@ pub fn list(
     Ok(rows.into_iter().map(EventRow::view).collect())
 }
 
+/// An event by id, whatever its object (see [`find_readable`] for a caller's).
 pub fn find(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -160,6 +164,21 @@ pub fn find(
 ) -> Result<Option<EventView>, ApiError> {
     let row: Option<EventRow> = scoped(scope)
         .filter(events::id.eq(id))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(EventRow::view))
+}
+
+/// An event by id, if it is about a kind of object in `readable`.
+pub fn find_readable(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    readable: &[&'static str],
+) -> Result<Option<EventView>, ApiError> {
+    let row: Option<EventRow> = scoped(scope)
+        .filter(events::id.eq(id))
+        .filter(events::object_type.eq_any(readable.to_vec()))
         .first(conn)
         .optional()?;
     Ok(row.map(EventRow::view))

@@ -20,7 +20,6 @@ use rand::distr::{Alphanumeric, SampleString};
 use actix_web::ResponseError;
 
 use crate::audit::Actor;
-use crate::error::ApiError;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -102,11 +101,10 @@ pub async fn middleware(
             // checked now, and an answer it no longer earns is replaced by the refusal.
             if let (Some(check), Some(db)) = (owed.filter(|c| !c.verified()), db) {
                 let checked = db
-                    .run(move |conn| crate::accounts::cache::verify(conn, &check))
+                    .run(move |conn| crate::accounts::cache::verify(conn, &check, true))
                     .await;
-                if let Err(err @ (ApiError::AuthenticationFailed(_) | ApiError::Forbidden)) =
-                    checked
-                {
+                // Fails closed: an answer is sent only once its credential is known to hold.
+                if let Err(err) = checked {
                     let refusal = if res.request().path().starts_with("/v1/") {
                         crate::billingrails::BrError(err).error_response()
                     } else {
@@ -129,7 +127,7 @@ pub async fn middleware(
                 .unwrap_or_else(|| "-".to_string());
             let status = res.status().as_u16();
             let took = started.elapsed();
-            crate::metrics::http_request(&method, &route, status, took);
+            crate::metrics::http_request(metric_method(&method), &route, status, took);
             let duration_ms = took.as_secs_f64() * 1000.0;
             if let Ok(value) = HeaderValue::from_str(&id) {
                 res.headers_mut()
@@ -148,6 +146,13 @@ pub async fn middleware(
             Ok(res)
         })
         .await
+}
+
+/// A method as a metric's label: the ones routes answer, or `other` (a client may send any
+/// token as a method, and each would be a series of its own).
+fn metric_method(method: &str) -> &str {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
 }
 
 #[cfg(test)]

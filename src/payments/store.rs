@@ -867,6 +867,7 @@ pub fn attempt(
 
 /// For `/metrics`, across every workspace (tenancy: counts only): charges waiting for their
 /// gateway's answer, by gateway.
+// tenancy: across workspaces by design (counts only, for /metrics).
 pub fn in_flight_by_gateway(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, ApiError> {
     Ok(payment_attempts::table
         .filter(payment_attempts::status.eq(AttemptStatus::Processing.as_str()))

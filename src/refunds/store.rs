@@ -531,6 +531,7 @@ pub fn due_sandbox_refunds(
 
 /// For `/metrics`, across every workspace (tenancy: counts only): refund parts waiting for
 /// their provider, by gateway.
+// tenancy: across workspaces by design (counts only, for /metrics).
 pub fn in_flight_by_gateway(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, ApiError> {
     let rows: Vec<(Option<String>, i64)> = refund_parts::table
         .filter(refund_parts::status.eq(RefundStatus::Pending.as_str()))

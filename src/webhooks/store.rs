@@ -413,6 +413,7 @@ pub fn record_attempt(
 
 /// For `/metrics`, across every workspace (tenancy: counts only, nothing of any tenant's
 /// shown): deliveries pending, pending after a failed attempt, and given up.
+// tenancy: across workspaces by design (counts only, for /metrics).
 pub fn delivery_counts(conn: &mut DbConnection) -> Result<(i64, i64, i64), ApiError> {
     let pending = webhook_deliveries::table.filter(webhook_deliveries::status.eq("pending"));
     let failing = pending
@@ -427,6 +428,7 @@ pub fn delivery_counts(conn: &mut DbConnection) -> Result<(i64, i64, i64), ApiEr
 }
 
 /// For `/metrics`, across every workspace: webhooks disabled, by hand or after failures.
+// tenancy: across workspaces by design (counts only, for /metrics).
 pub fn disabled_count(conn: &mut DbConnection) -> Result<i64, ApiError> {
     Ok(webhooks::table
         .filter(webhooks::enabled.eq(false))
