@@ -143,6 +143,9 @@ impl Fixtures {
             _ => String::new(),
         };
         path.replace("{id}", &id)
+            .replace("{account}", &self.customer)
+            .replace("{invoice}", &self.invoice)
+            .replace("{payment}", &self.payment.to_string())
             .replace("{user}", &self.member.to_string())
             .replace("{delivery_id}", "999999")
     }
@@ -201,10 +204,16 @@ fn routes(app: &App) -> Vec<(String, String)> {
     for (method, path) in [
         ("GET", "/v1/accounts"),
         ("POST", "/v1/accounts"),
+        ("GET", "/v1/accounts/{account}"),
+        ("PATCH", "/v1/accounts/{account}"),
         ("GET", "/v1/invoices"),
         ("POST", "/v1/invoices"),
+        ("GET", "/v1/invoices/{invoice}"),
+        ("PATCH", "/v1/invoices/{invoice}"),
+        ("POST", "/v1/invoices/{invoice}/issue"),
         ("GET", "/v1/payments"),
         ("POST", "/v1/payments"),
+        ("GET", "/v1/payments/{payment}"),
     ] {
         routes.push((method.to_string(), path.to_string()));
     }
@@ -431,6 +440,17 @@ fn prepare(
             json!({"account_id": fixtures.customer, "currency": "CLP",
             "due_at": "2026-12-31T00:00:00Z", "line_items": [{"name": "Plan", "quantity": 1, "unit_amount": 1000}]}),
         ),
+        ("PATCH", "/v1/accounts/{account}") => live(
+            format!("/v1/accounts/{}", app.customer_id("Br")),
+            json!({"name": "Acme SpA"}),
+        ),
+        ("PATCH", "/v1/invoices/{invoice}") => live(
+            format!("/v1/invoices/{}", draft()),
+            json!({"description": "Changed"}),
+        ),
+        ("POST", "/v1/invoices/{invoice}/issue") => {
+            live(format!("/v1/invoices/{}/issue", draft()), json!({}))
+        }
         ("POST", "/v1/payments") => live(
             "/v1/payments".into(),
             json!({"mode": "offline", "account_id": fixtures.customer, "reference_id": "REF-1",
@@ -494,8 +514,12 @@ both! {
             let resource = resource_of(route);
             for (who, (live, test)) in &credentials {
                 let v1 = route.starts_with("/v1/");
-                // Billingrails' door takes keys alone, as `Bearer`.
+                // Billingrails' door takes keys alone, as `Bearer`: a user's token is a 401.
                 if v1 && matches!(who, Who::Owner | Who::Admin | Who::Developer | Who::Viewer) {
+                    let (path, _, _) = prepare(&app, &fixtures, "GET", route);
+                    let bearer = format!("Bearer {}", live.token);
+                    let refused = send(method, &live.url(&path), &[("Authorization", &bearer)], None);
+                    assert_eq!(refused.status, 401, "{who:?} {method} {path}: {}", refused.text);
                     continue;
                 }
                 let (path, body, test_mode) = prepare(&app, &fixtures, method, route);
