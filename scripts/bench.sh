@@ -10,8 +10,10 @@
 # on a provider that takes 3 s to answer (the sandbox's slow card: no write may wait behind
 # a provider's call); and on PostgreSQL, pgbench running the same INSERT pair (payment and
 # event, one transaction) at the same concurrency (the database alone). It prints a table
-# and writes target/bench/results.json. POST /payments/ and the last GET /payments/{id}/ are
-# measured again with metrics on (COBRO_METRICS_TOKEN, scraped every second): their cost.
+# and writes target/bench/results.json. The cost of metrics: POST /payments/ and the last
+# GET /payments/{id}/ with metrics off and on (COBRO_METRICS_TOKEN, scraped every second),
+# alternating in three rounds of BENCH_METRICS_DURATION (4) seconds; the median ratio is
+# printed.
 #
 # BENCH_CONCURRENCY=32       connections (wrk and pgbench)
 # BENCH_DURATION=10          seconds per measurement
@@ -281,19 +283,30 @@ run_backend() {
     local body='{"amount": "1000", "currency": "CLP", "date": "2026-11-23", "description": "bench"}'
     measure "$backend" "POST /payments/" /payments/ BENCH_METHOD=POST \
         BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body"
-    # The cost of metrics: the same server with them on (recorded on every request, scraped
-    # every second as a busy Prometheus would).
-    stop_server
-    start_server "$url" COBRO_METRICS_TOKEN=bench-metrics
-    local scraping
-    (while true; do curl -sf -H 'Authorization: Bearer bench-metrics' "$base/metrics" >/dev/null || true; sleep 1; done) &
-    scraping=$!
-    measure "$backend" "POST /payments/ (metrics on)" /payments/ BENCH_METHOD=POST \
-        BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body"
-    measure "$backend" "GET /payments/{id}/ ($size, metrics on)" "/payments/{id}/" \
-        "${auth[@]}" BENCH_ID_MIN="$min" BENCH_ID_MAX="$max"
-    kill "$scraping" 2>/dev/null || true
-    wait "$scraping" 2>/dev/null || true
+    # The cost of metrics: POST and GET by id with metrics off, then on (recorded on every
+    # request, scraped every second as a busy Prometheus would), three rounds on a server
+    # started afresh each time, so that the machine's drift falls on both sides alike.
+    local round metrics scraping duration=${BENCH_METRICS_DURATION:-4}
+    for round in 1 2 3; do
+        for metrics in off on; do
+            stop_server
+            if [[ $metrics == on ]]; then
+                start_server "$url" COBRO_METRICS_TOKEN=bench-metrics
+                (while true; do curl -sf -H 'Authorization: Bearer bench-metrics' "$base/metrics" >/dev/null || true; sleep 1; done) &
+                scraping=$!
+            else
+                start_server "$url"
+            fi
+            measure "$backend" "POST /payments/ (metrics $metrics, round $round)" /payments/ \
+                BENCH_METHOD=POST BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body"
+            measure "$backend" "GET /payments/{id}/ ($size, metrics $metrics, round $round)" "/payments/{id}/" \
+                "${auth[@]}" BENCH_ID_MIN="$min" BENCH_ID_MAX="$max"
+            if [[ $metrics == on ]]; then
+                kill "$scraping" 2>/dev/null || true
+                wait "$scraping" 2>/dev/null || true
+            fi
+        done
+    done
     # The same while 16 charges wait 3 s each at a provider (started 2 s ahead).
     slow_charges $((duration + 4)) >"$work/slow.out" &
     local slow=$!
@@ -334,15 +347,17 @@ for backend in ("sqlite", "postgresql"):
     if alone and slowed:
         summary[f"{backend}_post_with_slow_provider_to_post"] = round(slowed["rps"] / alone["rps"], 3)
         summary[f"{backend}_post_p99_with_slow_provider_ms"] = slowed["p99_ms"]
-    on = find(backend, "POST /payments/ (metrics on)")
-    if alone and on:
-        summary[f"{backend}_post_metrics_on_to_off"] = round(on["rps"] / alone["rps"], 3)
-    last_size = max((r["name"] for r in rows if r["backend"] == backend and r["name"].endswith(", metrics on)") and r["name"].startswith("GET")), default=None)
-    if last_size:
-        size = last_size.split("(")[1].split(",")[0]
-        read_off, read_on = find(backend, f"GET /payments/{{id}}/ ({size})"), find(backend, last_size)
-        if read_off and read_on:
-            summary[f"{backend}_get_metrics_on_to_off"] = round(read_on["rps"] / read_off["rps"], 3)
+    # Metrics on ÷ off: the median of the rounds' ratios, each round's pair back to back.
+    for line, prefix in (("post", "POST /payments/ (metrics"), ("get", "GET /payments/{id}/")):
+        ratios = []
+        for n in (1, 2, 3):
+            pair = {r["name"].split("metrics ")[1].split(",")[0]: r["rps"] for r in rows
+                    if r["backend"] == backend and r["name"].startswith(prefix) and r["name"].endswith(f"round {n})")}
+            if "on" in pair and "off" in pair:
+                ratios.append(pair["on"] / pair["off"])
+        if ratios:
+            summary[f"{backend}_{line}_metrics_on_to_off_median"] = round(sorted(ratios)[len(ratios) // 2], 3)
+            summary[f"{backend}_{line}_metrics_on_to_off_rounds"] = [round(r, 3) for r in ratios]
     small = find(backend, "GET /payments/?page_size=20 (10000)")
     large = find(backend, "GET /payments/?page_size=20 (1000000)")
     if small and large:
