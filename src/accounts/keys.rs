@@ -157,17 +157,19 @@ pub fn authenticate(conn: &mut DbConnection, digest: &str) -> QueryResult<Option
 
 /// True at most once a minute per key in this process (a cached key's `last_used` is as
 /// old as its cache entry, so it cannot say alone whether it was written lately).
-pub fn due_for_touch(id: i64) -> bool {
+/// Keyed by id and masked prefix: one process may serve several databases (the tests do).
+pub fn due_for_touch(key: &KeyPrincipal) -> bool {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     use std::time::{Duration, Instant};
-    static TOUCHED: OnceLock<Mutex<HashMap<i64, Instant>>> = OnceLock::new();
+    static TOUCHED: OnceLock<Mutex<HashMap<(i64, String), Instant>>> = OnceLock::new();
     let Ok(mut touched) = TOUCHED.get_or_init(Mutex::default).lock() else {
         return false;
     };
     if touched.len() > 10_000 {
         touched.clear();
     }
+    let id = (key.id, key.masked.clone());
     let due = touched
         .get(&id)
         .is_none_or(|at| at.elapsed() > Duration::from_secs(60));

@@ -683,7 +683,7 @@ both! {
         // Used just now: last_used is set.
         let key_path = format!("/keys/{}/", made["id"]);
         let mut used = Value::Null;
-        for _ in 0..50 {
+        for _ in 0..250 {
             used = app.get(&key_path).expect(200).body["last_used"].clone();
             if used.is_string() { break; }
             std::thread::sleep(std::time::Duration::from_millis(20));
