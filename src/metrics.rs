@@ -26,6 +26,11 @@ pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
 }
 
+/// True once metrics are served somewhere.
+pub fn is_on() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 fn on() -> Option<&'static Metrics> {
     ENABLED.load(Ordering::Relaxed).then(metrics)
 }

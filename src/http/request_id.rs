@@ -89,10 +89,8 @@ pub async fn middleware(
         .cloned();
     req.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
-    let method = req.method().to_string();
-    let peer = req
-        .peer_addr()
-        .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
+    let method = req.method().clone();
+    let peer = req.peer_addr();
     CURRENT
         .scope(id.clone(), async move {
             let (res, owed) = crate::accounts::cache::with_room(next.call(req)).await;
@@ -113,10 +111,25 @@ pub async fn middleware(
                     res = res.into_response(refusal).map_into_right_body();
                 }
             }
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                res.headers_mut()
+                    .insert(HeaderName::from_static(HEADER), value);
+            }
+            let logged = log::log_enabled!(target: "cobro::http", log::Level::Info);
+            if !logged && !crate::metrics::is_on() {
+                return Ok(res);
+            }
             let route = res
                 .request()
                 .match_pattern()
                 .unwrap_or_else(|| "(no route)".to_string());
+            let status = res.status().as_u16();
+            let took = started.elapsed();
+            let method = method.as_str();
+            crate::metrics::http_request(metric_method(method), &route, status, took);
+            if !logged {
+                return Ok(res);
+            }
             let actor = res
                 .request()
                 .extensions()
@@ -125,18 +138,12 @@ pub async fn middleware(
                 // The checkout's pages and routes act for the payer behind the key.
                 .or_else(|| route.starts_with("/pay/").then(|| "checkout".to_string()))
                 .unwrap_or_else(|| "-".to_string());
-            let status = res.status().as_u16();
-            let took = started.elapsed();
-            crate::metrics::http_request(metric_method(&method), &route, status, took);
+            let peer = peer.map_or_else(|| "-".to_string(), |a| a.ip().to_string());
             let duration_ms = took.as_secs_f64() * 1000.0;
-            if let Ok(value) = HeaderValue::from_str(&id) {
-                res.headers_mut()
-                    .insert(HeaderName::from_static(HEADER), value);
-            }
             log::info!(
                 target: "cobro::http",
                 peer = peer.as_str(),
-                method = method.as_str(),
+                method = method,
                 route = route.as_str(),
                 status = status,
                 duration_ms = (duration_ms * 1000.0).round() / 1000.0,
