@@ -4,6 +4,9 @@
 //! being told twice.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::text_enum::text_enum;
 
 /// Who acted: a user (their token), a workspace key, a payer (a checkout key), a provider (a
 /// signed webhook), or one of cobro's own jobs.
@@ -27,19 +30,27 @@ pub enum Actor {
     },
 }
 
+text_enum! {
+    /// The `type` of an actor, as `GET /events/?actor_type=` filters it.
+    ActorType {
+        User = "user",
+        Key = "key",
+        Checkout = "checkout",
+        Provider = "provider",
+        System = "system",
+    }
+}
+
 impl Actor {
-    /// The `type` of the actor, as `GET /events/?actor_type=` filters it.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ActorType {
         match self {
-            Actor::User { .. } => "user",
-            Actor::Key { .. } => "key",
-            Actor::Checkout => "checkout",
-            Actor::Provider { .. } => "provider",
-            Actor::System { .. } => "system",
+            Actor::User { .. } => ActorType::User,
+            Actor::Key { .. } => ActorType::Key,
+            Actor::Checkout => ActorType::Checkout,
+            Actor::Provider { .. } => ActorType::Provider,
+            Actor::System { .. } => ActorType::System,
         }
     }
-
-    pub const KINDS: &'static [&'static str] = &["user", "key", "checkout", "provider", "system"];
 
     /// A one-line name for logs (never a secret: a key by its masked prefix).
     pub fn label(&self) -> String {
@@ -105,8 +116,8 @@ mod tests {
             Actor::System { job: "cli".into() },
         ] {
             let value = serde_json::to_value(&actor).unwrap();
-            assert_eq!(value["type"], actor.kind());
-            assert!(Actor::KINDS.contains(&actor.kind()));
+            assert_eq!(value["type"], actor.kind().as_str());
+            assert_eq!(actor.kind().as_str().parse::<ActorType>(), Ok(actor.kind()));
             assert_eq!(serde_json::from_value::<Actor>(value).unwrap(), actor);
         }
     }

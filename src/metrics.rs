@@ -367,10 +367,7 @@ pub fn names() -> Vec<String> {
 /// `GET /metrics` on `COBRO_METRICS_BIND`'s own address: no credential (it is meant for a
 /// private network, as Prometheus' exporters are).
 pub async fn scrape(db: actix_web::web::Data<crate::db::Db>) -> actix_web::HttpResponse {
-    let backend = match db.backend {
-        crate::db::Backend::Sqlite => "sqlite",
-        crate::db::Backend::Postgres => "postgres",
-    };
+    let backend = db.backend.name();
     let state = db.pool.state();
     let counted = db
         .run(move |conn| {

@@ -153,7 +153,7 @@ pub fn resolve(
 /// Writes when a key was last used (at most once a minute per key, after the answer: a
 /// failure to write it fails nothing).
 fn note_use(db: &Db, key: &KeyPrincipal) {
-    if !key.last_used_is_stale() || !super::keys::due_for_touch(key) {
+    if !super::keys::due_for_touch(key) {
         return;
     }
     let (db, id) = (db.clone(), key.id);

@@ -6,7 +6,7 @@
 //! secret, which is shown once and stored nowhere.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::auth::Auth;
 use super::keys::{self, KeyView, NewKey};
@@ -15,6 +15,7 @@ use super::roles::{self, Role};
 use crate::db::{write_tx, Db};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::http::body::Body;
+use crate::http::fields::{Given, Presence, Reader};
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::query::QueryParams;
 use crate::http::{object_id, resource};
@@ -42,21 +43,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(retrieve_key))
             .route(web::delete().to(revoke_key)),
     );
-}
-
-fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> ApiResult<Option<&'a str>> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::Validation(FieldErrors::one(
-            name,
-            "Not a valid string.",
-        ))),
-    }
-}
-
-fn role_field(fields: &Map<String, Value>) -> ApiResult<Option<Role>> {
-    text(fields, "role")?.map(members::parse_role).transpose()
 }
 
 /// The whole list on one page or several (a workspace has few members and keys).
@@ -91,11 +77,13 @@ pub async fn list_members(
     responses((status = 201, body = MemberView), ScopedErrors))]
 pub async fn add_member(auth: Auth, db: web::Data<Db>, body: Body) -> ApiResult<HttpResponse> {
     let fields = body.read().await?;
-    let email = text(&fields, "email")?
-        .filter(|e| !e.trim().is_empty())
-        .ok_or_else(|| ApiError::Validation(FieldErrors::one("email", "This field is required.")))?
-        .to_string();
-    let role = role_field(&fields)?.unwrap_or(Role::Developer);
+    let mut r = Reader::new(&fields, Presence::Full);
+    let email = r.string("email", true, false, 254);
+    let role = r.choice::<Role>("role").unwrap_or(Role::Developer);
+    r.finish().into_result()?;
+    let Given::Value(email) = email else {
+        return Err(ApiError::internal("an email read without an error"));
+    };
     let member = db
         .write(move |conn| {
             write_tx(conn, |conn| {
@@ -132,7 +120,10 @@ pub async fn update_member(
 ) -> ApiResult<HttpResponse> {
     let user = object_id(&user)?;
     let fields = body.read().await?;
-    let member = match role_field(&fields)? {
+    let mut r = Reader::new(&fields, Presence::Partial);
+    let role = r.choice::<Role>("role");
+    r.finish().into_result()?;
+    let member = match role {
         Some(role) => {
             db.write(move |conn| {
                 write_tx(conn, |conn| {
@@ -205,9 +196,12 @@ pub async fn create_key(auth: Auth, db: web::Data<Db>, body: Body) -> ApiResult<
             ))
         }
     };
+    let mut r = Reader::new(&fields, Presence::Partial);
+    let name = r.string("name", false, true, 100);
+    r.finish().into_result()?;
     let new = NewKey {
         permissions,
-        name: text(&fields, "name")?.unwrap_or("").to_string(),
+        name: name.sent().flatten().unwrap_or_default(),
     };
     let view = db
         .write(move |conn| write_tx(conn, |conn| keys::create(conn, &auth.scope, &new)))

@@ -20,9 +20,6 @@ use crate::error::{ApiError, FieldErrors};
 use crate::events::store as events;
 use crate::payments::domain::timestamp;
 
-/// How often a key's `last_used` is written (at most once a minute per key).
-const LAST_USED_EVERY: chrono::Duration = chrono::Duration::minutes(1);
-
 pub fn looks_like_key(credential: &str) -> bool {
     credential.starts_with("sk_") || credential.starts_with("rk_")
 }
@@ -37,15 +34,6 @@ pub struct KeyPrincipal {
     pub masked: String,
     /// None for a full secret key.
     pub permissions: Option<Vec<Permission>>,
-    pub last_used: Option<NaiveDateTime>,
-}
-
-impl KeyPrincipal {
-    /// True when `last_used` is worth writing again.
-    pub fn last_used_is_stale(&self) -> bool {
-        self.last_used
-            .is_none_or(|at| now().signed_duration_since(at) > LAST_USED_EVERY)
-    }
 }
 
 /// `sk_test_…abcd`, from the stored prefix (`sk_test_XXXX`) and last four characters; keys
@@ -151,12 +139,11 @@ pub fn authenticate(conn: &mut DbConnection, digest: &str) -> QueryResult<Option
         permissions: row.permissions.as_deref().map(parse_stored),
         workspace_id: row.workspace_id,
         test_mode: row.test_mode,
-        last_used: row.last_used,
     }))
 }
 
-/// True at most once a minute per key in this process (a cached key's `last_used` is as
-/// old as its cache entry, so it cannot say alone whether it was written lately).
+/// True at most once a minute per key in this process: when its `last_used` is worth
+/// writing.
 /// Keyed by id and masked prefix: one process may serve several databases (the tests do).
 pub fn due_for_touch(key: &KeyPrincipal) -> bool {
     use std::collections::HashMap;

@@ -65,15 +65,6 @@ pub fn manager_of(
     }
 }
 
-pub fn parse_role(raw: &str) -> Result<Role, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::Validation(FieldErrors::one(
-            "role",
-            format!("\"{raw}\" is not a valid choice: owner, admin, developer or viewer."),
-        ))
-    })
-}
-
 /// A member's role in a workspace, or None for a user who is not a member.
 pub fn role_of(
     conn: &mut DbConnection,
@@ -161,11 +152,7 @@ fn owners(conn: &mut DbConnection, workspace_id: &str) -> Result<i64, ApiError> 
 
 /// The scope events about members go in: the workspace's live mode.
 fn live(scope: &Scope) -> Scope {
-    Scope::new(
-        scope.workspace_id().to_string(),
-        false,
-        &std::sync::Arc::new(scope.origin().clone()),
-    )
+    scope.in_mode(false)
 }
 
 fn record(

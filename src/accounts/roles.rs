@@ -35,10 +35,6 @@ text_enum! {
     }
 }
 
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Developer, Role::Viewer];
-}
-
 text_enum! {
     /// What a request reads or changes.
     Resource {

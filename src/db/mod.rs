@@ -612,9 +612,9 @@ impl Scope {
     pub fn origin(&self) -> &Origin {
         &self.origin
     }
-    /// The same workspace and mode, acted in by someone else.
-    pub fn acting_as(&self, origin: &Arc<Origin>) -> Scope {
-        Scope::new(self.workspace_id.clone(), self.test_mode, origin)
+    /// The same workspace and actor, in the other mode or this one.
+    pub fn in_mode(&self, test_mode: bool) -> Scope {
+        Scope::new(self.workspace_id.clone(), test_mode, &self.origin)
     }
 }
 

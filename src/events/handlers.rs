@@ -5,10 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::store::{self, EventFilter};
 use super::EventView;
 use crate::accounts::auth::Auth;
+use crate::audit::ActorType;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::http::pagination::{Page, PageRequest};
-use crate::http::query::QueryParams;
+use crate::http::query::{FilterReader, QueryParams};
 use crate::http::{object_id, resource};
 use crate::openapi::{EventListParams, ScopeHeaders, ScopedErrors};
 
@@ -25,22 +26,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))]
 pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
     let params = QueryParams::parse(req.query_string())?;
+    let mut r = FilterReader::new(&params);
     let filter = EventFilter {
-        event_type: params.get("type").map(str::to_string),
-        object_id: params.get("object_id").map(str::to_string),
-        object_type: params.get("object_type").map(str::to_string),
-        actor_type: params.get("actor_type").map(str::to_string),
-        request_id: params.get("request_id").map(str::to_string),
+        event_type: r.text("type"),
+        object_id: r.text("object_id"),
+        object_type: r.text("object_type"),
+        actor_type: r.choice::<ActorType>("actor_type"),
+        request_id: r.text("request_id"),
         readable: auth.readable_objects(),
     };
-    if let Some(kind) = &filter.actor_type {
-        if !crate::audit::Actor::KINDS.contains(&kind.as_str()) {
-            return Err(ApiError::Validation(crate::error::FieldErrors::one(
-                "actor_type",
-                format!("Select a valid choice. {kind} is not one of the available choices."),
-            )));
-        }
-    }
+    r.finish()?;
     let page = PageRequest::new(&req, &params)?;
     let page = db
         .run(move |conn| {

@@ -60,7 +60,7 @@ pub fn insert(
             events::object_id.eq(object_id),
             events::data.eq(data),
             events::created.eq(now()),
-            events::actor_type.eq(origin.actor.kind()),
+            events::actor_type.eq(origin.actor.kind().as_str()),
             events::actor.eq(actor),
             events::request_id.eq(&origin.request_id),
         ))
@@ -74,8 +74,7 @@ pub struct EventFilter {
     pub object_id: Option<String>,
     /// `payment` or `source`: ids of different kinds of object may be equal.
     pub object_type: Option<String>,
-    /// `user`, `key`, `checkout`, `provider` or `system`.
-    pub actor_type: Option<String>,
+    pub actor_type: Option<crate::audit::ActorType>,
     pub request_id: Option<String>,
     /// The kinds of object the caller may read (`Auth::readable_objects`): events about any
     /// other kind are not shown.
@@ -108,8 +107,8 @@ fn filtered<'a>(scope: &Scope, filter: &'a EventFilter) -> events::BoxedQuery<'a
     if let Some(object_id) = &filter.object_id {
         query = query.filter(events::object_id.eq(object_id));
     }
-    if let Some(actor_type) = &filter.actor_type {
-        query = query.filter(events::actor_type.eq(actor_type));
+    if let Some(actor_type) = filter.actor_type {
+        query = query.filter(events::actor_type.eq(actor_type.as_str()));
     }
     if let Some(request_id) = &filter.request_id {
         query = query.filter(events::request_id.eq(request_id));
