@@ -47,9 +47,10 @@ if [[ -n ${BENCH_PERF:-} ]] && ! command -v perf >/dev/null; then
     exit 1
 fi
 
-echo "building the release binary"
-cargo build --release --quiet
+echo "building the release binary and the bench's tools (examples/)"
+cargo build --release --quiet --bins --examples
 bin=$PWD/target/release/cobro
+tools=$PWD/target/release/examples
 out=target/bench
 mkdir -p "$out"
 work=$(mktemp -d /tmp/cobro-bench.XXXXXX)
@@ -60,11 +61,13 @@ rows=$work/rows.jsonl
 source scripts/pg-cluster.sh
 
 server_pid=""
+others=() # a second server, the webhook receiver
 cleanup() {
-    if [[ -n $server_pid ]]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    local pid
+    for pid in $server_pid "${others[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     stop_cluster
     chmod -R a+rwX "$work" 2>/dev/null || true
     rm -rf "$work"
@@ -75,9 +78,13 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The server's peak resident memory so far (VmHWM), in MB.
+# The server's peak resident memory so far (VmHWM), in MB; null with no server running.
 peak_rss_mb() {
-    awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/status"
+    if [[ -n $server_pid ]]; then
+        awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/status"
+    else
+        echo null
+    fi
 }
 
 rss_mb() {
@@ -114,6 +121,31 @@ stop_server() {
     server_pid=""
 }
 
+# wrk_line BASE CONNECTIONS PATH [wrk.lua environment…]: one wrk run; prints its BENCH line.
+wrk_line() {
+    local base=$1 connections=$2 path=$3
+    shift 3
+    env BENCH_PATH="$path" "$@" wrk -t"$threads" -c"$connections" -d"${duration}s" \
+        --timeout 10s -s scripts/bench/wrk.lua "$base" | grep '^BENCH ' | cut -c7-
+}
+
+# add_row BACKEND NAME JSON: appends a row (JSON's fields, and the server's peak RSS) and
+# prints it.
+add_row() {
+    python3 - "$1" "$2" "$(peak_rss_mb)" "$3" >>"$rows" <<'EOF'
+import json, sys
+backend, name, rss, line = sys.argv[1:]
+row = {"backend": backend, "name": name, **json.loads(line), "peak_rss_mb": json.loads(rss)}
+if row.get("non_2xx") or row.get("socket_errors"):
+    print(f"warning: {backend} {name}: {row['non_2xx']} non-2xx answers, {row['socket_errors']} socket errors", file=sys.stderr)
+print(json.dumps(row))
+rss = f"  peak RSS {row['peak_rss_mb']:>6.1f} MB" if row["peak_rss_mb"] is not None else ""
+extra = "".join(f"  {k} {v}" for k, v in row.items() if k in ("backlog", "drain_s", "lag_s", "rows_written"))
+latency = "".join(f"  {q} {row[q + '_ms']:>7.2f} ms" for q in ("p50", "p99") if row.get(q + "_ms") is not None)
+print(f"  {name:<44} {row['rps']:>9.0f} req/s{latency}{rss}{extra}", file=sys.stderr)
+EOF
+}
+
 # measure BACKEND NAME PATH [wrk.lua environment…]: one wrk run; appends a row.
 measure() {
     local backend=$1 name=$2 path=$3
@@ -125,17 +157,8 @@ measure() {
         perf record -a -g -F 499 -o "$perf_data" -- sleep "$duration" >/dev/null 2>&1 &
         perf_pid=$!
     fi
-    line=$(env BENCH_PATH="$path" "$@" wrk -t"$threads" -c"$concurrency" -d"${duration}s" \
-        --timeout 10s -s scripts/bench/wrk.lua "$base" | grep '^BENCH ' | cut -c7-)
-    python3 - "$backend" "$name" "$(peak_rss_mb)" "$line" >>"$rows" <<'EOF'
-import json, sys
-backend, name, rss, line = sys.argv[1:]
-row = {"backend": backend, "name": name, **json.loads(line), "peak_rss_mb": float(rss)}
-if row["non_2xx"] or row["socket_errors"]:
-    print(f"warning: {backend} {name}: {row['non_2xx']} non-2xx answers, {row['socket_errors']} socket errors", file=sys.stderr)
-print(json.dumps(row))
-print(f"  {name:<44} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:>7.2f} ms  p99 {row['p99_ms']:>7.2f} ms  peak RSS {row['peak_rss_mb']:>6.1f} MB", file=sys.stderr)
-EOF
+    line=$(wrk_line "$base" "$concurrency" "$path" "$@")
+    add_row "$backend" "$name" "$line"
     if [[ -n $perf_pid ]]; then
         wait "$perf_pid" || true
         echo "    CPU by program ($perf_data; perf report -i … for the call graphs):"
@@ -255,6 +278,173 @@ EOF
     rm -f "$work"/pgbench.*
 }
 
+# sql BACKEND URL QUERY: one value from the database.
+sql() {
+    if [[ $1 == sqlite ]]; then
+        sqlite3 "$2" "$3"
+    else
+        "$pg_psql" -X -At "$2" -c "$3"
+    fi
+}
+
+# api METHOD PATH [curl arguments…]: the bootstrap user's request in its workspace.
+api() {
+    local method=$1 path=$2
+    shift 2
+    curl -sf -X "$method" "$base$path" -H "Authorization: Token $token" \
+        -H "x-simple-workspace: $workspace" -H 'Content-Type: application/json' "$@"
+}
+
+# sqlite_ceiling URL: the rows of a create written by SQLite alone, in batches of
+# BENCH_CONCURRENCY (examples/sqlite_ceiling.rs), while the server is stopped; appends a row.
+sqlite_ceiling() {
+    local url=$1 line
+    api POST /payments/ -d "$body" >"$work/event.json"
+    stop_server
+    line=$("$tools/sqlite_ceiling" "$url" "$workspace" "$duration" "$concurrency" "$work/event.json" |
+        grep '^BENCH ' | cut -c7-)
+    add_row sqlite "SQLite: the rows of a create (ceiling)" "$line"
+    start_server "$url"
+}
+
+# authorize_line BACKEND URL: POST /payments/{id}/authorize/ in test mode with a sandbox
+# tok_visa source saved beforehand, each request on a fresh payment seeded by SQL.
+authorize_line() {
+    local backend=$1 url=$2 source min max count=100000
+    source=$(api POST /sources/ -H 'x-piriod-test-mode: true' \
+        -d '{"gateway": "sandbox", "usage": "reusable", "gateway_data": {"token": "tok_visa"}}' |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    local columns="workspace_id, test_mode, amount, collected, currency, unit, date, description,
+        sources, status, enable_checkout, metadata, checkout_key, version, created, updated"
+    if [[ $backend == sqlite ]]; then
+        sqlite3 "$url" <<EOF
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
+INSERT INTO payments ($columns)
+SELECT '$workspace', 1, 1000, 0, 'CLP', 1, '2026-11-23', 'to authorize ' || i, '[]',
+       'requires_payment_method', 0, '{}', 'authorize_' || i, 1,
+       strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM n;
+EOF
+    else
+        "$pg_psql" -X -q -v ON_ERROR_STOP=1 "$url" <<EOF
+SET session_replication_role = replica;
+INSERT INTO payments ($columns)
+SELECT '$workspace', true, 1000, 0, 'CLP', 1, DATE '2026-11-23', 'to authorize ' || i, '[]',
+       'requires_payment_method', false, '{}', 'authorize_' || i, 1, now(), now()
+FROM generate_series(1, $count) AS i;
+INSERT INTO payment_counts (workspace_id, test_mode, status, currency, slot, n)
+VALUES ('$workspace', true, 'requires_payment_method', 'CLP', 0, $count)
+ON CONFLICT (workspace_id, test_mode, status, currency, slot)
+DO UPDATE SET n = payment_counts.n + EXCLUDED.n;
+EOF
+    fi
+    read -r min max < <(sql "$backend" "$url" "SELECT min(id) || ' ' || max(id) FROM payments
+        WHERE workspace_id = '$workspace' AND checkout_key LIKE 'authorize_%'")
+    measure "$backend" "POST /payments/{id}/authorize/ (sandbox)" "/payments/{id}/authorize/" \
+        BENCH_METHOD=POST BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_TEST_MODE=1 \
+        BENCH_BODY="{\"source\": $source}" BENCH_ID_MIN="$min" BENCH_ID_MAX="$max" \
+        BENCH_ID_SEQUENTIAL="$threads"
+}
+
+# received PORT: the receiver's count, and its first and last delivery (ms).
+received() {
+    curl -sf "http://127.0.0.1:$1/stats" |
+        python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["count"], s["first_ms"], s["last_ms"])'
+}
+
+# wait_received PORT N: waits (up to 5 minutes) until the receiver has N deliveries.
+wait_received() {
+    local count first last
+    for _ in $(seq 3000); do
+        read -r count first last < <(received "$1")
+        ((count >= $2)) && return 0
+        sleep 0.1
+    done
+    echo "warning: the receiver has $count of $2 deliveries after 5 minutes" >&2
+}
+
+# webhook_lines BACKEND URL: the outbox against a local receiver that answers 200 at once.
+# First a backlog: a burst of creates with no worker running, then a server with its worker,
+# timed until the receiver has every delivery. Then the same burst with the worker
+# delivering meanwhile, and how long after the burst the backlog is empty.
+webhook_lines() {
+    local backend=$1 url=$2 port backlog count first last started ended total
+    port=$(free_port)
+    "$tools/webhook_receiver" "127.0.0.1:$port" >/dev/null 2>&1 &
+    others+=($!)
+    for _ in $(seq 100); do received "$port" >/dev/null 2>&1 && break; sleep 0.1; done
+    stop_server
+    start_server "$url" COBRO_WEBHOOK_WORKER=false COBRO_WEBHOOK_ALLOW_PRIVATE=true
+    local hook
+    hook=$(api POST /webhooks/ -d "{\"url\": \"http://127.0.0.1:$port/hook\", \"events\": [\"payment.created\"]}" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    local post=(BENCH_METHOD=POST BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body")
+    measure "$backend" "POST /payments/ (a webhook, no worker: the burst)" /payments/ "${post[@]}"
+    stop_server
+    backlog=$(sql "$backend" "$url" "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+    started=$(date +%s%3N)
+    start_server "$url" COBRO_WEBHOOK_ALLOW_PRIVATE=true
+    wait_received "$port" "$backlog"
+    read -r count first last < <(received "$port")
+    add_row "$backend" "webhook delivery: a backlog of the burst" "$(python3 -c "
+import json
+n, first, last, started = $count, $first, $last, $started
+print(json.dumps({'requests': n, 'seconds': (last - started) / 1000, 'rps': n / max(last - first, 1) * 1000,
+                  'backlog': $backlog, 'drain_s': (last - started) / 1000}))")"
+    measure "$backend" "POST /payments/ (a webhook, worker delivering)" /payments/ "${post[@]}"
+    ended=$(date +%s%3N)
+    sleep 1 # the last creates' commits
+    total=$(sql "$backend" "$url" "SELECT count(*) FROM webhook_deliveries")
+    wait_received "$port" "$total"
+    read -r count first last < <(received "$port")
+    add_row "$backend" "webhook delivery while creating" "$(python3 -c "
+import json
+n, backlog, last, ended, seconds = $count, $backlog, $last, $ended, $duration
+print(json.dumps({'requests': n - backlog, 'seconds': seconds + max(last - ended, 0) / 1000,
+                  'rps': (n - backlog) / (seconds + max(last - ended, 0) / 1000),
+                  'lag_s': max(last - ended, 0) / 1000}))")"
+    api DELETE "/webhooks/$hook/" -o /dev/null
+    kill "${others[-1]}" 2>/dev/null || true
+    wait "${others[-1]}" 2>/dev/null || true
+    unset 'others[-1]'
+}
+
+# two_servers URL: POST /payments/ on two `cobro serve` processes on one PostgreSQL database,
+# half the connections each; checks that every acknowledged create was written.
+two_servers() {
+    local url=$1 port second before after
+    port=$(free_port)
+    second="http://127.0.0.1:$port"
+    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn \
+        "$bin" serve --bind "127.0.0.1:$port" >/dev/null 2>"$work/second.log" &
+    others+=($!)
+    for _ in $(seq 200); do curl -sf "$second/health/" >/dev/null 2>&1 && break; sleep 0.1; done
+    before=$(sql postgresql "$url" "SELECT count(*) FROM payments WHERE workspace_id = '$workspace'")
+    local post=(BENCH_METHOD=POST BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body")
+    wrk_line "$base" $((concurrency / 2)) /payments/ "${post[@]}" >"$work/first.line" &
+    local first_wrk=$!
+    wrk_line "$second" $((concurrency / 2)) /payments/ "${post[@]}" >"$work/second.line"
+    wait "$first_wrk"
+    sleep 1
+    after=$(sql postgresql "$url" "SELECT count(*) FROM payments WHERE workspace_id = '$workspace'")
+    add_row postgresql "POST /payments/ (two servers, one database)" "$(python3 - "$work/first.line" "$work/second.line" "$before" "$after" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+before, after = map(int, sys.argv[3:5])
+answered = a["requests"] + b["requests"]
+print(json.dumps({"requests": answered, "seconds": max(a["seconds"], b["seconds"]),
+                  "rps": a["rps"] + b["rps"], "p50_ms": max(a["p50_ms"], b["p50_ms"]),
+                  "p99_ms": max(a["p99_ms"], b["p99_ms"]), "non_2xx": a["non_2xx"] + b["non_2xx"],
+                  "socket_errors": a["socket_errors"] + b["socket_errors"],
+                  "rows_written": after - before,
+                  "nothing_lost": after - before >= answered - a["non_2xx"] - b["non_2xx"]}))
+EOF
+)"
+    kill "${others[-1]}" 2>/dev/null || true
+    wait "${others[-1]}" 2>/dev/null || true
+    unset 'others[-1]'
+}
+
 run_backend() {
     local backend=$1 url
     if [[ $backend == sqlite ]]; then
@@ -283,6 +473,10 @@ run_backend() {
     local body='{"amount": "1000", "currency": "CLP", "date": "2026-11-23", "description": "bench"}'
     measure "$backend" "POST /payments/" /payments/ BENCH_METHOD=POST \
         BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body"
+    if [[ $backend == sqlite ]]; then
+        sqlite_ceiling "$url"
+    fi
+    authorize_line "$backend" "$url"
     # The cost of metrics: POST and GET by id with metrics off, then on (recorded on every
     # request, scraped every second as a busy Prometheus would), three rounds on a server
     # started afresh each time, so that the machine's drift falls on both sides alike.
@@ -317,7 +511,9 @@ run_backend() {
     echo "  (slow charges answered meanwhile: $(grep -c answered "$work/slow.out" || true))"
     echo "  server RSS at the end: $(rss_mb) MB (peak $(peak_rss_mb) MB)"
     echo "{\"backend\": \"$backend\", \"name\": \"server RSS at the end\", \"rss_mb\": $(rss_mb), \"peak_rss_mb\": $(peak_rss_mb)}" >>"$rows"
+    webhook_lines "$backend" "$url"
     if [[ $backend == postgresql ]]; then
+        two_servers "$url"
         pgbench_ceiling "$url" "$workspace"
     fi
     stop_server
@@ -331,9 +527,9 @@ for backend in $backends; do
     run_backend "$backend"
 done
 
-python3 - "$rows" "$out/results.json" "$concurrency" "$duration" <<'EOF'
+python3 - "$rows" "$out/results.json" "$concurrency" "$duration" "$sizes" <<'EOF'
 import json, sys, platform, os
-rows_path, out, concurrency, duration = sys.argv[1:]
+rows_path, out, concurrency, duration = sys.argv[1:5]
 rows = [json.loads(line) for line in open(rows_path)]
 def find(backend, prefix):
     return next((r for r in rows if r["backend"] == backend and r["name"].startswith(prefix)), None)
@@ -362,11 +558,57 @@ for backend in ("sqlite", "postgresql"):
     large = find(backend, "GET /payments/?page_size=20 (1000000)")
     if small and large:
         summary[f"{backend}_page_1m_to_10k_p50"] = round(large["p50_ms"] / small["p50_ms"], 3)
+
+# The targets (issue 17), each a ratio of two lines of this run: (name, value, goal, at least?).
+def rps(backend, name):
+    row = next((r for r in rows if r["backend"] == backend and r["name"] == name), None)
+    return row["rps"] if row else None
+targets = []
+def target(name, value, goal, at_least=True):
+    if value is not None:
+        targets.append({"target": name, "value": round(value, 3), "goal": goal,
+                        "at_least": at_least, "met": value >= goal if at_least else value <= goal})
+def ratio(a, b):
+    return a / b if a is not None and b else None
+largest = max((int(size) for size in sys.argv[5].split()), default=0)
+for backend in ("sqlite", "postgresql"):
+    health = rps(backend, "GET /health/ (HTTP ceiling)")
+    post = rps(backend, "POST /payments/")
+    if health is None:
+        continue
+    if backend == "sqlite":
+        target("sqlite POST / SQLite ceiling", ratio(post, rps("sqlite", "SQLite: the rows of a create (ceiling)")), 0.70)
+        target("sqlite POST / health", ratio(post, health), 0.30)
+    else:
+        pg = find("postgresql", "pgbench")
+        target("postgresql POST / pgbench pair", ratio(post, pg and pg["rps"]), 0.90)
+        alone = next((r for r in rows if r["backend"] == backend and r["name"] == "POST /payments/"), None)
+        if pg and alone:
+            target("postgresql POST p99 / pgbench p99", alone["p99_ms"] / pg["p99_ms"], 1.0, at_least=False)
+    target(f"{backend} GET by id ({largest}) / health", ratio(rps(backend, f"GET /payments/{{id}}/ ({largest})"), health), 0.80)
+    for label, name in (("page of 20", "GET /payments/?page_size=20"), ("page by status", "GET …&status=succeeded")):
+        target(f"{backend} {label} ({largest}) / health", ratio(rps(backend, f"{name} ({largest})"), health), 0.40)
+        target(f"{backend} {label}: 10000 / {largest}", ratio(rps(backend, f"{name} (10000)"), rps(backend, f"{name} ({largest})")), 1.2, at_least=False)
+    target(f"{backend} authorize / POST", ratio(rps(backend, "POST /payments/{id}/authorize/ (sandbox)"), post), 0.50)
+    target(f"{backend} webhook delivery / POST", ratio(rps(backend, "webhook delivery: a backlog of the burst"), rps(backend, "POST /payments/ (a webhook, no worker: the burst)")), 1.0)
+    peaks = [r["peak_rss_mb"] for r in rows if r["backend"] == backend and r.get("peak_rss_mb") is not None]
+    if peaks:
+        target(f"{backend} server peak RSS, MB ({largest} payments)", max(peaks), 100, at_least=False)
+    two = next((r for r in rows if r["backend"] == backend and r["name"].startswith("POST /payments/ (two servers")), None)
+    if two:
+        summary["postgresql_two_servers_to_one"] = round(two["rps"] / post, 3)
+        summary["postgresql_two_servers_nothing_lost"] = two["nothing_lost"] and not two["non_2xx"] and not two["socket_errors"]
+
 result = {"concurrency": int(concurrency), "duration_s": int(duration), "cpus": os.cpu_count(),
-          "machine": platform.machine(), "rows": rows, "summary": summary}
+          "machine": platform.machine(), "rows": rows, "summary": summary, "targets": targets}
 json.dump(result, open(out, "w"), indent=2)
 print()
 for key, value in summary.items():
     print(f"{key}: {value}")
+print()
+print(f"{'target':<48} {'value':>8} {'goal':>8}")
+for t in targets:
+    sign = ">=" if t["at_least"] else "<="
+    print(f"{t['target']:<48} {t['value']:>8} {sign} {t['goal']:<6} {'met' if t['met'] else 'NOT met'}")
 print(f"written to {out}")
 EOF
