@@ -19,9 +19,12 @@
 # BENCH_DURATION=10          seconds per measurement
 # BENCH_SIZES="10000 1000000"  workspace sizes for the reads
 # BENCH_BACKENDS="sqlite postgresql"
-# BENCH_PERF=POST            profile the lines whose name contains this with `perf record -a -g`
-#                            (the whole machine: cobro, PostgreSQL and wrk); the data goes to
-#                            target/bench/perf/ and the CPU split per program is printed
+# BENCH_PERF='POST /payments/|GET /payments/{id}/*'
+#                            profile the lines whose whole name matches one of these patterns
+#                            (globs, separated by |) with `perf record -a -g` (the whole
+#                            machine: cobro, PostgreSQL and wrk); the data goes to
+#                            target/bench/perf/, and the CPU split per program and cobro's
+#                            hottest functions are printed
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -146,12 +149,24 @@ print(f"  {name:<44} {row['rps']:>9.0f} req/s{latency}{rss}{extra}", file=sys.st
 EOF
 }
 
+# profiled NAME: whether BENCH_PERF asks for a profile of this line.
+profiled() {
+    local pattern
+    [[ -n ${BENCH_PERF:-} ]] || return 1
+    IFS='|' read -ra patterns <<<"$BENCH_PERF"
+    for pattern in "${patterns[@]}"; do
+        # shellcheck disable=SC2053 # the pattern is a glob
+        [[ $1 == $pattern ]] && return 0
+    done
+    return 1
+}
+
 # measure BACKEND NAME PATH [wrk.lua environment…]: one wrk run; appends a row.
 measure() {
     local backend=$1 name=$2 path=$3
     shift 3
     local line perf_pid="" perf_data=""
-    if [[ -n ${BENCH_PERF:-} && $name == *"$BENCH_PERF"* ]]; then
+    if profiled "$name"; then
         mkdir -p "$out/perf"
         perf_data="$out/perf/$backend-$(tr -c 'a-zA-Z0-9\n' - <<<"$name" | tr -s -).data"
         perf record -a -g -F 499 -o "$perf_data" -- sleep "$duration" >/dev/null 2>&1 &
@@ -164,6 +179,9 @@ measure() {
         echo "    CPU by program ($perf_data; perf report -i … for the call graphs):"
         perf report -i "$perf_data" --no-children --sort comm -g none 2>/dev/null |
             awk '/^ +[0-9.]+%/ && n++ < 6 { print "     " $0 }'
+        echo "    cobro's hottest functions (self):"
+        perf report -i "$perf_data" --pid "$server_pid" --no-children --sort symbol -g none 2>/dev/null |
+            awk '/^ +[0-9.]+%/ && n++ < 25 { sub(/ +-  .*$/, ""); print "     " $0 }'
     fi
 }
 

@@ -322,7 +322,7 @@ pub fn make_due(
 }
 
 /// Up to `limit` deliveries due at `at` and not claimed, oldest first, in every workspace.
-pub fn due(
+fn due(
     conn: &mut DbConnection,
     at: NaiveDateTime,
     limit: i64,
@@ -358,18 +358,24 @@ fn no_older_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool>
     )
 }
 
-/// Claims a delivery until `until`, if nobody holds it: the one guarded write that keeps
-/// two workers (in one process or several) from sending it at the same time.
-pub fn claim(
+/// Claims up to `limit` deliveries due at `at` until `until`: the one guarded write that
+/// keeps two workers (in one process or several) from sending a delivery at the same time.
+/// Returns the ones this worker now holds, oldest first.
+pub fn claim_due(
     conn: &mut DbConnection,
-    delivery: &DeliveryRow,
     at: NaiveDateTime,
     until: NaiveDateTime,
-) -> Result<bool, ApiError> {
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, ApiError> {
+    let due = due(conn, at, limit)?;
+    if due.is_empty() {
+        return Ok(due);
+    }
+    let ids: Vec<i64> = due.iter().map(|delivery| delivery.id).collect();
     // tenancy: across workspaces by design (the delivery worker; guarded by id and claim)
-    let claimed = diesel::update(
+    let claimed: Vec<i64> = diesel::update(
         webhook_deliveries::table
-            .filter(webhook_deliveries::id.eq(delivery.id))
+            .filter(webhook_deliveries::id.eq_any(&ids))
             .filter(webhook_deliveries::status.eq("pending"))
             .filter(webhook_deliveries::next_attempt.le(at))
             .filter(no_older_pending())
@@ -380,8 +386,16 @@ pub fn claim(
             ),
     )
     .set(webhook_deliveries::claimed_until.eq(until))
-    .execute(conn)?;
-    Ok(claimed == 1)
+    .returning(webhook_deliveries::id)
+    .get_results(conn)?;
+    Ok(due
+        .into_iter()
+        .filter(|delivery| claimed.contains(&delivery.id))
+        .map(|mut delivery| {
+            delivery.claimed_until = Some(until);
+            delivery
+        })
+        .collect())
 }
 
 /// Records an attempt's outcome and releases the claim, if the claim is still the one that
