@@ -94,6 +94,13 @@ rss_mb() {
     awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/status"
 }
 
+# pool_for URL CONNECTIONS: on PostgreSQL, a pool as large as the load's connections (the
+# database then sees as many sessions as pgbench's); SQLite's readers keep the default.
+pool_for() {
+    [[ $1 == postgres* ]] && echo "COBRO_DB_POOL_SIZE=$2"
+    return 0
+}
+
 # start_server URL: a fresh `cobro serve` on URL; sets base, token, workspace.
 # start_server URL [VAR=value…]: cobro serve on URL, with more environment if given. The
 # first start on a database reads the bootstrap's token; a restart keeps it.
@@ -103,7 +110,7 @@ start_server() {
     port=$(free_port)
     base="http://127.0.0.1:$port"
     # The benchmark sends as fast as it can: no rate limit.
-    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn "$@" \
+    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn $(pool_for "$url" "$concurrency") "$@" \
         "$bin" serve --bind "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.log" &
     server_pid=$!
     for _ in $(seq 200); do
@@ -433,7 +440,7 @@ two_servers() {
     local url=$1 port second before after
     port=$(free_port)
     second="http://127.0.0.1:$port"
-    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn \
+    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn $(pool_for "$url" $((concurrency / 2))) \
         "$bin" serve --bind "127.0.0.1:$port" >/dev/null 2>"$work/second.log" &
     others+=($!)
     for _ in $(seq 200); do curl -sf "$second/health/" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -211,16 +211,21 @@ pub fn insert(
     payment: &Payment,
 ) -> Result<Payment, ApiError> {
     let changes = PaymentChanges::from(payment);
-    let row: PaymentRow = diesel::insert_into(payments::table)
+    // Every column is written here, so the row is the payment: only its id is read back.
+    let id: i64 = crate::on_backend!(conn, |c| diesel::insert_into(payments::table)
         .values((
             payments::workspace_id.eq(scope.workspace_id()),
             payments::test_mode.eq(scope.test_mode()),
             payments::checkout_key.eq(&payment.checkout_key),
             payments::created.eq(payment.created),
-            changes,
+            &changes,
         ))
-        .get_result(conn)?;
-    let saved = row.into_payment()?;
+        .returning(payments::id)
+        .get_result(c))?;
+    let saved = Payment {
+        id,
+        ..payment.clone()
+    };
     insert_metadata(conn, scope, saved.id, &saved.metadata)?;
     Ok(saved)
 }

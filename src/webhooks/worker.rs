@@ -89,8 +89,8 @@ pub fn spawn(db: Db, settings: WorkerSettings) -> Running {
 /// briefly when there was nothing to do, until `stop` is set; then waits for the senders
 /// to finish and the recorder to write what they did.
 pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
-    // A rendezvous channel: a job is handed over only when a sender is free to send it now.
-    let (hand_over, jobs) = mpsc::sync_channel::<Job>(0);
+    // Room for one batch: the dispatcher claims the next while the senders send this one.
+    let (hand_over, jobs) = mpsc::sync_channel::<Job>(BATCH as usize);
     let jobs = Arc::new(Mutex::new(jobs));
     let (done, outcomes) = mpsc::channel::<(Job, Outcome)>();
     let senders: Vec<JoinHandle<()>> = (0..SENDERS)
