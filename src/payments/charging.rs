@@ -355,7 +355,10 @@ pub fn apply_charge(
         // The charge is over: its secret for the payer's browser goes.
         s.gateway_data.remove("client_secret");
     }
-    s.updated = now;
+    // A reusable source the answer left as it was is not written (see `begin_charge`).
+    if s != *source {
+        s.updated = now;
+    }
     p.version += 1;
     p.updated = now;
     a.operation = None;
