@@ -361,6 +361,9 @@ INSERT INTO payment_counts (workspace_id, test_mode, status, currency, slot, n)
 VALUES ('$workspace', true, 'requires_payment_method', 'CLP', 0, $count)
 ON CONFLICT (workspace_id, test_mode, status, currency, slot)
 DO UPDATE SET n = payment_counts.n + EXCLUDED.n;
+-- Statistics that know this workspace's new rows (see the README: without them the
+-- planner reaches a payment by id through the workspace's index, row by row).
+ANALYZE payments;
 EOF
     fi
     read -r min max < <(sql "$backend" "$url" "SELECT min(id) || ' ' || max(id) FROM payments
