@@ -126,7 +126,11 @@ pub struct Writer {
 impl Writer {
     /// Opens the writer's connection and starts its thread.
     pub fn start(manager: Manager) -> Result<Writer, diesel::ConnectionError> {
-        let conn = manager.open()?;
+        let mut conn = manager.open()?;
+        // SQLite's default cache (readers keep a smaller one): nobody else writes to the
+        // file under this connection, so its cache stays valid from batch to batch.
+        conn.batch_execute("PRAGMA cache_size = -2000")
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())

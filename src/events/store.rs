@@ -52,23 +52,21 @@ pub fn insert(
     let origin = scope.origin();
     let actor = serde_json::to_string(&origin.actor).map_err(ApiError::internal)?;
     let created = now();
-    Ok(crate::on_backend!(conn, |c| diesel::insert_into(
-        events::table
-    )
-    .values((
-        events::workspace_id.eq(scope.workspace_id()),
-        events::test_mode.eq(scope.test_mode()),
-        events::event_type.eq(event_type),
-        events::object_type.eq(object_type),
-        events::object_id.eq(object_id),
-        events::data.eq(&data),
-        events::created.eq(created),
-        events::actor_type.eq(origin.actor.kind().as_str()),
-        events::actor.eq(&actor),
-        events::request_id.eq(&origin.request_id),
-    ))
-    .returning(events::id)
-    .get_result(c))?)
+    let insert = diesel::insert_into(events::table)
+        .values((
+            events::workspace_id.eq(scope.workspace_id()),
+            events::test_mode.eq(scope.test_mode()),
+            events::event_type.eq(event_type),
+            events::object_type.eq(object_type),
+            events::object_id.eq(object_id),
+            events::data.eq(&data),
+            events::created.eq(created),
+            events::actor_type.eq(origin.actor.kind().as_str()),
+            events::actor.eq(&actor),
+            events::request_id.eq(&origin.request_id),
+        ))
+        .returning(events::id);
+    Ok(crate::on_backend!(conn, |c| insert.get_result(c))?)
 }
 
 #[derive(Clone, Debug, Default)]

@@ -212,7 +212,7 @@ pub fn insert(
 ) -> Result<Payment, ApiError> {
     let changes = PaymentChanges::from(payment);
     // Every column is written here, so the row is the payment: only its id is read back.
-    let id: i64 = crate::on_backend!(conn, |c| diesel::insert_into(payments::table)
+    let insert = diesel::insert_into(payments::table)
         .values((
             payments::workspace_id.eq(scope.workspace_id()),
             payments::test_mode.eq(scope.test_mode()),
@@ -220,8 +220,8 @@ pub fn insert(
             payments::created.eq(payment.created),
             &changes,
         ))
-        .returning(payments::id)
-        .get_result(c))?;
+        .returning(payments::id);
+    let id: i64 = crate::on_backend!(conn, |c| insert.get_result(c))?;
     let saved = Payment {
         id,
         ..payment.clone()

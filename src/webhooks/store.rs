@@ -373,7 +373,7 @@ pub fn claim_due(
     }
     let ids: Vec<i64> = due.iter().map(|delivery| delivery.id).collect();
     // tenancy: across workspaces by design (the delivery worker; guarded by id and claim)
-    let claimed: Vec<i64> = diesel::update(
+    let mut claimed: Vec<DeliveryRow> = diesel::update(
         webhook_deliveries::table
             .filter(webhook_deliveries::id.eq_any(&ids))
             .filter(webhook_deliveries::status.eq("pending"))
@@ -386,16 +386,12 @@ pub fn claim_due(
             ),
     )
     .set(webhook_deliveries::claimed_until.eq(until))
-    .returning(webhook_deliveries::id)
+    // The rows as claimed (on PostgreSQL the update may have met a newer version of a row
+    // than the one read above).
+    .returning(webhook_deliveries::all_columns)
     .get_results(conn)?;
-    Ok(due
-        .into_iter()
-        .filter(|delivery| claimed.contains(&delivery.id))
-        .map(|mut delivery| {
-            delivery.claimed_until = Some(until);
-            delivery
-        })
-        .collect())
+    claimed.sort_by_key(|delivery| delivery.id);
+    Ok(claimed)
 }
 
 /// Records an attempt's outcome and releases the claim, if the claim is still the one that

@@ -30,7 +30,7 @@ pub const SENDERS: usize = 4;
 /// How long a claim keeps other workers off a delivery. A sender only starts a send that
 /// ends (6 s timeout) with time to spare on its claim, so a claim never lapses mid-send.
 const CLAIM: Duration = Duration::seconds(20);
-const SPARE: Duration = Duration::seconds(2);
+const SPARE: Duration = Duration::seconds(5);
 const BATCH: i64 = 50;
 
 /// What a worker needs to know (from `Settings`).
@@ -67,7 +67,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops claiming, lets the sends in flight finish (6 s at most) and returns.
+    /// Stops claiming, lets the sends in flight finish (12 s at most: a sender may start one
+    /// more as the dispatcher stops) and returns.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
@@ -89,20 +90,26 @@ pub fn spawn(db: Db, settings: WorkerSettings) -> Running {
 /// briefly when there was nothing to do, until `stop` is set; then waits for the senders
 /// to finish and the recorder to write what they did.
 pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
-    // Room for one batch: the dispatcher claims the next while the senders send this one.
-    let (hand_over, jobs) = mpsc::sync_channel::<Job>(BATCH as usize);
+    // Room for a job per sender: the dispatcher claims the next batch while the senders
+    // send the end of this one, and holds few claims ahead of them.
+    let (hand_over, jobs) = mpsc::sync_channel::<Job>(SENDERS);
     let jobs = Arc::new(Mutex::new(jobs));
     let (done, outcomes) = mpsc::channel::<(Job, Outcome)>();
+    // Set once the dispatcher stops: the jobs still queued are dropped, not sent (their
+    // claims lapse and they are due again), so that stopping waits for the sends in flight
+    // only.
+    let stopping = Arc::new(AtomicBool::new(false));
     let senders: Vec<JoinHandle<()>> = (0..SENDERS)
         .map(|n| {
-            let (jobs, done) = (jobs.clone(), done.clone());
+            let (jobs, done, stopping) = (jobs.clone(), done.clone(), stopping.clone());
             thread::Builder::new()
                 .name(format!("webhook-sender-{n}"))
-                .spawn(move || send_all(&jobs, &done, settings))
+                .spawn(move || send_all(&jobs, &done, settings, &stopping))
                 .expect("start a webhook sender")
         })
         .collect();
-    drop(done);
+    // Only the senders hold these: if they all stop, handing over fails instead of waiting.
+    drop((jobs, done));
     let recorder = {
         let db = db.clone();
         thread::Builder::new()
@@ -120,6 +127,7 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
             }
         }
     }
+    stopping.store(true, Ordering::Relaxed);
     drop(hand_over);
     for sender in senders {
         let _ = sender.join();
@@ -180,13 +188,21 @@ fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usi
 }
 
 /// A sender's loop: takes jobs one at a time until the dispatcher is gone, and hands what
-/// came of each to the recorder.
-fn send_all(jobs: &Mutex<Receiver<Job>>, done: &Sender<(Job, Outcome)>, settings: WorkerSettings) {
+/// came of each to the recorder; once the worker is stopping, drops the jobs left.
+fn send_all(
+    jobs: &Mutex<Receiver<Job>>,
+    done: &Sender<(Job, Outcome)>,
+    settings: WorkerSettings,
+    stopping: &AtomicBool,
+) {
     loop {
         let job = match jobs.lock().map(|jobs| jobs.recv()) {
             Ok(Ok(job)) => job,
             _ => return,
         };
+        if stopping.load(Ordering::Relaxed) {
+            continue;
+        }
         if let Some(outcome) = send_one(&job, settings) {
             if done.send((job, outcome)).is_err() {
                 return;
@@ -222,29 +238,48 @@ fn send_one(job: &Job, settings: WorkerSettings) -> Option<Outcome> {
 }
 
 /// The recorder's loop: writes the outcomes the senders hand it, every one waiting in one
-/// transaction (each in its own savepoint), until the senders are gone. A sender goes on
-/// to its next delivery without waiting for this write; until it commits, the delivery is
-/// still pending and claimed, so it is neither sent twice nor lost (a claim that lapses
+/// transaction (each in its own savepoint, in order of webhook so that two recorders lock
+/// webhooks alike), until the senders are gone. One that fails there (a race lost on its
+/// webhook, say) is written again alone, with `write_tx`'s retries. A sender goes on to its
+/// next delivery without waiting for this write; until it commits, the delivery is still
+/// pending and claimed, so it is neither sent twice nor lost (a claim that lapses
 /// unrecorded makes it due again), and the object's next delivery waits behind it.
 fn record_all(db: &Db, outcomes: &Receiver<(Job, Outcome)>, settings: WorkerSettings) {
+    let first_retry_ms = settings.first_retry_ms;
     while let Ok(first) = outcomes.recv() {
         let mut batch = vec![first];
         batch.extend(outcomes.try_iter().take(BATCH as usize * 4));
-        let first_retry_ms = settings.first_retry_ms;
-        let written = db.write_here(move |conn| {
+        batch.sort_by_key(|(job, _)| job.due.webhook_id);
+        let batch = Arc::new(batch);
+        let writing = batch.clone();
+        let failed = db.write_here(move |conn| {
             write_tx(conn, |conn| {
-                for (job, outcome) in &batch {
-                    let recorded =
-                        write_tx(conn, |conn| record(conn, job, outcome, first_retry_ms));
-                    if let Err(err) = recorded {
-                        err.log_for(&format!("webhook delivery {}", job.due.id));
+                let mut failed = Vec::new();
+                for (i, (job, outcome)) in writing.iter().enumerate() {
+                    if write_tx(conn, |conn| record(conn, job, outcome, first_retry_ms)).is_err() {
+                        failed.push(i);
                     }
                 }
-                Ok(())
+                Ok(failed)
             })
         });
-        if let Err(err) = written {
-            err.log_for("webhook recorder");
+        let again: Vec<usize> = match failed {
+            Ok(failed) => failed,
+            Err(err) => {
+                err.log_for("webhook recorder");
+                (0..batch.len()).collect()
+            }
+        };
+        for i in again {
+            let id = batch[i].0.due.id;
+            let batch = batch.clone();
+            let alone = db.write_here(move |conn| {
+                let (job, outcome) = &batch[i];
+                write_tx(conn, |conn| record(conn, job, outcome, first_retry_ms))
+            });
+            if let Err(err) = alone {
+                err.log_for(&format!("webhook delivery {id}"));
+            }
         }
     }
 }
