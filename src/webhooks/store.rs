@@ -322,7 +322,7 @@ pub fn make_due(
 }
 
 /// Up to `limit` deliveries due at `at` and not claimed, oldest first, in every workspace.
-fn due(
+pub fn due(
     conn: &mut DbConnection,
     at: NaiveDateTime,
     limit: i64,
@@ -358,24 +358,18 @@ fn no_older_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool>
     )
 }
 
-/// Claims up to `limit` deliveries due at `at` until `until`: the one guarded write that
-/// keeps two workers (in one process or several) from sending a delivery at the same time.
-/// Returns the ones this worker now holds, oldest first.
-pub fn claim_due(
+/// Claims a delivery until `until`, if nobody holds it: the one guarded write that keeps
+/// two workers (in one process or several) from sending it at the same time.
+pub fn claim(
     conn: &mut DbConnection,
+    delivery: &DeliveryRow,
     at: NaiveDateTime,
     until: NaiveDateTime,
-    limit: i64,
-) -> Result<Vec<DeliveryRow>, ApiError> {
-    let due = due(conn, at, limit)?;
-    if due.is_empty() {
-        return Ok(due);
-    }
-    let ids: Vec<i64> = due.iter().map(|delivery| delivery.id).collect();
+) -> Result<bool, ApiError> {
     // tenancy: across workspaces by design (the delivery worker; guarded by id and claim)
-    let mut claimed: Vec<DeliveryRow> = diesel::update(
+    let claimed = diesel::update(
         webhook_deliveries::table
-            .filter(webhook_deliveries::id.eq_any(&ids))
+            .filter(webhook_deliveries::id.eq(delivery.id))
             .filter(webhook_deliveries::status.eq("pending"))
             .filter(webhook_deliveries::next_attempt.le(at))
             .filter(no_older_pending())
@@ -386,12 +380,8 @@ pub fn claim_due(
             ),
     )
     .set(webhook_deliveries::claimed_until.eq(until))
-    // The rows as claimed (on PostgreSQL the update may have met a newer version of a row
-    // than the one read above).
-    .returning(webhook_deliveries::all_columns)
-    .get_results(conn)?;
-    claimed.sort_by_key(|delivery| delivery.id);
-    Ok(claimed)
+    .execute(conn)?;
+    Ok(claimed == 1)
 }
 
 /// Records an attempt's outcome and releases the claim, if the claim is still the one that
