@@ -101,22 +101,35 @@ pool_for() {
     return 0
 }
 
-# start_server URL: a fresh `cobro serve` on URL; sets base, token, workspace.
-# start_server URL [VAR=value…]: cobro serve on URL, with more environment if given. The
-# first start on a database reads the bootstrap's token; a restart keeps it.
+# serve URL PORT CONNECTIONS OUT LOG [VAR=value…]: `cobro serve` on URL in the background
+# (its pid in $!), sized for CONNECTIONS, with more environment if given.
+serve() {
+    local url=$1 port=$2 connections=$3 out=$4 log=$5
+    shift 5
+    # The benchmark sends as fast as it can: no rate limit.
+    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn $(pool_for "$url" "$connections") "$@" \
+        "$bin" serve --bind "127.0.0.1:$port" >"$out" 2>"$log" &
+}
+
+# wait_healthy BASE: waits (up to 20 s) for a server's GET /health/.
+wait_healthy() {
+    for _ in $(seq 200); do
+        curl -sf "$1/health/" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+}
+
+# start_server URL [VAR=value…]: a `cobro serve` on URL, with more environment if given;
+# sets base, token, workspace. The first start on a database reads the bootstrap's token; a
+# restart keeps it.
 start_server() {
     local url=$1 port new_token
     shift
     port=$(free_port)
     base="http://127.0.0.1:$port"
-    # The benchmark sends as fast as it can: no rate limit.
-    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn $(pool_for "$url" "$concurrency") "$@" \
-        "$bin" serve --bind "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.log" &
+    serve "$url" "$port" "$concurrency" "$work/serve.out" "$work/serve.log" "$@"
     server_pid=$!
-    for _ in $(seq 200); do
-        curl -sf "$base/health/" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    wait_healthy "$base"
     new_token=$(awk '/^  token:/ { print $2 }' "$work/serve.out")
     if [[ -n $new_token ]]; then
         token=$new_token
@@ -219,6 +232,10 @@ slow_charges() {
     wait
 }
 
+# The columns the seeds write (the rest keep their defaults).
+payment_columns="workspace_id, test_mode, amount, collected, currency, unit, date, description,
+    sources, status, enable_checkout, metadata, checkout_key, version, created, updated"
+
 # seed BACKEND URL NAME COUNT: a workspace (owned by the bootstrap user) holding COUNT
 # payments, written by SQL, and their counts (payment_counts); prints "workspace min_id
 # max_id".
@@ -227,12 +244,10 @@ seed() {
     ws=$(DATABASE_URL=$url "$bin" workspace create --owner admin@cobro.local "$name" --json |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
     # 60 % succeeded, 20 % awaiting payment, 20 % cancelled; one a second from 2026-01-01.
-    local columns="workspace_id, test_mode, amount, collected, currency, unit, date, description,
-        sources, status, enable_checkout, metadata, checkout_key, version, created, updated"
     if [[ $backend == sqlite ]]; then
         sqlite3 "$url" >/dev/null <<EOF
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
-INSERT INTO payments ($columns)
+INSERT INTO payments ($payment_columns)
 SELECT '$ws', 0, 1000 + (i % 997) * 100,
        CASE WHEN i % 5 < 3 THEN 1000 + (i % 997) * 100 ELSE 0 END,
        'CLP', 1, date('2026-01-01', '+' || (i % 300) || ' days'), 'seeded payment ' || i, '[]',
@@ -250,7 +265,7 @@ EOF
         # PostgreSQL), and the counts are written once at the end.
         "$pg_psql" -X -q -v ON_ERROR_STOP=1 "$url" <<EOF
 SET session_replication_role = replica;
-INSERT INTO payments ($columns)
+INSERT INTO payments ($payment_columns)
 SELECT '$ws', false, 1000 + (i % 997) * 100,
        CASE WHEN i % 5 < 3 THEN 1000 + (i % 997) * 100 ELSE 0 END,
        'CLP', 1, DATE '2026-01-01' + (i % 300), 'seeded payment ' || i, '[]',
@@ -267,13 +282,12 @@ EOF
     fi
 }
 
-# pgbench_ceiling URL WORKSPACE: the INSERT pair of a create, alone; appends a row.
+# pgbench_ceiling URL: the INSERT pair of a create in the bootstrap's workspace, alone;
+# appends a row.
 pgbench_ceiling() {
-    local url=$1 ws=$2 payment event
+    local url=$1 ws=$workspace payment event
     # A payment and its event as cobro writes them (the event's data is the payment's JSON).
-    payment=$(curl -sf -X POST "$base/payments/" -H "Authorization: Token $token" \
-        -H "x-simple-workspace: $ws" -H 'Content-Type: application/json' \
-        -d '{"amount": "1000", "currency": "CLP", "date": "2026-11-23", "description": "bench"}')
+    payment=$(api POST /payments/ -d "$body")
     event=${payment//\'/\'\'}
     cat >"$work/pair.sql" <<EOF
 BEGIN;
@@ -339,12 +353,10 @@ authorize_line() {
     source=$(api POST /sources/ -H 'x-piriod-test-mode: true' \
         -d '{"gateway": "sandbox", "usage": "reusable", "gateway_data": {"token": "tok_visa"}}' |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-    local columns="workspace_id, test_mode, amount, collected, currency, unit, date, description,
-        sources, status, enable_checkout, metadata, checkout_key, version, created, updated"
     if [[ $backend == sqlite ]]; then
         sqlite3 "$url" <<EOF
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
-INSERT INTO payments ($columns)
+INSERT INTO payments ($payment_columns)
 SELECT '$workspace', 1, 1000, 0, 'CLP', 1, '2026-11-23', 'to authorize ' || i, '[]',
        'requires_payment_method', 0, '{}', 'authorize_' || i, 1,
        strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now')
@@ -353,7 +365,7 @@ EOF
     else
         "$pg_psql" -X -q -v ON_ERROR_STOP=1 "$url" <<EOF
 SET session_replication_role = replica;
-INSERT INTO payments ($columns)
+INSERT INTO payments ($payment_columns)
 SELECT '$workspace', true, 1000, 0, 'CLP', 1, DATE '2026-11-23', 'to authorize ' || i, '[]',
        'requires_payment_method', false, '{}', 'authorize_' || i, 1, now(), now()
 FROM generate_series(1, $count) AS i;
@@ -443,10 +455,9 @@ two_servers() {
     local url=$1 port second before after
     port=$(free_port)
     second="http://127.0.0.1:$port"
-    env DATABASE_URL="$url" COBRO_RATE_LIMIT=0 RUST_LOG=warn $(pool_for "$url" $((concurrency / 2))) \
-        "$bin" serve --bind "127.0.0.1:$port" >/dev/null 2>"$work/second.log" &
+    serve "$url" "$port" $((concurrency / 2)) /dev/null "$work/second.log"
     others+=($!)
-    for _ in $(seq 200); do curl -sf "$second/health/" >/dev/null 2>&1 && break; sleep 0.1; done
+    wait_healthy "$second"
     before=$(sql postgresql "$url" "SELECT count(*) FROM payments WHERE workspace_id = '$workspace'")
     local post=(BENCH_METHOD=POST BENCH_TOKEN="$token" BENCH_WORKSPACE="$workspace" BENCH_BODY="$body")
     wrk_line "$base" $((concurrency / 2)) /payments/ "${post[@]}" >"$work/first.line" &
@@ -542,7 +553,7 @@ run_backend() {
     webhook_lines "$backend" "$url"
     if [[ $backend == postgresql ]]; then
         two_servers "$url"
-        pgbench_ceiling "$url" "$workspace"
+        pgbench_ceiling "$url"
     fi
     stop_server
     if [[ $backend == postgresql ]]; then

@@ -159,11 +159,8 @@ pub fn begin_charge(
             .map_err(|refused| ApiError::field("non_field_errors", refused))?;
         let account = account_to_charge(conn, scope, &source, keyring)?;
         let started = charging::start_charge(&payment, &source, amount, capture, now())?;
-        // A reusable source is not changed by a charge: left alone, it is no row that every
-        // charge on a saved card must lock in turn.
         if !save(conn, scope, &payment, &started.payment)?
-            || (started.source != source
-                && !sources_store::save(conn, scope, &source, &started.source)?)
+            || !sources_store::save(conn, scope, &source, &started.source)?
         {
             return Err(ApiError::Contention);
         }
@@ -469,10 +466,10 @@ fn written(
             .source
             .gateway_data
             .insert("redirect_url".into(), url.into());
+        charged.source.updated = now();
     }
     if !save(conn, scope, payment, &charged.payment)?
-        || (charged.source != source
-            && !sources_store::save(conn, scope, &source, &charged.source)?)
+        || !sources_store::save(conn, scope, &source, &charged.source)?
         || !store::move_attempt(conn, scope, attempt, &charged.attempt)?
     {
         return Err(ApiError::Contention);

@@ -355,7 +355,8 @@ pub fn apply_charge(
         // The charge is over: its secret for the payer's browser goes.
         s.gateway_data.remove("client_secret");
     }
-    // A reusable source the answer left as it was is not written (see `begin_charge`).
+    // A reusable source the answer left as it was stays as it was (`sources::store::save`
+    // then writes nothing).
     if s != *source {
         s.updated = now;
     }

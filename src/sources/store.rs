@@ -146,13 +146,18 @@ pub fn insert(conn: &mut DbConnection, scope: &Scope, s: &Source) -> Result<Sour
 }
 
 /// Saves a source's status and gateway data if unchanged since it was `read`; false when
-/// it changed.
+/// it changed. A source equal to what was read is not written (true).
 pub fn save(
     conn: &mut DbConnection,
     scope: &Scope,
     read: &Source,
     source: &Source,
 ) -> Result<bool, ApiError> {
+    if source == read {
+        // Nothing to write: a charge on a saved card leaves it as it was, and so locks no row
+        // that every charge on that card would wait for in turn.
+        return Ok(true);
+    }
     let updated = diesel::update(sources::table)
         .filter(in_scope(scope))
         .filter(sources::id.eq(source.id))
