@@ -140,6 +140,11 @@ fn two_workers_deliver_every_event_once(db: &TestDb) {
         .filter(|(_, count)| *count > 1)
         .collect();
     assert!(doubled.is_empty(), "delivered more than once: {doubled:?}");
+    // Refused one request in 7, never three in a row: the webhook stays enabled, whichever
+    // worker recorded which outcome.
+    let (_, hooks) = client.expect_answer("GET", "/webhooks/", None);
+    let hook = &hooks["results"][0];
+    assert_eq!(hook["enabled"], json!(true), "{hook}");
     let refused = hits.iter().filter(|h| h.answered == 503).count();
     assert!(refused >= events.len() / 7, "only {refused} refusals");
     assert_eq!(hits.len(), events.len() + refused, "one retry per refusal");

@@ -298,7 +298,7 @@ pub struct Db {
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
 /// Pooled connections beyond the requests' share (`pool_size`), for the threads that use
-/// the database outside requests: the webhook worker's dispatcher and senders, the
+/// the database outside requests: the webhook worker's dispatcher and recorder, the
 /// reconciler.
 pub const RESERVED_CONNECTIONS: u32 = 5;
 

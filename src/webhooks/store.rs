@@ -113,6 +113,24 @@ pub fn find(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<Option<We
     row.map(WebhookRow::into_webhook).transpose()
 }
 
+/// As [`find`], and on PostgreSQL locks the webhook until the transaction ends (`FOR
+/// UPDATE`), so that what is decided from it (its run of failures) is decided on its latest
+/// state. On SQLite the single writer already serialises every write transaction.
+pub fn find_locked(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+) -> Result<Option<Webhook>, ApiError> {
+    let query = webhooks::table
+        .filter(in_scope(scope))
+        .filter(webhooks::id.eq(id));
+    let row: Option<WebhookRow> = match conn {
+        DbConnection::Pg(conn) => query.for_update().first(conn).optional()?,
+        DbConnection::Sqlite(conn) => query.first(conn).optional()?,
+    };
+    row.map(WebhookRow::into_webhook).transpose()
+}
+
 pub fn count(conn: &mut DbConnection, scope: &Scope) -> Result<i64, ApiError> {
     Ok(webhooks::table
         .filter(in_scope(scope))
@@ -322,7 +340,7 @@ pub fn make_due(
 }
 
 /// Up to `limit` deliveries due at `at` and not claimed, oldest first, in every workspace.
-pub fn due(
+fn due(
     conn: &mut DbConnection,
     at: NaiveDateTime,
     limit: i64,
@@ -358,18 +376,24 @@ fn no_older_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool>
     )
 }
 
-/// Claims a delivery until `until`, if nobody holds it: the one guarded write that keeps
-/// two workers (in one process or several) from sending it at the same time.
-pub fn claim(
+/// Claims up to `limit` deliveries due at `at` until `until`: the one guarded write that
+/// keeps two workers (in one process or several) from sending a delivery at the same time.
+/// Returns the ones this worker now holds, oldest first.
+pub fn claim_due(
     conn: &mut DbConnection,
-    delivery: &DeliveryRow,
     at: NaiveDateTime,
     until: NaiveDateTime,
-) -> Result<bool, ApiError> {
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, ApiError> {
+    let due = due(conn, at, limit)?;
+    if due.is_empty() {
+        return Ok(due);
+    }
+    let ids: Vec<i64> = due.iter().map(|delivery| delivery.id).collect();
     // tenancy: across workspaces by design (the delivery worker; guarded by id and claim)
-    let claimed = diesel::update(
+    let mut claimed: Vec<DeliveryRow> = diesel::update(
         webhook_deliveries::table
-            .filter(webhook_deliveries::id.eq(delivery.id))
+            .filter(webhook_deliveries::id.eq_any(&ids))
             .filter(webhook_deliveries::status.eq("pending"))
             .filter(webhook_deliveries::next_attempt.le(at))
             .filter(no_older_pending())
@@ -380,8 +404,12 @@ pub fn claim(
             ),
     )
     .set(webhook_deliveries::claimed_until.eq(until))
-    .execute(conn)?;
-    Ok(claimed == 1)
+    // The rows as claimed (on PostgreSQL the update may have met a newer version of a row
+    // than the one read above).
+    .returning(webhook_deliveries::all_columns)
+    .get_results(conn)?;
+    claimed.sort_by_key(|delivery| delivery.id);
+    Ok(claimed)
 }
 
 /// Records an attempt's outcome and releases the claim, if the claim is still the one that

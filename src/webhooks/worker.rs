@@ -3,11 +3,14 @@
 //! alone. Any number may run on one database: a delivery is claimed by a guarded write
 //! before it is sent, so no two workers send it at the same time.
 //!
-//! One dispatcher thread finds due deliveries, claims them and hands each to one of
-//! `SENDERS` sender threads, so that a slow receiver holds up one sender, not every webhook.
+//! One dispatcher thread claims a batch of due deliveries in one write and hands each to one
+//! of `SENDERS` sender threads, so that a slow receiver holds up one sender, not every
+//! webhook. A recorder thread writes what came of the sends, as many as are waiting in one
+//! write: no sender waits for a commit.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
@@ -23,12 +26,11 @@ use crate::events::{store as events, EventView};
 
 /// Deliveries sent at the same time by one worker.
 pub const SENDERS: usize = 4;
-// The dispatcher and the senders use the pool's reserved connections.
-const _: () = assert!((SENDERS as u32) < crate::db::RESERVED_CONNECTIONS);
+// The dispatcher and the recorder use the pool's reserved connections; senders use none.
 /// How long a claim keeps other workers off a delivery. A sender only starts a send that
 /// ends (6 s timeout) with time to spare on its claim, so a claim never lapses mid-send.
 const CLAIM: Duration = Duration::seconds(20);
-const SPARE: Duration = Duration::seconds(2);
+const SPARE: Duration = Duration::seconds(5);
 const BATCH: i64 = 50;
 
 /// What a worker needs to know (from `Settings`).
@@ -65,7 +67,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops claiming, lets the sends in flight finish (6 s at most) and returns.
+    /// Stops claiming, lets the sends in flight finish (12 s at most: a sender may start one
+    /// more as the dispatcher stops) and returns.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
@@ -83,21 +86,37 @@ pub fn spawn(db: Db, settings: WorkerSettings) -> Running {
     Running { stop, thread }
 }
 
-/// The worker: starts the senders, then dispatches batches, sleeping briefly when there was
-/// nothing to do, until `stop` is set; then waits for the senders to finish.
+/// The worker: starts the senders and the recorder, then dispatches batches, sleeping
+/// briefly when there was nothing to do, until `stop` is set; then waits for the senders
+/// to finish and the recorder to write what they did.
 pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
-    // A rendezvous channel: a job is handed over only when a sender is free to send it now.
-    let (hand_over, jobs) = mpsc::sync_channel::<Job>(0);
+    // Room for a job per sender: the dispatcher claims the next batch while the senders
+    // send the end of this one, and holds few claims ahead of them.
+    let (hand_over, jobs) = mpsc::sync_channel::<Job>(SENDERS);
     let jobs = Arc::new(Mutex::new(jobs));
+    let (done, outcomes) = mpsc::channel::<(Job, Outcome)>();
+    // Set once the dispatcher stops: the jobs still queued are dropped, not sent (their
+    // claims lapse and they are due again), so that stopping waits for the sends in flight
+    // only.
+    let stopping = Arc::new(AtomicBool::new(false));
     let senders: Vec<JoinHandle<()>> = (0..SENDERS)
         .map(|n| {
-            let (db, jobs) = (db.clone(), jobs.clone());
+            let (jobs, done, stopping) = (jobs.clone(), done.clone(), stopping.clone());
             thread::Builder::new()
                 .name(format!("webhook-sender-{n}"))
-                .spawn(move || send_all(&db, &jobs, settings))
+                .spawn(move || send_all(&jobs, &done, settings, &stopping))
                 .expect("start a webhook sender")
         })
         .collect();
+    // Only the senders hold these: if they all stop, handing over fails instead of waiting.
+    drop((jobs, done));
+    let recorder = {
+        let db = db.clone();
+        thread::Builder::new()
+            .name("webhook-recorder".into())
+            .spawn(move || record_all(&db, &outcomes, settings))
+            .expect("start the webhook recorder")
+    };
     while !stop.load(Ordering::Relaxed) {
         match dispatch(db, &hand_over, stop) {
             Ok(0) => thread::sleep(std::time::Duration::from_millis(200)),
@@ -108,44 +127,58 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
             }
         }
     }
+    stopping.store(true, Ordering::Relaxed);
     drop(hand_over);
     for sender in senders {
         let _ = sender.join();
     }
+    let _ = recorder.join();
 }
 
-/// Claims the deliveries due now (one batch) and hands each to a sender; returns how many.
-/// The claim also checks that no older delivery of the same object is pending, so that an
-/// object's events arrive in order.
+/// Claims the deliveries due now (one batch, in one write) and hands each to a sender;
+/// returns how many. The claim also checks that no older delivery of the same object is
+/// pending, so that an object's events arrive in order.
 fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usize, ApiError> {
-    let mut handed = 0;
+    let at = now();
+    let until = at + CLAIM;
+    // A write: on SQLite it goes through the single writer like every other.
+    let claimed =
+        db.write_here(move |conn| write_tx(conn, |conn| store::claim_due(conn, at, until, BATCH)))?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
     let origin = Arc::new(Origin::job("webhooks"));
-    for due in db.run_here(|conn| store::due(conn, now(), BATCH))? {
+    let jobs = db.run_here(|conn| {
+        let mut webhooks: HashMap<i64, Option<Webhook>> = HashMap::new();
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for due in claimed {
+            let scope = Scope::new(due.workspace_id.clone(), due.test_mode, &origin);
+            let webhook = match webhooks.entry(due.webhook_id) {
+                Entry::Occupied(found) => found.get().clone(),
+                Entry::Vacant(entry) => entry
+                    .insert(store::find(conn, &scope, due.webhook_id)?)
+                    .clone(),
+            };
+            let Some(webhook) = webhook else {
+                continue; // deleted meanwhile, and its deliveries with it
+            };
+            let event = events::find(conn, &scope, due.event_id)?;
+            jobs.push(Job {
+                scope,
+                due,
+                claimed_until: until,
+                url: webhook.url,
+                secret: webhook.secret,
+                event,
+            });
+        }
+        Ok(jobs)
+    })?;
+    let mut handed = 0;
+    for job in jobs {
         if stop.load(Ordering::Relaxed) {
-            break;
+            break; // the claims lapse, and the deliveries are due again
         }
-        let scope = Scope::new(due.workspace_id.clone(), due.test_mode, &origin);
-        let at = now();
-        // A write: on SQLite it goes through the single writer like every other.
-        let claiming = due.clone();
-        if !db.write_here(move |conn| store::claim(conn, &claiming, at, at + CLAIM))? {
-            continue;
-        }
-        let found = db.run_here(|conn| {
-            let webhook = store::find(conn, &scope, due.webhook_id)?;
-            Ok((webhook, events::find(conn, &scope, due.event_id)?))
-        })?;
-        let (Some(webhook), event) = found else {
-            continue; // deleted meanwhile, and its deliveries with it
-        };
-        let job = Job {
-            scope,
-            due,
-            claimed_until: at + CLAIM,
-            url: webhook.url,
-            secret: webhook.secret,
-            event,
-        };
         if senders.send(job).is_err() {
             return Err(ApiError::internal("every webhook sender has stopped"));
         }
@@ -154,24 +187,34 @@ fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usi
     Ok(handed)
 }
 
-/// A sender's loop: takes jobs one at a time until the dispatcher is gone.
-fn send_all(db: &Db, jobs: &Mutex<Receiver<Job>>, settings: WorkerSettings) {
+/// A sender's loop: takes jobs one at a time until the dispatcher is gone, and hands what
+/// came of each to the recorder; once the worker is stopping, drops the jobs left.
+fn send_all(
+    jobs: &Mutex<Receiver<Job>>,
+    done: &Sender<(Job, Outcome)>,
+    settings: WorkerSettings,
+    stopping: &AtomicBool,
+) {
     loop {
         let job = match jobs.lock().map(|jobs| jobs.recv()) {
             Ok(Ok(job)) => job,
             _ => return,
         };
-        let id = job.due.id;
-        if let Err(err) = send_one(db, job, settings) {
-            err.log_for(&format!("webhook delivery {id}"));
+        if stopping.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Some(outcome) = send_one(&job, settings) {
+            if done.send((job, outcome)).is_err() {
+                return;
+            }
         }
     }
 }
 
-/// Sends one claimed delivery and records what came of it.
-fn send_one(db: &Db, job: Job, settings: WorkerSettings) -> Result<(), ApiError> {
+/// Sends one claimed delivery; None when too little of its claim is left to send it.
+fn send_one(job: &Job, settings: WorkerSettings) -> Option<Outcome> {
     if now() + Duration::from_std(delivery::TIMEOUT).unwrap_or(CLAIM) + SPARE > job.claimed_until {
-        return Ok(()); // too late to finish within the claim: it lapses and is due again
+        return None; // too late to finish within the claim: it lapses and is due again
     }
     let outcome = match &job.event {
         Some(event) => delivery::send(
@@ -191,8 +234,54 @@ fn send_one(db: &Db, job: Job, settings: WorkerSettings) -> Result<(), ApiError>
         Outcome::Unreachable(_) => ("unreachable", None),
     };
     crate::metrics::webhook_attempt(kind, delivered_after);
+    Some(outcome)
+}
+
+/// The recorder's loop: writes the outcomes the senders hand it, every one waiting in one
+/// transaction (each in its own savepoint, in order of webhook so that two recorders lock
+/// webhooks alike), until the senders are gone. One that fails there (a race lost on its
+/// webhook, say) is written again alone, with `write_tx`'s retries. A sender goes on to its
+/// next delivery without waiting for this write; until it commits, the delivery is still
+/// pending and claimed, so it is neither sent twice nor lost (a claim that lapses
+/// unrecorded makes it due again), and the object's next delivery waits behind it.
+fn record_all(db: &Db, outcomes: &Receiver<(Job, Outcome)>, settings: WorkerSettings) {
     let first_retry_ms = settings.first_retry_ms;
-    db.write_here(move |conn| write_tx(conn, |conn| record(conn, &job, &outcome, first_retry_ms)))
+    while let Ok(first) = outcomes.recv() {
+        let mut batch = vec![first];
+        batch.extend(outcomes.try_iter().take(BATCH as usize * 4));
+        batch.sort_by_key(|(job, _)| job.due.webhook_id);
+        let batch = Arc::new(batch);
+        let writing = batch.clone();
+        let failed = db.write_here(move |conn| {
+            write_tx(conn, |conn| {
+                let mut failed = Vec::new();
+                for (i, (job, outcome)) in writing.iter().enumerate() {
+                    if write_tx(conn, |conn| record(conn, job, outcome, first_retry_ms)).is_err() {
+                        failed.push(i);
+                    }
+                }
+                Ok(failed)
+            })
+        });
+        let again: Vec<usize> = match failed {
+            Ok(failed) => failed,
+            Err(err) => {
+                err.log_for("webhook recorder");
+                (0..batch.len()).collect()
+            }
+        };
+        for i in again {
+            let id = batch[i].0.due.id;
+            let batch = batch.clone();
+            let alone = db.write_here(move |conn| {
+                let (job, outcome) = &batch[i];
+                write_tx(conn, |conn| record(conn, job, outcome, first_retry_ms))
+            });
+            if let Err(err) = alone {
+                err.log_for(&format!("webhook delivery {id}"));
+            }
+        }
+    }
 }
 
 /// Writes an attempt's outcome to the delivery and to its webhook's run of failures.
@@ -232,14 +321,17 @@ fn record(
             delivery.next_attempt = domain::next_attempt(at, delivery.attempts, first_retry_ms);
         }
     }
+    // The webhook first, locked: its run of failures is read as the last outcome recorded
+    // by any worker left it (a success read beside another worker's uncommitted failure
+    // would otherwise change nothing, and three failures apart would disable it). Webhook
+    // before delivery, as an API change to a webhook and its deliveries takes them.
+    let Some(webhook) = store::find_locked(conn, scope, due.webhook_id)? else {
+        return Ok(()); // deleted meanwhile, and its deliveries with it
+    };
     if !store::record_attempt(conn, scope, &delivery, job.claimed_until)? {
         log::warn!("webhook delivery {}: its claim was taken over", delivery.id);
         return Ok(());
     }
-
-    let Some(webhook) = store::find(conn, scope, due.webhook_id)? else {
-        return Ok(());
-    };
     let next = after_attempt(&webhook, failure, at);
     if next != webhook && !store::save(conn, scope, &webhook, &next)? {
         return Err(ApiError::Contention);
