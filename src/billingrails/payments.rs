@@ -193,6 +193,12 @@ impl crate::idempotency::Staged for Made {
     fn moves_money(&self) -> bool {
         self.charge.is_some()
     }
+
+    fn in_process(&self) -> bool {
+        self.charge
+            .as_ref()
+            .is_some_and(crate::idempotency::Staged::in_process)
+    }
 }
 
 /// Makes the payment, for what the invoice still has due, and records its charge when it

@@ -31,6 +31,10 @@ impl Gateway for BankTransfer {
         })
     }
 
+    fn answers_in_process(&self, _gateway_data: &Map<String, Value>) -> bool {
+        true
+    }
+
     fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
         let (amount, currency) = (request.amount, request.currency);
         let reference = reference("bt_");

@@ -240,6 +240,12 @@ pub trait Gateway: Sync {
     /// Charges a chargeable source (or holds the amount, `capture: false`). Called with no
     /// database transaction open: it may take seconds, or never answer.
     fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown>;
+    /// Whether it answers a charge of a source with this `gateway_data` (and its capture or
+    /// release) in-process, at once and with no network: then the charge is made inside
+    /// the transaction that begins it. A provider never does.
+    fn answers_in_process(&self, _gateway_data: &Map<String, Value>) -> bool {
+        false
+    }
     /// Captures `request.amount` of what a charge holds; the rest is released.
     fn capture(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
         Err(Unknown(format!(

@@ -171,6 +171,14 @@ impl Gateway for Sandbox {
         })
     }
 
+    /// Every token but `tok_slow`, which stands for a provider slow to answer.
+    fn answers_in_process(&self, gateway_data: &Map<String, Value>) -> bool {
+        !matches!(
+            token_of(gateway_data).map(|t| t.behaviour),
+            Some(Behaviour::Slow)
+        )
+    }
+
     fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown> {
         let reference = reference("sbx_");
         let behaviour = token_of(request.gateway_data).map(|t| t.behaviour);

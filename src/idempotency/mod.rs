@@ -19,6 +19,8 @@
 
 mod store;
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Duration;
@@ -148,18 +150,22 @@ where
 /// the key's work as begun: a retry while it runs gets a 409, and a claim whose holder died
 /// after that is never taken over (the work may have moved money; the reconciler settles
 /// it). A provider's answer is never thrown away.
+///
+/// When what `begin` prepared is answered in-process ([`Staged::in_process`]: a built-in
+/// gateway, at once, with no network), `call` and `finish` run in `begin`'s transaction:
+/// the work is then one write, and all of it or none of it happens.
 pub async fn answer_call<P, O, T, B, C, F>(
     db: &Db,
     key: Option<Key>,
     status: StatusCode,
     mut begin: B,
     call: C,
-    mut finish: F,
+    finish: F,
 ) -> ApiResult<HttpResponse>
 where
     B: FnMut(&mut DbConnection) -> Result<P, ApiError> + Send + 'static,
-    C: FnOnce(&P) -> O + Send + 'static,
-    F: FnMut(&mut DbConnection, &P, &O) -> Result<T, ApiError> + Send + 'static,
+    C: Fn(&P) -> O + Send + Sync + 'static,
+    F: Fn(&mut DbConnection, &P, &O) -> Result<T, ApiError> + Send + Sync + 'static,
     P: Staged + Send + 'static,
     O: Send + 'static,
     T: Serialize + Send + 'static,
@@ -174,6 +180,8 @@ where
     // The work begins in one transaction with the mark that it did: from then on the key is
     // never taken over (what began may have moved money), and a retry is told so.
     let marking = claimed.clone();
+    let (call, finish) = (Arc::new(call), Arc::new(finish));
+    let (calling, finishing) = (call.clone(), finish.clone());
     let begun = db
         .write(move |conn| {
             write_tx(conn, |conn| {
@@ -186,12 +194,21 @@ where
                         return Err(in_progress());
                     }
                 }
-                Ok(prepared)
+                if !prepared.in_process() {
+                    return Ok(Begun::Waiting(prepared));
+                }
+                let outcome = calling(&prepared);
+                let body = to_body(&finishing(conn, &prepared, &outcome)?)?;
+                if let Some((key, lock)) = &marking {
+                    store_answer(conn, key, lock, status, &body)?;
+                }
+                Ok(Begun::Done(body))
             })
         })
         .await;
     let (prepared, claimed) = match (begun, claimed) {
-        (Ok(prepared), claimed) => (prepared, claimed),
+        (Ok(Begun::Done(body)), _) => return Ok(json_body(status, body)),
+        (Ok(Begun::Waiting(prepared)), claimed) => (prepared, claimed),
         (Err(err), None) => return Err(err),
         // Nothing began: the key is free for a corrected request.
         (Err(err), Some((key, lock))) => return respond(db, key, lock, status, Err(err)).await,
@@ -199,7 +216,7 @@ where
     let moved = prepared.moves_money();
     let recorded = prepared.recorded();
     let (prepared, outcome) = actix_web::web::block(move || {
-        let outcome = call(&prepared);
+        let outcome = (*call)(&prepared);
         (prepared, outcome)
     })
     .await
@@ -208,7 +225,7 @@ where
     let result = db
         .write(move |conn| {
             write_tx(conn, |conn| {
-                let body = to_body(&finish(conn, &prepared, &outcome)?)?;
+                let body = to_body(&(*finish)(conn, &prepared, &outcome)?)?;
                 if let Some((key, lock)) = &storing {
                     // A lost claim keeps the work (see above); only the stored answer goes.
                     store_answer(conn, key, lock, status, &body)?;
@@ -233,10 +250,21 @@ where
     }
 }
 
+/// What `answer_call`'s first step left: the call still to make, or the whole answer.
+enum Begun<P> {
+    Waiting(P),
+    Done(String),
+}
+
 /// What a staged request's first step prepared: whether its call may move money (a charge, a
 /// capture, a release, a refund), which then is never run again for the key.
 pub trait Staged {
     fn moves_money(&self) -> bool;
+    /// Whether its call is answered in-process, at once and with no network (a built-in
+    /// gateway): then it runs inside the first step's transaction.
+    fn in_process(&self) -> bool {
+        false
+    }
     /// The path of what it made, when the request's own path does not say (a new refund):
     /// a retry whose answer was lost is told where to look.
     fn made(&self) -> Option<String> {

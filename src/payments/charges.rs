@@ -59,17 +59,39 @@ pub struct Pending {
     pub account: Account,
     pub gateway_data: Map<String, Value>,
     pub description: String,
+    /// A charge its gateway answers in-process has written nothing yet: [`finish`] writes
+    /// it once, with its answer, in the same transaction (`idempotency::answer_call`).
+    pub unwritten: Option<Box<Unwritten>>,
+}
+
+/// What [`begin_charge`] read (the guards of the writes) and what the charge started from
+/// it, for a charge written only with its answer.
+#[derive(Clone, Debug)]
+pub struct Unwritten {
+    read: (Payment, Source),
+    started: (Payment, Source),
 }
 
 impl crate::idempotency::Staged for Pending {
     fn moves_money(&self) -> bool {
         true
     }
+
+    fn in_process(&self) -> bool {
+        self.unwritten.is_some()
+            || gateways::find(&self.attempt.gateway)
+                .is_some_and(|gateway| gateway.answers_in_process(&self.gateway_data))
+    }
 }
 
 impl crate::idempotency::Staged for Option<Pending> {
     fn moves_money(&self) -> bool {
         self.is_some()
+    }
+
+    fn in_process(&self) -> bool {
+        self.as_ref()
+            .is_some_and(crate::idempotency::Staged::in_process)
     }
 }
 
@@ -159,6 +181,19 @@ pub fn begin_charge(
             .map_err(|refused| ApiError::field("non_field_errors", refused))?;
         let account = account_to_charge(conn, scope, &source, keyring)?;
         let started = charging::start_charge(&payment, &source, amount, capture, now())?;
+        if gateway.answers_in_process(&source.gateway_data) {
+            return Ok(Pending {
+                intent: Intent::Charge { capture },
+                attempt: started.attempt,
+                account,
+                gateway_data: source.gateway_data.clone(),
+                description: payment.description.clone(),
+                unwritten: Some(Box::new(Unwritten {
+                    started: (started.payment, started.source),
+                    read: (payment, source),
+                })),
+            });
+        }
         if !save(conn, scope, &payment, &started.payment)?
             || !sources_store::save(conn, scope, &source, &started.source)?
         {
@@ -171,6 +206,7 @@ pub fn begin_charge(
             account,
             gateway_data: source.gateway_data.clone(),
             description: payment.description.clone(),
+            unwritten: None,
         })
     })
 }
@@ -288,6 +324,7 @@ fn begin_call(
         gateway_data: source.gateway_data.clone(),
         description: payment.description,
         attempt: next,
+        unwritten: None,
     })
 }
 
@@ -345,6 +382,11 @@ pub fn finish(
     outcome: &Result<Charge, Unknown>,
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
+    if let Some(unwritten) = &pending.unwritten {
+        return write_tx(conn, |conn| {
+            write_charge(conn, scope, unwritten, &pending.attempt, outcome, base_url)
+        });
+    }
     let id = pending.attempt.payment_id;
     write_tx(conn, |conn| {
         let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
@@ -409,6 +451,45 @@ pub fn finish(
     })
 }
 
+/// [`finish`] for a charge answered in-process: the charge's one write, of the payment, the
+/// source and the attempt as its answer left them (or, with no answer, as it started: in
+/// flight, for the reconciler), guarded by what `begin_charge` read in this transaction.
+fn write_charge(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    unwritten: &Unwritten,
+    started: &Attempt,
+    outcome: &Result<Charge, Unknown>,
+    base_url: &str,
+) -> Result<PaymentView, ApiError> {
+    let ((payment, source), (begun, pending)) = (&unwritten.read, &unwritten.started);
+    let charged = match outcome {
+        Ok(charge) => charged(begun, pending, started, charge.clone(), base_url)?,
+        Err(Unknown(cause)) => {
+            log::warn!(
+                "a {} charge: no answer, left in flight: {cause}",
+                started.gateway
+            );
+            charging::Charged {
+                payment: begun.clone(),
+                source: pending.clone(),
+                attempt: started.clone(),
+                event_type: "payment.processing".into(),
+            }
+        }
+    };
+    if !save(conn, scope, payment, &charged.payment)?
+        || !sources_store::save(conn, scope, source, &charged.source)?
+    {
+        return Err(ApiError::Contention);
+    }
+    store::insert_attempt(conn, scope, &charged.attempt)?;
+    let view = charged.payment.view(base_url);
+    record(conn, scope, &charged.event_type, &view)?;
+    record_source_change(conn, scope, pending, &charged.source)?;
+    Ok(view)
+}
+
 /// After a release: the payment, failed by it, is cancelled as the merchant asked.
 fn cancel_released(
     conn: &mut DbConnection,
@@ -455,19 +536,7 @@ fn written(
 ) -> Result<PaymentView, ApiError> {
     let source = sources_store::find(conn, scope, attempt.source_id)?
         .ok_or_else(|| ApiError::internal(format!("source {} vanished", attempt.source_id)))?;
-    let mut charged = charging::apply_charge(payment, &source, attempt, charge, now())?;
-    if charged.attempt.status == AttemptStatus::RequiresAction {
-        // Where to send the payer to authorize it.
-        let url = format!(
-            "{base_url}/payments/{}/pay/?checkout={}",
-            payment.id, payment.checkout_key
-        );
-        charged
-            .source
-            .gateway_data
-            .insert("redirect_url".into(), url.into());
-        charged.source.updated = now();
-    }
+    let charged = charged(payment, &source, attempt, charge, base_url)?;
     if !save(conn, scope, payment, &charged.payment)?
         || !sources_store::save(conn, scope, &source, &charged.source)?
         || !store::move_attempt(conn, scope, attempt, &charged.attempt)?
@@ -478,23 +547,59 @@ fn written(
     if announce {
         record(conn, scope, &charged.event_type, &view)?;
     }
-    if charged.source.status != source.status {
-        let event = format!("source.{}", charged.source.status.as_str());
-        let source_id = source.id.to_string();
-        events::record(
-            conn,
-            scope,
-            &event,
-            "source",
-            &source_id,
-            &charged.source.view(),
-        )?;
-    }
+    record_source_change(conn, scope, &source, &charged.source)?;
     Ok(view)
 }
 
+/// [`charging::apply_charge`], with where to send the payer when the charge waits for
+/// their authorization.
+fn charged(
+    payment: &Payment,
+    source: &Source,
+    attempt: &Attempt,
+    charge: Charge,
+    base_url: &str,
+) -> Result<charging::Charged, ApiError> {
+    let mut charged = charging::apply_charge(payment, source, attempt, charge, now())?;
+    if charged.attempt.status == AttemptStatus::RequiresAction {
+        let url = format!(
+            "{base_url}/payments/{}/pay/?checkout={}",
+            payment.id, payment.checkout_key
+        );
+        charged
+            .source
+            .gateway_data
+            .insert("redirect_url".into(), url.into());
+        charged.source.updated = now();
+    }
+    Ok(charged)
+}
+
+/// The source's event when a charge changed its status.
+fn record_source_change(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    before: &Source,
+    after: &Source,
+) -> Result<(), ApiError> {
+    if after.status == before.status {
+        return Ok(());
+    }
+    let event = format!("source.{}", after.status.as_str());
+    events::record(
+        conn,
+        scope,
+        &event,
+        "source",
+        &after.id.to_string(),
+        &after.view(),
+    )?;
+    Ok(())
+}
+
 /// All three steps of a charge, for callers with no idempotency key of their own (the
-/// checkout page).
+/// checkout page); one transaction when the gateway answers in-process, as in
+/// `idempotency::answer_call`.
 pub async fn authorize(
     db: &crate::db::Db,
     keyring: std::sync::Arc<Keyring>,
@@ -504,10 +609,23 @@ pub async fn authorize(
     base_url: String,
     actor: Actor,
 ) -> Result<PaymentView, ApiError> {
-    let begun = scope.clone();
+    let (begun, at_once) = (scope.clone(), base_url.clone());
     let pending = db
-        .write(move |conn| begin_charge(conn, &begun, id, source_id, actor, true, &keyring))
+        .write(move |conn| {
+            write_tx(conn, |conn| {
+                let pending = begin_charge(conn, &begun, id, source_id, actor, true, &keyring)?;
+                if !crate::idempotency::Staged::in_process(&pending) {
+                    return Ok(Err(pending));
+                }
+                let outcome = call(&pending);
+                finish(conn, &begun, &pending, &outcome, &at_once).map(Ok)
+            })
+        })
         .await?;
+    let pending = match pending {
+        Ok(paid) => return Ok(paid),
+        Err(pending) => pending,
+    };
     let (pending, outcome) = actix_web::web::block(move || {
         let outcome = call(&pending);
         (pending, outcome)
@@ -685,6 +803,7 @@ pub fn begin_reconcile(
         gateway_data: source.gateway_data.clone(),
         description: payment.description,
         attempt,
+        unwritten: None,
     }))
 }
 
@@ -709,6 +828,7 @@ pub fn begin_ask(
         gateway_data: source.gateway_data.clone(),
         description: payment.description,
         attempt: waiting,
+        unwritten: None,
     }))
 }
 
