@@ -125,9 +125,15 @@ impl PaymentRow {
     }
 }
 
-/// The columns a write sets (all but id, scope and creation).
+/// The columns a write sets (all but id, scope and creation). None is NULL, in an update and
+/// in an insert: an insert's SQL is then the same for every payment, so it is prepared once
+/// (diesel prepares again every insert that writes DEFAULT).
 #[derive(AsChangeset, Insertable)]
-#[diesel(table_name = payments, treat_none_as_null = true)]
+#[diesel(
+    table_name = payments,
+    treat_none_as_null = true,
+    treat_none_as_default_value = false
+)]
 struct PaymentChanges {
     amount: i64,
     collected: i64,
