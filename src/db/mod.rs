@@ -532,6 +532,15 @@ macro_rules! on_backend {
     };
 }
 
+/// Whether a transaction is open on the connection (for the checks of work that must run
+/// inside its caller's).
+pub fn in_transaction(conn: &mut DbConnection) -> bool {
+    matches!(
+        DbConnection::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(Some(_))
+    )
+}
+
 /// Runs `work` in a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken
 /// up front, so a read-then-write cannot be refused halfway), a plain `BEGIN` on PostgreSQL
 /// (guarded updates decide races there). Rolls back on error.

@@ -147,7 +147,7 @@ fn account(
 /// `processing` (a charge in flight: no other starts, and the merchant cannot move it
 /// meanwhile), reserves a single-use source, and inserts the attempt `processing`. The
 /// payment and the source are both version-guarded, so concurrent charges of one payment
-/// never collect more than its amount.
+/// never collect more than its amount. Call it inside a write transaction.
 pub fn begin_charge(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -157,57 +157,58 @@ pub fn begin_charge(
     capture: bool,
     keyring: &Keyring,
 ) -> Result<Pending, ApiError> {
-    write_tx(conn, |conn| {
-        let payment = match actor {
-            Actor::Merchant => store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?,
-            Actor::Payer { payment } if payment == id => payer::still_open(conn, scope, id)?,
-            Actor::Payer { .. } => return Err(ApiError::NotFound),
-        };
-        let source = sources_store::find(conn, scope, source_id)?
-            .ok_or_else(|| ApiError::field("source", invalid_pk(source_id)))?;
-        charging::check_source(&payment, &source, actor)?;
-        let amount = charging::charge_amount(&payment, &source)?;
-        check_invoice_room(conn, scope, &payment, amount).map_err(|refused| match actor {
-            Actor::Merchant => refused,
-            // The invoice is the merchant's business: a payer is told only that it cannot pay.
-            Actor::Payer { .. } => ApiError::field(
-                "non_field_errors",
-                "This payment cannot be paid now; ask the merchant.",
-            ),
-        })?;
-        let gateway = gateway(&source.gateway)?;
-        gateway
-            .check_amount(payment.currency, amount)
-            .map_err(|refused| ApiError::field("non_field_errors", refused))?;
-        let account = account_to_charge(conn, scope, &source, keyring)?;
-        let started = charging::start_charge(&payment, &source, amount, capture, now())?;
-        if gateway.answers_in_process(&source.gateway_data) {
-            return Ok(Pending {
-                intent: Intent::Charge { capture },
-                attempt: started.attempt,
-                account,
-                gateway_data: source.gateway_data.clone(),
-                description: payment.description.clone(),
-                unwritten: Some(Box::new(Unwritten {
-                    started: (started.payment, started.source),
-                    read: (payment, source),
-                })),
-            });
-        }
-        if !save(conn, scope, &payment, &started.payment)?
-            || !sources_store::save(conn, scope, &source, &started.source)?
-        {
-            return Err(ApiError::Contention);
-        }
-        let attempt = store::insert_attempt(conn, scope, &started.attempt)?;
-        Ok(Pending {
+    // The caller's (`idempotency::answer_call`'s, `authorize`'s): a savepoint of its own
+    // would cost two statements and change nothing.
+    debug_assert!(crate::db::in_transaction(conn));
+    let payment = match actor {
+        Actor::Merchant => store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?,
+        Actor::Payer { payment } if payment == id => payer::still_open(conn, scope, id)?,
+        Actor::Payer { .. } => return Err(ApiError::NotFound),
+    };
+    let source = sources_store::find(conn, scope, source_id)?
+        .ok_or_else(|| ApiError::field("source", invalid_pk(source_id)))?;
+    charging::check_source(&payment, &source, actor)?;
+    let amount = charging::charge_amount(&payment, &source)?;
+    check_invoice_room(conn, scope, &payment, amount).map_err(|refused| match actor {
+        Actor::Merchant => refused,
+        // The invoice is the merchant's business: a payer is told only that it cannot pay.
+        Actor::Payer { .. } => ApiError::field(
+            "non_field_errors",
+            "This payment cannot be paid now; ask the merchant.",
+        ),
+    })?;
+    let gateway = gateway(&source.gateway)?;
+    gateway
+        .check_amount(payment.currency, amount)
+        .map_err(|refused| ApiError::field("non_field_errors", refused))?;
+    let account = account_to_charge(conn, scope, &source, keyring)?;
+    let started = charging::start_charge(&payment, &source, amount, capture, now())?;
+    if gateway.answers_in_process(&source.gateway_data) {
+        return Ok(Pending {
             intent: Intent::Charge { capture },
-            attempt,
+            attempt: started.attempt,
             account,
             gateway_data: source.gateway_data.clone(),
             description: payment.description.clone(),
-            unwritten: None,
-        })
+            unwritten: Some(Box::new(Unwritten {
+                started: (started.payment, started.source),
+                read: (payment, source),
+            })),
+        });
+    }
+    if !save(conn, scope, &payment, &started.payment)?
+        || !sources_store::save(conn, scope, &source, &started.source)?
+    {
+        return Err(ApiError::Contention);
+    }
+    let attempt = store::insert_attempt(conn, scope, &started.attempt)?;
+    Ok(Pending {
+        intent: Intent::Charge { capture },
+        attempt,
+        account,
+        gateway_data: source.gateway_data.clone(),
+        description: payment.description.clone(),
+        unwritten: None,
     })
 }
 
@@ -383,9 +384,9 @@ pub fn finish(
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
     if let Some(unwritten) = &pending.unwritten {
-        return write_tx(conn, |conn| {
-            write_charge(conn, scope, unwritten, &pending.attempt, outcome, base_url)
-        });
+        // Answered in-process, so still in the transaction that began it (`Staged::in_process`).
+        debug_assert!(crate::db::in_transaction(conn));
+        return write_charge(conn, scope, unwritten, &pending.attempt, outcome, base_url);
     }
     let id = pending.attempt.payment_id;
     write_tx(conn, |conn| {
