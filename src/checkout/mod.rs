@@ -200,7 +200,7 @@ fn transfer_instructions(
 }
 
 /// Pays with the chosen method, as the API would: a source for it (one write), then a
-/// charge (`charges::authorize`, which asks the gateway with no transaction open).
+/// charge (`charges::authorize`, which asks a provider with no transaction open).
 async fn charge(
     db: &Db,
     keyring: std::sync::Arc<crate::secrets::Keyring>,

@@ -238,7 +238,8 @@ pub trait Gateway: Sync {
         Ok(())
     }
     /// Charges a chargeable source (or holds the amount, `capture: false`). Called with no
-    /// database transaction open: it may take seconds, or never answer.
+    /// database transaction open (it may take seconds, or never answer), unless
+    /// [`Gateway::answers_in_process`] says it answers at once.
     fn charge(&self, request: &ChargeRequest) -> Result<Charge, Unknown>;
     /// Whether it answers a charge of a source with this `gateway_data` (and its capture or
     /// release) in-process, at once and with no network: then the charge is made inside

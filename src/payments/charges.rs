@@ -11,6 +11,10 @@
 //!    safely. An attempt answered meanwhile (by the reconciler, a provider's webhook, the
 //!    merchant) is left as it is; an unknown outcome leaves it in flight until the gateway
 //!    is asked again.
+//!
+//! A charge through a gateway that answers in-process (`Gateway::answers_in_process`: no
+//! network, at once) is one transaction instead: `begin_charge` writes nothing, and
+//! [`finish`] writes the charge once, with its answer (`Pending::unwritten`).
 
 use std::sync::Arc;
 

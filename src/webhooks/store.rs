@@ -113,9 +113,11 @@ pub fn find(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<Option<We
     row.map(WebhookRow::into_webhook).transpose()
 }
 
-/// As [`find`], and on PostgreSQL locks the webhook until the transaction ends (`FOR
-/// UPDATE`), so that what is decided from it (its run of failures) is decided on its latest
-/// state. On SQLite the single writer already serialises every write transaction.
+/// As [`find`], and on PostgreSQL locks the webhook until the transaction ends (`FOR NO KEY
+/// UPDATE`, the lock its update takes: the inserts of its deliveries, which only hold its
+/// key, do not wait), so that what is decided from it (its run of failures) is decided on
+/// its latest state. On SQLite the single writer already serialises every write
+/// transaction.
 pub fn find_locked(
     conn: &mut DbConnection,
     scope: &Scope,
@@ -125,7 +127,7 @@ pub fn find_locked(
         .filter(in_scope(scope))
         .filter(webhooks::id.eq(id));
     let row: Option<WebhookRow> = match conn {
-        DbConnection::Pg(conn) => query.for_update().first(conn).optional()?,
+        DbConnection::Pg(conn) => query.for_no_key_update().first(conn).optional()?,
         DbConnection::Sqlite(conn) => query.first(conn).optional()?,
     };
     row.map(WebhookRow::into_webhook).transpose()

@@ -10,7 +10,7 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
@@ -32,6 +32,9 @@ pub const SENDERS: usize = 4;
 const CLAIM: Duration = Duration::seconds(20);
 const SPARE: Duration = Duration::seconds(5);
 const BATCH: i64 = 50;
+/// Outcomes the senders may hand the recorder ahead of its writes; it writes up to this
+/// many at once.
+const RECORDING: usize = 4 * BATCH as usize;
 
 /// What a worker needs to know (from `Settings`).
 #[derive(Clone, Copy, Debug)]
@@ -94,7 +97,9 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
     // send the end of this one, and holds few claims ahead of them.
     let (hand_over, jobs) = mpsc::sync_channel::<Job>(SENDERS);
     let jobs = Arc::new(Mutex::new(jobs));
-    let (done, outcomes) = mpsc::channel::<(Job, Outcome)>();
+    // Bounded: a recorder held up (a slow commit, a lock) holds up the senders too, rather
+    // than let claims lapse on outcomes not yet written, whose deliveries would go again.
+    let (done, outcomes) = mpsc::sync_channel::<(Job, Outcome)>(RECORDING);
     // Set once the dispatcher stops: the jobs still queued are dropped, not sent (their
     // claims lapse and they are due again), so that stopping waits for the sends in flight
     // only.
@@ -191,7 +196,7 @@ fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usi
 /// came of each to the recorder; once the worker is stopping, drops the jobs left.
 fn send_all(
     jobs: &Mutex<Receiver<Job>>,
-    done: &Sender<(Job, Outcome)>,
+    done: &SyncSender<(Job, Outcome)>,
     settings: WorkerSettings,
     stopping: &AtomicBool,
 ) {
@@ -241,14 +246,16 @@ fn send_one(job: &Job, settings: WorkerSettings) -> Option<Outcome> {
 /// transaction (each in its own savepoint, in order of webhook so that two recorders lock
 /// webhooks alike), until the senders are gone. One that fails there (a race lost on its
 /// webhook, say) is written again alone, with `write_tx`'s retries. A sender goes on to its
-/// next delivery without waiting for this write; until it commits, the delivery is still
-/// pending and claimed, so it is neither sent twice nor lost (a claim that lapses
-/// unrecorded makes it due again), and the object's next delivery waits behind it.
+/// next delivery without waiting for this write (unless `RECORDING` outcomes wait
+/// already); until it commits, the delivery is still pending and claimed, so no worker
+/// sends it again while the claim holds, it is not lost (a claim that lapses unrecorded
+/// makes it due again, and it is sent again, as after a crash), and the object's next
+/// delivery waits behind it.
 fn record_all(db: &Db, outcomes: &Receiver<(Job, Outcome)>, settings: WorkerSettings) {
     let first_retry_ms = settings.first_retry_ms;
     while let Ok(first) = outcomes.recv() {
         let mut batch = vec![first];
-        batch.extend(outcomes.try_iter().take(BATCH as usize * 4));
+        batch.extend(outcomes.try_iter().take(RECORDING));
         batch.sort_by_key(|(job, _)| job.due.webhook_id);
         let batch = Arc::new(batch);
         let writing = batch.clone();
@@ -321,17 +328,17 @@ fn record(
             delivery.next_attempt = domain::next_attempt(at, delivery.attempts, first_retry_ms);
         }
     }
-    // The webhook first, locked: its run of failures is read as the last outcome recorded
+    // The delivery, then its webhook (the order in which the API deletes or re-enables a
+    // webhook takes them), locked: its run of failures is read as the last outcome recorded
     // by any worker left it (a success read beside another worker's uncommitted failure
-    // would otherwise change nothing, and three failures apart would disable it). Webhook
-    // before delivery, as an API change to a webhook and its deliveries takes them.
-    let Some(webhook) = store::find_locked(conn, scope, due.webhook_id)? else {
-        return Ok(()); // deleted meanwhile, and its deliveries with it
-    };
+    // would otherwise change nothing, and three failures apart would disable it).
     if !store::record_attempt(conn, scope, &delivery, job.claimed_until)? {
         log::warn!("webhook delivery {}: its claim was taken over", delivery.id);
         return Ok(());
     }
+    let Some(webhook) = store::find_locked(conn, scope, due.webhook_id)? else {
+        return Ok(()); // deleted meanwhile, and its deliveries with it
+    };
     let next = after_attempt(&webhook, failure, at);
     if next != webhook && !store::save(conn, scope, &webhook, &next)? {
         return Err(ApiError::Contention);

@@ -353,11 +353,17 @@ both! {
         let q = paid(&test, "tok_refund_fail", 1000);
         let failed = refund(&test, &q, json!(100)).expect(201).body;
         let hits = receiver.wait_for("7 deliveries", Duration::from_secs(20), |h| h.len() >= 7);
-        // In order for each object.
-        let of = |id: &Value| -> Vec<Value> { hits.iter().map(|h| h.json()).filter(|b| b["object_id"].as_str() == Some(&id.to_string())).collect() };
+        // In order for each object (a payment and a refund may have the same id: the event
+        // names the kind).
+        let of_kind = |kind: &str, id: &Value| -> Vec<Value> {
+            hits.iter().map(|h| h.json())
+                .filter(|b| b["object_id"].as_str() == Some(&id.to_string()) && b["event"].as_str().is_some_and(|e| e.starts_with(kind)))
+                .collect()
+        };
+        let of = |id: &Value| of_kind("refund.", id);
         let types = |bodies: &[Value]| -> Vec<String> { bodies.iter().map(|b| b["event"].as_str().unwrap().to_string()).collect() };
         assert_eq!(types(&of(&waiting["id"])), ["refund.created", "refund.succeeded"]);
-        let payment = of(&p["id"]);
+        let payment = of_kind("payment.", &p["id"]);
         assert_eq!(types(&payment), ["payment.refunded"]);
         assert_eq!(num(&payment[0]["data"]["amount_refunded"]), "400");
         assert_eq!(of(&waiting["id"])[1]["data"]["status"], "succeeded");
