@@ -485,15 +485,38 @@ fn a_revoked_key_is_refused_by_every_server_at_once(db: &TestDb) {
         .expect("an answer")
     };
 
+    // A write let in on a cached key: on PostgreSQL its check rides on its BEGIN.
+    let post_with = |server: &Server, key: &str| {
+        let answer = ureq::post(&server.url("/payments/"))
+            .set("Authorization", &bearer(key))
+            .set("Content-Type", "application/json")
+            .send_string(r#"{"amount": 5, "currency": "CLP", "date": "2026-12-01", "description": "Cached"}"#);
+        match answer {
+            Ok(answer) => answer.status(),
+            Err(ureq::Error::Status(status, _)) => status,
+            Err(err) => panic!("no answer: {err}"),
+        }
+    };
+    let payments = || first.get("/payments/", &owner, &workspace).1["count"].clone();
+
     // Revoked through the API of the first server.
     let made = db.cobro_json(&["key", "create", &workspace, "--mode", "live", "--json"]);
     let key = text(&made["key"]);
     assert_eq!(get_with(&second, key).0, 200);
     assert_eq!(get_with(&first, key).0, 200);
+    assert_eq!(post_with(&second, key), 201);
+    // Another credential made meanwhile: the cached key is asked about again, and holds.
+    db.cobro_json(&["key", "create", &workspace, "--mode", "live", "--json"]);
+    assert_eq!(post_with(&second, key), 201);
+    let written = payments();
+    assert_eq!(written, json!(2));
     let id = made["id"].as_i64().unwrap();
     let (status, revoked) = first.delete(&format!("/keys/{id}/"), &owner, &workspace);
     assert_eq!(status, 200, "{revoked}");
     assert!(revoked["revoked"].is_string(), "{revoked}");
+    // The second server still holds the key as valid: its write is refused and writes nothing.
+    assert_eq!(post_with(&second, key), 401);
+    assert_eq!(payments(), written);
     let (status, body) = get_with(&second, key);
     assert_eq!(status, 401, "{body}");
     assert_eq!(body, json!({"detail": "Invalid token."}));

@@ -147,6 +147,81 @@ pub fn owed() -> Option<Check> {
     OWED.try_with(|owed| owed.borrow().clone()).ok().flatten()
 }
 
+/// Where a deferred check stands (`at_begin`), on the thread running the request's work.
+enum AtBegin {
+    Owed(Check),
+    Passed,
+    Refused(ApiError),
+}
+
+thread_local! {
+    static AT_BEGIN: RefCell<Option<AtBegin>> = const { RefCell::new(None) };
+}
+
+/// What `cobro_epoch_is` raises (PostgreSQL migration 000016) when the epoch moved.
+const EPOCH_MOVED: &str = "the credential epoch moved";
+
+/// Runs a request's write on PostgreSQL with its check made in the round trip of the first
+/// `BEGIN` the work sends ([`begin`]) instead of one of its own before the work. Every
+/// write runs in a transaction (`db::write_tx`), so nothing is written before the check;
+/// what the work read before its first transaction is thrown away if the check then
+/// refuses. A work that opened no transaction (it wrote nothing) is checked after it, and
+/// its answer kept only if the check passes.
+pub fn at_begin<T>(
+    conn: &mut DbConnection,
+    check: &Check,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    AT_BEGIN.with(|at| *at.borrow_mut() = Some(AtBegin::Owed(check.clone())));
+    let result = work(conn);
+    match AT_BEGIN.with(|at| at.borrow_mut().take()) {
+        Some(AtBegin::Refused(refused)) => Err(refused),
+        Some(AtBegin::Owed(check)) => verify(conn, &check, true).and(result),
+        Some(AtBegin::Passed) | None => result,
+    }
+}
+
+/// Opens a PostgreSQL transaction; when a check is owed at this `BEGIN` ([`at_begin`]), the
+/// same round trip makes it: `BEGIN; SELECT cobro_epoch_is(epoch)`. If the epoch moved,
+/// the credential is asked about afresh (outside any transaction) and the transaction
+/// opened only if it still holds; a refusal is kept for `at_begin` to answer with.
+pub fn begin(conn: &mut DbConnection) -> QueryResult<()> {
+    use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+    let owed = AT_BEGIN.with(|at| match &*at.borrow() {
+        Some(AtBegin::Owed(check)) => Some(check.clone()),
+        _ => None,
+    });
+    let (Some(check), DbConnection::Pg(pg)) = (owed, &mut *conn) else {
+        return DbConnection::begin_transaction(conn);
+    };
+    let sql = format!("BEGIN; SELECT cobro_epoch_is({})", check.epoch);
+    let moved = match AnsiTransactionManager::begin_transaction_sql(pg, &sql) {
+        Ok(()) => false,
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == EPOCH_MOVED => true,
+        Err(other) => {
+            // A failed SELECT leaves the BEGIN's transaction open, and aborted.
+            let _ = pg.batch_execute("ROLLBACK");
+            return Err(other);
+        }
+    };
+    if !moved {
+        check.verified.store(true, Ordering::Relaxed);
+        AT_BEGIN.with(|at| *at.borrow_mut() = Some(AtBegin::Passed));
+        return Ok(());
+    }
+    pg.batch_execute("ROLLBACK")?;
+    let settled = match verify(conn, &check, true) {
+        Ok(()) => AtBegin::Passed,
+        Err(refused) => AtBegin::Refused(refused),
+    };
+    let refused = matches!(settled, AtBegin::Refused(_));
+    AT_BEGIN.with(|at| *at.borrow_mut() = Some(settled));
+    if refused {
+        return Err(diesel::result::Error::RollbackTransaction);
+    }
+    DbConnection::begin_transaction(conn)
+}
+
 /// The check, on the connection the request's work is about to use: nothing to do while the
 /// epoch is unchanged; otherwise the credential is asked about again, and the request
 /// refused if it is no longer valid or no longer allowed what it asks.

@@ -210,11 +210,14 @@ impl Manager {
                 // SQLite's 2: a reader empties its cache whenever another connection has
                 // written, so on a busy server a bigger one holds memory (20 connections'
                 // worth) more than it saves reads; the file's pages stay in the OS's cache.
+                // Checkpoints are the writer's checkpointer's job; a commit makes one only
+                // past the guard (`writer::WAL_GUARD_PAGES`).
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
-                     PRAGMA cache_size = -1024;",
-                    self.sqlite_synchronous
+                     PRAGMA cache_size = -1024; PRAGMA wal_autocheckpoint = {};",
+                    self.sqlite_synchronous,
+                    writer::WAL_GUARD_PAGES
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 // SQLite's own lower() is ASCII-only; searches need Ñ and É folded too.
@@ -366,6 +369,16 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
+        self.on_pool(work, false).await
+    }
+
+    /// [`Db::run`]; `writes` lets the credential check it owes ride on its first `BEGIN`
+    /// (`accounts::cache::at_begin`) instead of taking a round trip of its own.
+    async fn on_pool<T, F>(&self, work: F, writes: bool) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
         let permits = self.permits.clone();
         let asked = Instant::now();
         crate::metrics::db_waiting(1);
@@ -383,8 +396,14 @@ impl Db {
             request_id::within(id, || {
                 let mut conn = checkout(&pool, &unreachable)?;
                 crate::metrics::db_waited(asked.elapsed());
-                let result =
-                    trusted_still(&mut conn, owed.as_ref(), true).and_then(|()| work(&mut conn));
+                let result = match owed {
+                    Some(check) if writes && !check.verified() => {
+                        crate::accounts::cache::at_begin(&mut conn, &check, work)
+                    }
+                    owed => {
+                        trusted_still(&mut conn, owed.as_ref(), true).and_then(|()| work(&mut conn))
+                    }
+                };
                 conn.answered(&result);
                 result
             })
@@ -436,7 +455,7 @@ impl Db {
                     })
                     .await
             }
-            None => self.run(work).await,
+            None => self.on_pool(work, true).await,
         }
     }
 }
@@ -604,7 +623,7 @@ fn write_tx_once<T, E: TxError>(
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             AnsiTransactionManager::begin_transaction_sql(lite, "BEGIN IMMEDIATE")?
         }
-        DbConnection::Pg(_) => DbConnection::begin_transaction(conn)?,
+        DbConnection::Pg(_) => crate::accounts::cache::begin(conn)?,
     }
     match work(conn) {
         Ok(value) => {

@@ -14,8 +14,8 @@
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
-use std::time::Instant;
+use std::sync::{mpsc, Arc, Weak};
+use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use tokio::sync::oneshot;
@@ -117,11 +117,23 @@ impl From<diesel::result::Error> for Failed {
     }
 }
 
-/// The handle requests use; the thread stops when the last handle is dropped.
+/// The handle requests use; the thread stops when the last handle is dropped, and the
+/// checkpointer's soon after.
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    _alive: Arc<()>,
 }
+
+/// How often the checkpointer copies what the WAL gained into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// The WAL's size, in pages, beyond which a connection's commit also checkpoints (SQLite's
+/// `wal_autocheckpoint`, 1,000 by default). The checkpointer does this work off the writer's
+/// path; this is the guard for when it cannot keep up: a checkpoint that runs while the
+/// writer appends never reaches the WAL's end, so the WAL restarts from its beginning only
+/// after one made by a commit.
+pub const WAL_GUARD_PAGES: u32 = 10_000;
 
 impl Writer {
     /// Opens the writer's connection and starts its thread.
@@ -131,12 +143,23 @@ impl Writer {
         // file under this connection, so its cache stays valid from batch to batch.
         conn.batch_execute("PRAGMA cache_size = -2000")
             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+        let checkpoints = manager.open()?;
         let (jobs, queue) = mpsc::channel();
+        let alive = Arc::new(());
+        let writer_alive = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(manager, conn, queue))
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("sqlite-checkpointer".into())
+                    .spawn(move || checkpointer(checkpoints, writer_alive))
+            })
             .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
-        Ok(Writer { jobs })
+        Ok(Writer {
+            jobs,
+            _alive: alive,
+        })
     }
 
     /// Queues `work` for the writer's next transaction now; the future answers after its
@@ -214,6 +237,17 @@ fn run(manager: Manager, mut conn: DbConnection, queue: mpsc::Receiver<Box<dyn J
                 Err(err) => log::error!("reopening the SQLite writer's connection: {err}"),
             }
         }
+    }
+}
+
+/// Copies the WAL's new pages into the database file every [`CHECKPOINT_EVERY`], beside
+/// the writer (SQLite's PASSIVE checkpoint waits for nobody and nobody waits for it), so
+/// that the writer's commits rarely do it themselves ([`WAL_GUARD_PAGES`]).
+fn checkpointer(mut conn: DbConnection, writer: Weak<()>) {
+    while writer.strong_count() > 0 {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        // Busy when another checkpoint runs: this one is then not needed.
+        let _ = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)");
     }
 }
 

@@ -35,8 +35,31 @@ pub fn record(
     object_id: &str,
     data: &impl Serialize,
 ) -> Result<(), ApiError> {
-    let id = insert(conn, scope, event_type, object_type, object_id, data)?;
-    crate::webhooks::store::enqueue(conn, scope, id, event_type, object_id, now())
+    let event = NewEvent::new(scope, event_type, object_type, object_id, data)?;
+    let (id, subscribers) = match conn {
+        // One round trip instead of two: the insert and the webhook lookup in one statement.
+        DbConnection::Pg(pg) => insert_finding_webhooks(pg, &event)?,
+        DbConnection::Sqlite(_) => {
+            let id = event.insert(conn)?;
+            return crate::webhooks::store::enqueue(
+                conn,
+                scope,
+                id,
+                event_type,
+                object_id,
+                event.created,
+            );
+        }
+    };
+    crate::webhooks::store::owe(
+        conn,
+        scope,
+        &subscribers,
+        id,
+        event_type,
+        object_id,
+        event.created,
+    )
 }
 
 /// Appends an event alone (no deliveries); returns its id.
@@ -48,25 +71,143 @@ pub fn insert(
     object_id: &str,
     data: &impl Serialize,
 ) -> Result<i64, ApiError> {
-    let data = serde_json::to_string(data).map_err(ApiError::internal)?;
-    let origin = scope.origin();
-    let actor = serde_json::to_string(&origin.actor).map_err(ApiError::internal)?;
-    let created = now();
-    let insert = diesel::insert_into(events::table)
-        .values((
-            events::workspace_id.eq(scope.workspace_id()),
-            events::test_mode.eq(scope.test_mode()),
-            events::event_type.eq(event_type),
-            events::object_type.eq(object_type),
-            events::object_id.eq(object_id),
-            events::data.eq(&data),
-            events::created.eq(created),
-            events::actor_type.eq(origin.actor.kind().as_str()),
-            events::actor.eq(&actor),
-            events::request_id.eq(&origin.request_id),
-        ))
-        .returning(events::id);
-    Ok(crate::on_backend!(conn, |c| insert.get_result(c))?)
+    NewEvent::new(scope, event_type, object_type, object_id, data)?.insert(conn)
+}
+
+/// An event's row, before its insert.
+struct NewEvent<'a> {
+    scope: &'a Scope,
+    /// The scope's, kept for a statement to bind by reference.
+    test_mode: bool,
+    event_type: &'a str,
+    object_type: &'a str,
+    object_id: &'a str,
+    data: String,
+    created: NaiveDateTime,
+    actor_type: &'static str,
+    actor: String,
+}
+
+impl<'a> NewEvent<'a> {
+    fn new(
+        scope: &'a Scope,
+        event_type: &'a str,
+        object_type: &'a str,
+        object_id: &'a str,
+        data: &impl Serialize,
+    ) -> Result<Self, ApiError> {
+        let actor = &scope.origin().actor;
+        Ok(NewEvent {
+            scope,
+            test_mode: scope.test_mode(),
+            event_type,
+            object_type,
+            object_id,
+            data: serde_json::to_string(data).map_err(ApiError::internal)?,
+            created: now(),
+            actor_type: actor.kind().as_str(),
+            actor: serde_json::to_string(actor).map_err(ApiError::internal)?,
+        })
+    }
+
+    fn insert(&self, conn: &mut DbConnection) -> Result<i64, ApiError> {
+        let insert = diesel::insert_into(events::table)
+            .values((
+                events::workspace_id.eq(self.scope.workspace_id()),
+                events::test_mode.eq(self.test_mode),
+                events::event_type.eq(self.event_type),
+                events::object_type.eq(self.object_type),
+                events::object_id.eq(self.object_id),
+                events::data.eq(&self.data),
+                events::created.eq(self.created),
+                events::actor_type.eq(self.actor_type),
+                events::actor.eq(&self.actor),
+                events::request_id.eq(&self.scope.origin().request_id),
+            ))
+            .returning(events::id);
+        Ok(crate::on_backend!(conn, |c| insert.get_result(c))?)
+    }
+}
+
+/// [`NewEvent::insert`] and `webhooks::store::enqueue`'s lookup in one PostgreSQL statement:
+/// the event's id and the webhooks it may be owed to (`(id, events)`).
+fn insert_finding_webhooks(
+    conn: &mut diesel::PgConnection,
+    event: &NewEvent,
+) -> Result<(i64, Vec<(i64, String)>), ApiError> {
+    let found: Vec<(i64, Option<i64>, Option<String>)> = InsertFindingWebhooks(event).load(conn)?;
+    let id = found
+        .first()
+        .map(|row| row.0)
+        .ok_or_else(|| ApiError::internal("an event's insert returned no row"))?;
+    let webhooks = found
+        .into_iter()
+        .filter_map(|(_, id, events)| Some((id?, events?)))
+        .collect();
+    Ok((id, webhooks))
+}
+
+/// The statement of [`insert_finding_webhooks`]. diesel has no CTEs, and its `sql_query` is
+/// prepared anew each time; this is prepared once per connection (its SQL is its cache key).
+struct InsertFindingWebhooks<'a>(&'a NewEvent<'a>);
+
+impl diesel::query_builder::QueryId for InsertFindingWebhooks<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for InsertFindingWebhooks<'_> {
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    );
+}
+
+impl RunQueryDsl<diesel::PgConnection> for InsertFindingWebhooks<'_> {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertFindingWebhooks<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Bool, Text, Timestamp};
+        let event = self.0;
+        out.push_sql(
+            "WITH event AS (INSERT INTO events (workspace_id, test_mode, event_type, \
+             object_type, object_id, data, created, actor_type, actor, request_id) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(event.scope.workspace_id())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bool, _>(&event.test_mode)?;
+        for text in [
+            event.event_type,
+            event.object_type,
+            event.object_id,
+            &event.data,
+        ] {
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(text)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&event.created)?;
+        for text in [
+            event.actor_type,
+            &event.actor,
+            &event.scope.origin().request_id,
+        ] {
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(text)?;
+        }
+        out.push_sql(
+            ") RETURNING id, workspace_id, test_mode) \
+             SELECT event.id, webhooks.id, webhooks.events FROM event LEFT JOIN webhooks \
+             ON webhooks.workspace_id = event.workspace_id AND webhooks.test_mode = event.test_mode \
+             AND ",
+        );
+        out.push_sql(crate::webhooks::store::OWED_SQL);
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Default)]

@@ -213,18 +213,45 @@ pub fn enqueue(
     object_id: &str,
     at: NaiveDateTime,
 ) -> Result<(), ApiError> {
-    let rows: Vec<WebhookRow> = webhooks::table
+    let subscribers: Vec<(i64, String)> = webhooks::table
         .filter(in_scope(scope))
         .filter(
             webhooks::enabled
                 .eq(true)
                 .or(webhooks::disabled_reason.is_not_null()),
         )
+        .select((webhooks::id, webhooks::events))
         .load(conn)?;
-    for webhook in rows {
-        let webhook = webhook.into_webhook()?;
-        if webhook.subscribes_to(event_type) {
-            insert_delivery(conn, scope, webhook.id, event_id, object_id, at)?;
+    owe(
+        conn,
+        scope,
+        &subscribers,
+        event_id,
+        event_type,
+        object_id,
+        at,
+    )
+}
+
+/// The SQL condition of [`enqueue`]'s webhooks, for a statement that finds them in SQL of
+/// its own (`events::store::record` on PostgreSQL).
+pub const OWED_SQL: &str = "(webhooks.enabled OR webhooks.disabled_reason IS NOT NULL)";
+
+/// [`enqueue`] with the webhooks already found: `(id, events)`, events as stored (JSON).
+pub fn owe(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    subscribers: &[(i64, String)],
+    event_id: i64,
+    event_type: &str,
+    object_id: &str,
+    at: NaiveDateTime,
+) -> Result<(), ApiError> {
+    for (webhook_id, events) in subscribers {
+        let patterns: Vec<String> = serde_json::from_str(events)
+            .map_err(|_| ApiError::internal(format!("webhook {webhook_id} has invalid events")))?;
+        if super::domain::subscribes(&patterns, event_type) {
+            insert_delivery(conn, scope, *webhook_id, event_id, object_id, at)?;
         }
     }
     Ok(())
