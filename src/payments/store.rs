@@ -203,7 +203,10 @@ pub fn find_by_checkout_key(
 }
 
 pub fn find(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<Option<Payment>, ApiError> {
-    let row = scoped(scope)
+    // Not boxed: diesel then finds the prepared statement by its type, without building
+    // (and quoting) its SQL again to look it up; this is every payment's read by id.
+    let row = payments::table
+        .filter(in_scope(scope))
         .filter(payments::id.eq(id))
         .first::<PaymentRow>(conn)
         .optional()?;
