@@ -172,6 +172,15 @@ pub fn at_begin<T>(
     check: &Check,
     work: impl FnOnce(&mut DbConnection) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
+    /// Leaves nothing behind on this thread for the next work it runs, even if this one
+    /// panics.
+    struct Cleared;
+    impl Drop for Cleared {
+        fn drop(&mut self) {
+            AT_BEGIN.with(|at| at.borrow_mut().take());
+        }
+    }
+    let _cleared = Cleared;
     AT_BEGIN.with(|at| *at.borrow_mut() = Some(AtBegin::Owed(check.clone())));
     let result = work(conn);
     match AT_BEGIN.with(|at| at.borrow_mut().take()) {
