@@ -197,9 +197,11 @@ pub fn at_begin<T>(
 pub fn begin(conn: &mut DbConnection) -> QueryResult<()> {
     use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
     let owed = AT_BEGIN.with(|at| match &*at.borrow() {
-        Some(AtBegin::Owed(check)) => Some(check.clone()),
-        _ => None,
-    });
+        Some(AtBegin::Owed(check)) => Ok(Some(check.clone())),
+        // Refused at an earlier BEGIN of this work: no later transaction opens either.
+        Some(AtBegin::Refused(_)) => Err(diesel::result::Error::RollbackTransaction),
+        _ => Ok(None),
+    })?;
     let (Some(check), DbConnection::Pg(pg)) = (owed, &mut *conn) else {
         return DbConnection::begin_transaction(conn);
     };

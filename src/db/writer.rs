@@ -244,10 +244,18 @@ fn run(manager: Manager, mut conn: DbConnection, queue: mpsc::Receiver<Box<dyn J
 /// the writer (SQLite's PASSIVE checkpoint waits for nobody and nobody waits for it), so
 /// that the writer's commits rarely do it themselves ([`WAL_GUARD_PAGES`]).
 fn checkpointer(mut conn: DbConnection, writer: Weak<()>) {
+    let mut failing = false;
     while writer.strong_count() > 0 {
         std::thread::sleep(CHECKPOINT_EVERY);
-        // Busy when another checkpoint runs: this one is then not needed.
-        let _ = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)");
+        match conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+            Ok(()) => failing = false,
+            // Said once per run of failures; commits checkpoint past the guard meanwhile.
+            Err(err) if !failing => {
+                failing = true;
+                log::warn!("SQLite checkpointer: {err}");
+            }
+            Err(_) => {}
+        }
     }
 }
 

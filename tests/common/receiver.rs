@@ -132,10 +132,17 @@ fn serve(mut stream: TcpStream, hits: &Mutex<Vec<Hit>>, plan: &Mutex<Plan>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut headers = Vec::new();
     let mut line = String::new();
-    reader.read_line(&mut line).unwrap_or(0); // request line
+    // A connection closed before its whole request arrived (its sender was killed, say)
+    // is no request: it is not recorded, and gets no answer.
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
     loop {
         line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
             break;
         }
         if let Some((k, v)) = line.trim_end().split_once(':') {
@@ -148,7 +155,9 @@ fn serve(mut stream: TcpStream, hits: &Mutex<Vec<Hit>>, plan: &Mutex<Plan>) {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap_or(());
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
     let (status, delay) = {
         let mut plan = plan.lock().unwrap();
         plan.seen += 1;
