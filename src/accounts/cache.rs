@@ -147,10 +147,10 @@ pub fn owed() -> Option<Check> {
     OWED.try_with(|owed| owed.borrow().clone()).ok().flatten()
 }
 
-/// Where a deferred check stands (`at_begin`), on the thread running the request's work.
+/// A deferred check not yet passed (`at_begin`), on the thread running the request's work;
+/// none once it passed.
 enum AtBegin {
     Owed(Check),
-    Passed,
     Refused(ApiError),
 }
 
@@ -186,7 +186,7 @@ pub fn at_begin<T>(
     match AT_BEGIN.with(|at| at.borrow_mut().take()) {
         Some(AtBegin::Refused(refused)) => Err(refused),
         Some(AtBegin::Owed(check)) => verify(conn, &check, true).and(result),
-        Some(AtBegin::Passed) | None => result,
+        None => result,
     }
 }
 
@@ -200,33 +200,31 @@ pub fn begin(conn: &mut DbConnection) -> QueryResult<()> {
         Some(AtBegin::Owed(check)) => Ok(Some(check.clone())),
         // Refused at an earlier BEGIN of this work: no later transaction opens either.
         Some(AtBegin::Refused(_)) => Err(diesel::result::Error::RollbackTransaction),
-        _ => Ok(None),
+        None => Ok(None),
     })?;
     let (Some(check), DbConnection::Pg(pg)) = (owed, &mut *conn) else {
         return DbConnection::begin_transaction(conn);
     };
     let sql = format!("BEGIN; SELECT cobro_epoch_is({})", check.epoch);
-    let moved = match AnsiTransactionManager::begin_transaction_sql(pg, &sql) {
-        Ok(()) => false,
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == EPOCH_MOVED => true,
+    match AnsiTransactionManager::begin_transaction_sql(pg, &sql) {
+        Ok(()) => {
+            check.verified.store(true, Ordering::Relaxed);
+            AT_BEGIN.with(|at| at.borrow_mut().take());
+            return Ok(());
+        }
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == EPOCH_MOVED => {
+            pg.batch_execute("ROLLBACK")?;
+        }
         Err(other) => {
             // A failed SELECT leaves the BEGIN's transaction open, and aborted.
             let _ = pg.batch_execute("ROLLBACK");
             return Err(other);
         }
-    };
-    if !moved {
-        check.verified.store(true, Ordering::Relaxed);
-        AT_BEGIN.with(|at| *at.borrow_mut() = Some(AtBegin::Passed));
-        return Ok(());
     }
-    pg.batch_execute("ROLLBACK")?;
-    let settled = match verify(conn, &check, true) {
-        Ok(()) => AtBegin::Passed,
-        Err(refused) => AtBegin::Refused(refused),
-    };
-    let refused = matches!(settled, AtBegin::Refused(_));
-    AT_BEGIN.with(|at| *at.borrow_mut() = Some(settled));
+    // The epoch moved: asked about afresh, with no transaction open.
+    let settled = verify(conn, &check, true).err().map(AtBegin::Refused);
+    let refused = settled.is_some();
+    AT_BEGIN.with(|at| *at.borrow_mut() = settled);
     if refused {
         return Err(diesel::result::Error::RollbackTransaction);
     }

@@ -9,6 +9,7 @@ use crate::db::schema::events;
 use crate::db::{now, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 use crate::payments::domain::timestamp;
+use crate::webhooks::store as webhooks;
 
 type InScope = diesel::dsl::And<
     diesel::dsl::Eq<events::workspace_id, String>,
@@ -39,19 +40,9 @@ pub fn record(
     let (id, subscribers) = match conn {
         // One round trip instead of two: the insert and the webhook lookup in one statement.
         DbConnection::Pg(pg) => insert_finding_webhooks(pg, &event)?,
-        DbConnection::Sqlite(_) => {
-            let id = event.insert(conn)?;
-            return crate::webhooks::store::enqueue(
-                conn,
-                scope,
-                id,
-                event_type,
-                object_id,
-                event.created,
-            );
-        }
+        DbConnection::Sqlite(_) => (event.insert(conn)?, webhooks::subscribers(conn, scope)?),
     };
-    crate::webhooks::store::owe(
+    webhooks::owe(
         conn,
         scope,
         &subscribers,
@@ -76,9 +67,9 @@ pub fn insert(
 
 /// An event's row, before its insert.
 struct NewEvent<'a> {
-    scope: &'a Scope,
-    /// The scope's, kept for a statement to bind by reference.
+    workspace_id: &'a str,
     test_mode: bool,
+    request_id: &'a str,
     event_type: &'a str,
     object_type: &'a str,
     object_id: &'a str,
@@ -98,8 +89,9 @@ impl<'a> NewEvent<'a> {
     ) -> Result<Self, ApiError> {
         let actor = &scope.origin().actor;
         Ok(NewEvent {
-            scope,
+            workspace_id: scope.workspace_id(),
             test_mode: scope.test_mode(),
+            request_id: &scope.origin().request_id,
             event_type,
             object_type,
             object_id,
@@ -113,7 +105,7 @@ impl<'a> NewEvent<'a> {
     fn insert(&self, conn: &mut DbConnection) -> Result<i64, ApiError> {
         let insert = diesel::insert_into(events::table)
             .values((
-                events::workspace_id.eq(self.scope.workspace_id()),
+                events::workspace_id.eq(self.workspace_id),
                 events::test_mode.eq(self.test_mode),
                 events::event_type.eq(self.event_type),
                 events::object_type.eq(self.object_type),
@@ -122,14 +114,14 @@ impl<'a> NewEvent<'a> {
                 events::created.eq(self.created),
                 events::actor_type.eq(self.actor_type),
                 events::actor.eq(&self.actor),
-                events::request_id.eq(&self.scope.origin().request_id),
+                events::request_id.eq(self.request_id),
             ))
             .returning(events::id);
         Ok(crate::on_backend!(conn, |c| insert.get_result(c))?)
     }
 }
 
-/// [`NewEvent::insert`] and `webhooks::store::enqueue`'s lookup in one PostgreSQL statement:
+/// [`NewEvent::insert`] and `webhooks::store::subscribers` in one PostgreSQL statement:
 /// the event's id and the webhooks it may be owed to (`(id, events)`).
 fn insert_finding_webhooks(
     conn: &mut diesel::PgConnection,
@@ -177,7 +169,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertFindingWebho
             "WITH event AS (INSERT INTO events (workspace_id, test_mode, event_type, \
              object_type, object_id, data, created, actor_type, actor, request_id) VALUES (",
         );
-        out.push_bind_param::<Text, _>(event.scope.workspace_id())?;
+        out.push_bind_param::<Text, _>(event.workspace_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Bool, _>(&event.test_mode)?;
         for text in [
@@ -191,11 +183,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertFindingWebho
         }
         out.push_sql(", ");
         out.push_bind_param::<Timestamp, _>(&event.created)?;
-        for text in [
-            event.actor_type,
-            &event.actor,
-            &event.scope.origin().request_id,
-        ] {
+        for text in [event.actor_type, &event.actor, event.request_id] {
             out.push_sql(", ");
             out.push_bind_param::<Text, _>(text)?;
         }
@@ -205,7 +193,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertFindingWebho
              ON webhooks.workspace_id = event.workspace_id AND webhooks.test_mode = event.test_mode \
              AND ",
         );
-        out.push_sql(crate::webhooks::store::OWED_SQL);
+        out.push_sql(webhooks::OWED_SQL);
         Ok(())
     }
 }

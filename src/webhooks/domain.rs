@@ -78,10 +78,6 @@ impl Webhook {
             updated: timestamp(self.updated),
         }
     }
-
-    pub fn subscribes_to(&self, event_type: &str) -> bool {
-        subscribes(&self.events, event_type)
-    }
 }
 
 pub fn subscribes(patterns: &[String], event_type: &str) -> bool {

@@ -202,18 +202,11 @@ pub fn delete(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<bool, A
     Ok(deleted == 1)
 }
 
-/// Owes `event` to every webhook of the scope that subscribes to it: enabled ones, and those
-/// the server disabled after failures (re-enabled, they get what happened meanwhile). A
-/// webhook disabled by hand gets nothing. Call it in the event's transaction.
-pub fn enqueue(
-    conn: &mut DbConnection,
-    scope: &Scope,
-    event_id: i64,
-    event_type: &str,
-    object_id: &str,
-    at: NaiveDateTime,
-) -> Result<(), ApiError> {
-    let subscribers: Vec<(i64, String)> = webhooks::table
+/// The webhooks of the scope that may be owed an event, as `(id, events)` (events as
+/// stored, JSON): enabled ones, and those the server disabled after failures (re-enabled,
+/// they get what happened meanwhile). A webhook disabled by hand gets nothing.
+pub fn subscribers(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<(i64, String)>, ApiError> {
+    Ok(webhooks::table
         .filter(in_scope(scope))
         .filter(
             webhooks::enabled
@@ -221,23 +214,15 @@ pub fn enqueue(
                 .or(webhooks::disabled_reason.is_not_null()),
         )
         .select((webhooks::id, webhooks::events))
-        .load(conn)?;
-    owe(
-        conn,
-        scope,
-        &subscribers,
-        event_id,
-        event_type,
-        object_id,
-        at,
-    )
+        .load(conn)?)
 }
 
-/// The SQL condition of [`enqueue`]'s webhooks, for a statement that finds them in SQL of
-/// its own (`events::store::record` on PostgreSQL).
+/// [`subscribers`]' condition, for a statement that finds them in SQL of its own
+/// (`events::store::record` on PostgreSQL).
 pub const OWED_SQL: &str = "(webhooks.enabled OR webhooks.disabled_reason IS NOT NULL)";
 
-/// [`enqueue`] with the webhooks already found: `(id, events)`, events as stored (JSON).
+/// Owes `event` to those of `subscribers` that subscribe to its type: a pending delivery
+/// each. Call it in the event's transaction.
 pub fn owe(
     conn: &mut DbConnection,
     scope: &Scope,
