@@ -89,6 +89,20 @@ pub enum UserCommand {
         email: String,
         #[arg(long)]
         json: bool,
+        /// Also set a console password: asked at a terminal, else read from stdin's first
+        /// line.
+        #[arg(long)]
+        password: bool,
+    },
+    /// Set a user's console password (asked at a terminal, else read from stdin's first
+    /// line); signs them out of every console session.
+    SetPassword { email: String },
+    /// Print a one-time console sign-in link for a user (valid 15 minutes, once).
+    SignInLink {
+        email: String,
+        /// The console's public address (default: COBRO_PUBLIC_URL, else COBRO_BIND's).
+        #[arg(long)]
+        base_url: Option<String>,
     },
 }
 
@@ -215,10 +229,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
     }
     let db = Db::connect(&url, 1, &settings.sqlite_synchronous)?;
     let mut conn = db.pool.get().map_err(|e| e.to_string())?;
-    operator(&mut conn, command).map_err(|e| e.to_string())
+    operator(&mut conn, command, &settings).map_err(|e| e.to_string())
 }
 
-fn operator(conn: &mut PooledConnection, command: Command) -> Result<(), accounts::AccountError> {
+fn operator(
+    conn: &mut PooledConnection,
+    command: Command,
+    settings: &Settings,
+) -> Result<(), accounts::AccountError> {
     let conn: &mut DbConnection = conn;
     match command {
         Command::Serve { .. } | Command::Worker | Command::Secrets { .. } => {
@@ -226,10 +244,37 @@ fn operator(conn: &mut PooledConnection, command: Command) -> Result<(), account
         }
         Command::Migrate => println!("migrations are up to date"),
         Command::User {
-            command: UserCommand::Create { email, json },
+            command:
+                UserCommand::Create {
+                    email,
+                    json,
+                    password,
+                },
         } => {
+            let hashed = password.then(read_password).transpose()?;
             let token = accounts::create_user(conn, &email)?;
+            if let Some(hashed) = hashed {
+                accounts::passwords::set(conn, &email, &hashed)?;
+            }
             print_token(&email, &token, json);
+        }
+        Command::User {
+            command: UserCommand::SetPassword { email },
+        } => {
+            accounts::user_id(conn, &email)?;
+            let hashed = read_password()?;
+            accounts::passwords::set(conn, &email, &hashed)?;
+            println!(
+                "password set for {}; their console sessions have ended",
+                email.trim().to_lowercase()
+            );
+        }
+        Command::User {
+            command: UserCommand::SignInLink { email, base_url },
+        } => {
+            let secret = accounts::sessions::new_link(conn, &email)?;
+            let base = base_url.unwrap_or_else(|| settings_base_url(settings));
+            println!("{}", sign_in_url(&base, &secret));
         }
         Command::Token {
             command: TokenCommand::Rotate { email, json },
@@ -256,14 +301,9 @@ fn operator(conn: &mut PooledConnection, command: Command) -> Result<(), account
 /// An API error as one line for the terminal (a field's message with the field's name).
 fn said(err: ApiError) -> accounts::AccountError {
     let message = match &err {
-        ApiError::Validation(errors) => errors
-            .iter()
-            .map(|(field, message)| format!("{field}: {message}"))
-            .collect::<Vec<_>>()
-            .join("; "),
         ApiError::Forbidden => "only an owner may do that".to_string(),
         ApiError::NotFound => "not found".to_string(),
-        other => other.to_string(),
+        other => other.for_people(),
     };
     accounts::AccountError::Refused(message)
 }
@@ -444,6 +484,43 @@ fn key(conn: &mut DbConnection, command: KeyCommand) -> Result<(), accounts::Acc
     Ok(())
 }
 
+/// A new password, hashed: asked twice at a terminal (not echoed), else stdin's first line.
+fn read_password() -> Result<String, accounts::AccountError> {
+    use std::io::IsTerminal;
+    let refused = |e: std::io::Error| {
+        accounts::AccountError::Refused(format!("cannot read the password: {e}"))
+    };
+    let raw = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New password: ").map_err(refused)?;
+        let again = rpassword::prompt_password("Again: ").map_err(refused)?;
+        if first != again {
+            return Err(accounts::AccountError::Refused(
+                "the two passwords differ".into(),
+            ));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(refused)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    let password = accounts::passwords::Password::parse(&raw)?;
+    Ok(accounts::passwords::hash(&password))
+}
+
+/// Where the console is, for links printed at the terminal.
+fn settings_base_url(settings: &Settings) -> String {
+    settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", settings.bind))
+}
+
+/// A sign-in link's address.
+pub fn sign_in_url(base: &str, secret: &str) -> String {
+    format!("{}/dashboard/sign-in/{secret}/", base.trim_end_matches('/'))
+}
+
 fn print_token(email: &str, token: &str, json: bool) {
     if json {
         println!(
@@ -469,7 +546,11 @@ fn serve(
     if !no_bootstrap {
         let mut conn = db.pool.get().map_err(|e| e.to_string())?;
         if let Some(first) = accounts::bootstrap(&mut conn).map_err(|e| e.to_string())? {
-            print_bootstrap(&first, &address.to_string());
+            let base = settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{address}"));
+            print_bootstrap(&first, &address.to_string(), &base);
         }
     }
     log::info!(
@@ -571,13 +652,22 @@ fn rotate_secrets(settings: &Settings, url: &DatabaseUrl) -> Result<(), String> 
     Ok(())
 }
 
-fn print_bootstrap(first: &accounts::Bootstrap, address: &str) {
+fn print_bootstrap(first: &accounts::Bootstrap, address: &str, base: &str) {
     println!(
         "\nThe database was empty, so cobro created a first user, workspace and API token.\n\
          They are shown once; keep the token somewhere safe.\n\n\
          \x20 email:     {}\n\x20 workspace: {}\n\x20 token:     {}\n\n\
-         Try it:\n\n\
+         The console: open this one-time sign-in link within 15 minutes, then set a password\n\
+         with `cobro user set-password {}`:\n\n\
+         \x20 {}\n\n\
+         Try the API:\n\n\
          \x20 curl -H 'Authorization: Token {}' -H 'x-simple-workspace: {}' http://{address}/payments/\n",
-        first.email, first.workspace_id, first.token, first.token, first.workspace_id
+        first.email,
+        first.workspace_id,
+        first.token,
+        first.email,
+        sign_in_url(base, &first.sign_in),
+        first.token,
+        first.workspace_id
     );
 }

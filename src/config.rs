@@ -68,6 +68,15 @@ pub struct Settings {
     /// Whether `cobro serve` runs a reconciler (`COBRO_RECONCILER`, default on; `cobro
     /// worker` runs one too).
     pub reconciler: bool,
+    /// `COBRO_SESSION_IDLE_SECONDS`: a console session ends after this long without a
+    /// request (default 15 minutes, as PCI DSS asks; it ends after 12 hours regardless).
+    pub session_idle_seconds: u64,
+    /// `COBRO_SIGN_IN_LIMIT_EMAIL`: console sign-in attempts allowed per email per 15
+    /// minutes, in each server process (default 10).
+    pub sign_in_limit_email: u32,
+    /// `COBRO_SIGN_IN_LIMIT_ADDRESS`: console sign-in attempts allowed per client address per
+    /// minute, in each server process (default 30).
+    pub sign_in_limit_address: u32,
 }
 
 /// Secret keys, never printed (`Settings` derives `Debug`).
@@ -188,6 +197,9 @@ impl Settings {
                     .as_deref(),
                 Some("0" | "false" | "no")
             ),
+            session_idle_seconds: (number("COBRO_SESSION_IDLE_SECONDS", 15 * 60)? as u64).max(1),
+            sign_in_limit_email: number("COBRO_SIGN_IN_LIMIT_EMAIL", 10)?.max(1) as u32,
+            sign_in_limit_address: number("COBRO_SIGN_IN_LIMIT_ADDRESS", 30)?.max(1) as u32,
             stripe_api_base: var("COBRO_STRIPE_API_BASE")
                 .unwrap_or_else(|| crate::gateways::stripe::DEFAULT_API_BASE.into())
                 .trim_end_matches('/')

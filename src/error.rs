@@ -115,6 +115,32 @@ impl ApiError {
         ApiError::Validation(FieldErrors::one(field, message))
     }
 
+    /// What went wrong, in a sentence for a person (a terminal, a console page): each field's
+    /// message after its field's name; never an internal cause (those are logged by
+    /// [`ApiError::response_builder`]).
+    pub fn for_people(&self) -> String {
+        match self {
+            ApiError::Validation(errors) => errors
+                .iter()
+                .map(|(field, message)| match field {
+                    "non_field_errors" => message.to_string(),
+                    _ => format!("{field}: {message}"),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            ApiError::BadRequest(message) => message.clone(),
+            ApiError::Conflict { detail, .. } => detail.clone(),
+            ApiError::Forbidden => "Your role does not allow that.".into(),
+            ApiError::NotFound => "Not found.".into(),
+            ApiError::Throttled(wait) => format!("Too many requests: wait {wait} s."),
+            ApiError::Contention => "It changed at the same moment: try again.".into(),
+            ApiError::Provider(_) => "The payment provider did not answer: try again.".into(),
+            ApiError::Unavailable(_) => "The database cannot be reached: try again soon.".into(),
+            ApiError::Internal(_) => "Something went wrong on our side (it is logged).".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// The cause on one line (libpq's messages span several).
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         let cause = cause.to_string();

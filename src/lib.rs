@@ -7,6 +7,7 @@ pub mod billingrails;
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod customers;
 pub mod db;
 pub mod error;

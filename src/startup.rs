@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(integrations::routes)
         .configure(crate::accounts::handlers::routes)
         .configure(checkout::routes)
+        .configure(crate::console::routes)
         .service(resource("/health", "GET").route(web::get().to(health::health)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }
@@ -77,6 +78,10 @@ pub fn serve(
     // One per process, shared by its workers.
     let throttle =
         Throttle::new(settings.rate_limit, settings.rate_limit_burst).map(web::Data::new);
+    let sign_in_limits = web::Data::new(crate::console::SignInLimits::new(
+        settings.sign_in_limit_email,
+        settings.sign_in_limit_address,
+    ));
     let server = HttpServer::new(move || {
         let mut app = App::new();
         if let Some(throttle) = &throttle {
@@ -88,6 +93,7 @@ pub fn serve(
             );
         }
         app.app_data(web::Data::new(db.clone()))
+            .app_data(sign_in_limits.clone())
             .app_data(keyring.clone())
             .app_data(web::Data::new(settings.clone()))
             .app_data(BodyLimit(settings.body_limit))

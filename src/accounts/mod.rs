@@ -10,8 +10,10 @@ pub mod cache;
 pub mod handlers;
 pub mod keys;
 pub mod members;
+pub mod passwords;
 pub mod payer;
 pub mod roles;
+pub mod sessions;
 
 use diesel::prelude::*;
 use rand::distr::{Alphanumeric, SampleString};
@@ -238,6 +240,8 @@ pub struct Bootstrap {
     pub email: String,
     pub token: String,
     pub workspace_id: String,
+    /// A one-time console sign-in link's secret (`sessions::new_link`).
+    pub sign_in: String,
 }
 
 impl crate::db::TxError for AccountError {
@@ -257,10 +261,12 @@ pub fn bootstrap(conn: &mut DbConnection) -> Result<Option<Bootstrap>, AccountEr
         let token = create_user(conn, &email)?;
         let owner = user_id(conn, &email)?;
         let workspace_id = insert_workspace(conn, "My workspace", owner)?;
+        let sign_in = sessions::new_link(conn, &email)?;
         Ok(Some(Bootstrap {
             email: email.clone(),
             token,
             workspace_id,
+            sign_in,
         }))
     });
     match created {

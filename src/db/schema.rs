@@ -8,6 +8,28 @@ diesel::table! {
         email -> Text,
         token_digest -> Nullable<Text>,
         created -> Timestamp,
+        password_hash -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    console_sessions (digest) {
+        digest -> Text,
+        user_id -> BigInt,
+        workspace_id -> Nullable<Text>,
+        test_mode -> Bool,
+        created -> Timestamp,
+        last_seen -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sign_in_links (digest) {
+        digest -> Text,
+        user_id -> BigInt,
+        created -> Timestamp,
+        expires -> Timestamp,
+        used -> Nullable<Timestamp>,
     }
 }
 
@@ -108,8 +130,9 @@ diesel::table! {
 }
 
 diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(console_sessions -> users (user_id));
 diesel::joinable!(memberships -> workspaces (workspace_id));
-diesel::allow_tables_to_appear_in_same_query!(memberships, users);
+diesel::allow_tables_to_appear_in_same_query!(memberships, users, workspaces, console_sessions);
 
 diesel::allow_tables_to_appear_in_same_query!(payments, payment_metadata);
 

@@ -33,6 +33,15 @@ impl Throttle {
         })
     }
 
+    /// `count` requests per `seconds`, all of which may come at once (sign-in attempts).
+    pub fn per_period(count: u32, seconds: u32) -> Throttle {
+        Throttle {
+            rate: f64::from(count.max(1)) / f64::from(seconds.max(1)),
+            burst: f64::from(count.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Counts a request of `credential`: `Throttled` (with the seconds to wait) when its
     /// bucket is empty.
     pub fn check(&self, credential: &str) -> Result<(), ApiError> {

@@ -64,27 +64,39 @@ pub fn key(
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
+    let key = value.to_str().map_err(|_| invalid_key())?;
+    named(req, scope, credential, key, fields).map(Some)
+}
+
+/// A key given some other way than the header: a console form carries one, made when the
+/// page was shown, so that a form sent twice (a double click, a reload) acts once.
+pub fn named(
+    req: &HttpRequest,
+    scope: &Scope,
+    credential: String,
+    key: &str,
+    fields: &Map<String, Value>,
+) -> Result<Key, ApiError> {
+    let key = Some(key.trim())
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LENGTH)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters."
-            ))
-        })?;
+        .ok_or_else(invalid_key)?;
     let ttl_seconds = req
         .app_data::<web::Data<Settings>>()
         .map_or(24 * 3600, |s| s.idempotency_ttl_seconds);
-    Ok(Some(Key {
+    Ok(Key {
         scope: scope.clone(),
         credential,
         key: key.to_string(),
         path: req.path().to_string(),
         fingerprint: fingerprint(fields),
         ttl: Duration::seconds(ttl_seconds as i64),
-    }))
+    })
+}
+
+fn invalid_key() -> ApiError {
+    ApiError::BadRequest(format!(
+        "Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters."
+    ))
 }
 
 /// A POST on one object that takes no fields (`/payments/{id}/cancel/`, …): the path alone

@@ -10,7 +10,7 @@ use super::domain::{PaymentInput, PaymentView};
 use super::filter::PaymentFilter;
 use super::operations;
 use crate::accounts::auth::Auth;
-use crate::db::Db;
+use crate::db::{Db, Scope};
 use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::http::body::Body;
@@ -24,6 +24,7 @@ use crate::openapi::{
     AuthorizeWrite, CaptureWrite, IdempotencyErrors, IdempotencyHeader, PaymentListParams,
     PaymentWrite, ScopeHeaders, ScopedErrors,
 };
+use crate::secrets::Keyring;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -191,10 +192,21 @@ pub async fn cancel(
     let id = object_id(&id)?;
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &Map::new())?;
     let keyring = crate::secrets::from_request(&req)?;
-    let (scope, base) = (auth.scope, base_url(&req));
+    cancel_payment(&db, key, auth.scope, keyring, base_url(&req), id).await
+}
+
+/// A cancel's steps (for the API and the console alike): a held charge is released first.
+pub async fn cancel_payment(
+    db: &Db,
+    key: Option<idempotency::Key>,
+    scope: Scope,
+    keyring: web::Data<Keyring>,
+    base: String,
+    id: i64,
+) -> ApiResult<HttpResponse> {
     let begun = scope.clone();
     idempotency::answer_call(
-        &db,
+        db,
         key,
         StatusCode::OK,
         move |conn| charges::begin_release(conn, &begun, id, &keyring),
@@ -231,10 +243,22 @@ pub async fn capture(
     };
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     let keyring = crate::secrets::from_request(&req)?;
-    let (scope, base) = (auth.scope, base_url(&req));
+    capture_payment(&db, key, auth.scope, keyring, base_url(&req), id, amount).await
+}
+
+/// A capture's steps (for the API and the console alike).
+pub async fn capture_payment(
+    db: &Db,
+    key: Option<idempotency::Key>,
+    scope: Scope,
+    keyring: web::Data<Keyring>,
+    base: String,
+    id: i64,
+    amount: Option<rust_decimal::Decimal>,
+) -> ApiResult<HttpResponse> {
     let begun = scope.clone();
     idempotency::answer_call(
-        &db,
+        db,
         key,
         StatusCode::OK,
         move |conn| charges::begin_capture(conn, &begun, id, amount, &keyring),

@@ -8,7 +8,7 @@ use super::domain::{RefundChange, RefundInput, RefundStatus, RefundView};
 use super::operations;
 use super::store::{Ordering, RefundFilter};
 use crate::accounts::auth::Auth;
-use crate::db::Db;
+use crate::db::{Db, Scope};
 use crate::error::ApiResult;
 use crate::http::body::Body;
 use crate::http::pagination::{Page, PageRequest};
@@ -19,6 +19,7 @@ use crate::openapi::{
     IdempotencyErrors, IdempotencyHeader, RefundListParams, RefundPatch, RefundWrite, ScopeHeaders,
     ScopedErrors,
 };
+use crate::secrets::Keyring;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -78,10 +79,22 @@ async fn refund(
 ) -> ApiResult<HttpResponse> {
     let key = idempotency::key(&req, &auth.scope, auth.principal.credential(), &fields)?;
     let keyring = crate::secrets::from_request(&req)?;
-    let (scope, base) = (auth.scope, base_url(&req));
+    refund_payment_with(&db, key, auth.scope, keyring, base_url(&req), input).await
+}
+
+/// A refund's three steps (for the API and the console alike): recorded, sent to its
+/// gateways with no transaction open, their answers applied.
+pub async fn refund_payment_with(
+    db: &Db,
+    key: Option<idempotency::Key>,
+    scope: Scope,
+    keyring: web::Data<Keyring>,
+    base: String,
+    input: RefundInput,
+) -> ApiResult<HttpResponse> {
     let (begun, base_begun) = (scope.clone(), base.clone());
     idempotency::answer_call(
-        &db,
+        db,
         key,
         StatusCode::CREATED,
         move |conn| operations::begin(conn, &begun, &input, &keyring, &base_begun),

@@ -1,0 +1,3 @@
+DROP TABLE sign_in_links;
+DROP TABLE console_sessions;
+ALTER TABLE users DROP COLUMN password_hash;
