@@ -725,7 +725,7 @@ const TENANT_TABLES: &[(&str, &str)] = &[
 
 /// Tables that carry a workspace but hold credentials and membership, not tenant data.
 #[cfg(test)]
-const ACCOUNT_TABLES: &[&str] = &["memberships", "secret_keys"];
+const ACCOUNT_TABLES: &[&str] = &["memberships", "secret_keys", "console_sessions"];
 
 #[cfg(test)]
 mod tests {

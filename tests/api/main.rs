@@ -14,6 +14,7 @@ mod browser;
 mod charging;
 mod checkout;
 mod connections;
+mod console;
 mod customers;
 mod events;
 mod idempotency;

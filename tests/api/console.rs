@@ -1,0 +1,396 @@
+//! The console at `/dashboard/`, over HTTP as a browser without JavaScript uses it: signing
+//! in (password, one-time link, rate limits), what ends a session, CSRF and roles on its
+//! forms, and its actions writing what the API's would. The browser tests (browser.rs)
+//! drive the same pages in Chromium.
+
+use cobro::accounts::passwords::{self, Password};
+use cobro::accounts::roles::Role;
+use cobro::accounts::sessions;
+
+use crate::both;
+use crate::helpers::*;
+
+pub const PASSWORD: &str = "a long test password";
+
+/// Gives a user a console password, as `cobro user set-password` does.
+pub fn set_password(server: &Server, email: &str, password: &str) {
+    let mut conn = server.db.pool.get().unwrap();
+    let hashed = passwords::hash(&Password::parse(password).unwrap());
+    passwords::set(&mut conn, email, &hashed).unwrap();
+}
+
+/// A one-time sign-in link's path, as `cobro user sign-in-link` prints it.
+pub fn sign_in_link(server: &Server, email: &str) -> String {
+    let mut conn = server.db.pool.get().unwrap();
+    let secret = sessions::new_link(&mut conn, email).unwrap();
+    format!("/dashboard/sign-in/{secret}/")
+}
+
+/// A browser without JavaScript: a session cookie and the CSRF token of its last page.
+pub struct Browser {
+    pub base: String,
+    pub cookie: Option<String>,
+    csrf: String,
+}
+
+pub fn form(fields: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(fields).unwrap()
+}
+
+impl Browser {
+    pub fn new(server: &Server) -> Browser {
+        Browser {
+            base: server.base.clone(),
+            cookie: None,
+            csrf: String::new(),
+        }
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![];
+        if let Some(cookie) = &self.cookie {
+            headers.push(("Cookie", format!("cobro_session={cookie}")));
+        }
+        headers
+    }
+
+    /// Keeps the cookie a response sets (or clears).
+    fn keep(&mut self, resp: &Resp) {
+        if let Some(set) = resp.header("set-cookie") {
+            let value = set
+                .strip_prefix("cobro_session=")
+                .and_then(|v| v.split(';').next())
+                .unwrap_or("");
+            self.cookie = (!value.is_empty()).then(|| value.to_string());
+        }
+        if let Some(at) = resp.text.find("name=\"csrf\" value=\"") {
+            let rest = &resp.text[at + 19..];
+            self.csrf = rest[..rest.find('"').unwrap()].to_string();
+        }
+    }
+
+    pub fn get(&mut self, path: &str) -> Resp {
+        let headers = self.headers();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let resp = send("GET", &format!("{}{path}", self.base), &headers, None);
+        self.keep(&resp);
+        resp
+    }
+
+    /// Posts a form as it is, with `extra` headers.
+    pub fn post_raw(&mut self, path: &str, body: &str, extra: &[(&str, &str)]) -> Resp {
+        let mut headers = self.headers();
+        headers.push((
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_string(),
+        ));
+        let mut headers: Vec<(&str, &str)> =
+            headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        headers.extend_from_slice(extra);
+        let resp = send(
+            "POST",
+            &format!("{}{path}", self.base),
+            &headers,
+            Some(body),
+        );
+        self.keep(&resp);
+        resp
+    }
+
+    /// Posts a form with the CSRF token of the last page, as the page's own form would.
+    pub fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let csrf = self.csrf.clone();
+        let mut fields = fields.to_vec();
+        fields.push(("csrf", &csrf));
+        self.post_raw(path, &form(&fields), &[])
+    }
+
+    pub fn sign_in(&mut self, email: &str, password: &str) -> Resp {
+        self.post_raw(
+            "/dashboard/sign-in/",
+            &form(&[
+                ("email", email),
+                ("password", password),
+                ("next", "/dashboard/payments/"),
+            ]),
+            &[],
+        )
+    }
+
+    /// Signs in, and shows the payments list (its CSRF token is then at hand).
+    #[track_caller]
+    pub fn signed_in(server: &Server, email: &str) -> Browser {
+        let mut browser = Browser::new(server);
+        let resp = browser.sign_in(email, PASSWORD);
+        assert_eq!(resp.status, 303, "{}", resp.text);
+        assert_eq!(resp.header("location"), Some("/dashboard/payments/"));
+        browser.get("/dashboard/payments/").expect(200);
+        browser
+    }
+}
+
+/// Where a response sends the browser.
+fn location(resp: &Resp) -> &str {
+    resp.header("location").unwrap_or("")
+}
+
+/// A user with a password and the app's workspace, signed in.
+fn owner(app: &App) -> Browser {
+    set_password(app.server, &app.email, PASSWORD);
+    Browser::signed_in(app.server, &app.email)
+}
+
+/// A member of the app's workspace with `role`, signed in.
+fn member(app: &App, role: Role) -> (String, Browser) {
+    let other = app.stranger();
+    app.add_member(&other.email, role);
+    set_password(app.server, &other.email, PASSWORD);
+    let mut browser = Browser::signed_in(app.server, &other.email);
+    // Their own workspace is shown first: switch to the app's.
+    let resp = browser.post(
+        "/dashboard/place/",
+        &[
+            ("workspace", &app.workspace),
+            ("test_mode", "false"),
+            ("next", "/dashboard/payments/"),
+        ],
+    );
+    assert_eq!(resp.status, 303, "{}", resp.text);
+    browser.get("/dashboard/payments/").expect(200);
+    (other.email, browser)
+}
+
+/// A live payment paid by bank transfer recorded as received, so that it can be refunded.
+fn paid_payment(app: &App) -> Value {
+    app.create_payment(
+        json!({"amount": "5000", "status": "succeeded", "payment_date": "2026-12-01T10:00:00Z"}),
+    )
+}
+
+both! {
+    fn a_password_signs_in_and_pages_carry_the_console_headers(app) {
+        let mut browser = owner(&app);
+        let page = browser.get("/dashboard/payments/").expect(200);
+        assert!(page.text.contains(&app.email), "the header names who is signed in");
+        assert_eq!(page.header("x-frame-options"), Some("DENY"));
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(page.header("cache-control"), Some("no-store"));
+        // The cookie: not for scripts, not sent on other sites' POSTs.
+        let mut fresh = Browser::new(app.server);
+        let signed = fresh.sign_in(&app.email, PASSWORD);
+        let cookie = signed.header("set-cookie").unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/dashboard"), "{cookie}");
+    }
+
+    fn an_unknown_email_and_a_wrong_password_get_the_same_answer(app) {
+        set_password(app.server, &app.email, PASSWORD);
+        let mut browser = Browser::new(app.server);
+        let wrong = browser.sign_in(&app.email, "not the password at all");
+        let unknown = browser.sign_in("nobody-here@example.com", "not the password at all");
+        assert_eq!((wrong.status, unknown.status), (401, 401));
+        assert_eq!(
+            wrong.text.replace(&app.email, "EMAIL"),
+            unknown.text.replace("nobody-here@example.com", "EMAIL")
+        );
+        assert!(wrong.header("set-cookie").is_none() && browser.cookie.is_none());
+        // Without a session, a page sends the browser to sign in, and back afterwards.
+        let resp = browser.get("/dashboard/payments/?status=failed");
+        assert_eq!(resp.status, 303);
+        assert_eq!(location(&resp), "/dashboard/sign-in/?next=%2Fdashboard%2Fpayments%2F%3Fstatus%3Dfailed");
+    }
+
+    fn a_sign_in_link_works_once(app) {
+        let link = sign_in_link(app.server, &app.email);
+        let mut browser = Browser::new(app.server);
+        let first = browser.get(&link);
+        assert_eq!((first.status, location(&first)), (303, "/dashboard/"));
+        browser.get("/dashboard/payments/").expect(200);
+        let mut other = Browser::new(app.server);
+        let again = other.get(&link);
+        assert_eq!((again.status, location(&again)), (303, "/dashboard/sign-in/?link=used"));
+        assert!(other.cookie.is_none());
+        let page = other.get("/dashboard/sign-in/?link=used").expect(200);
+        assert!(page.text.contains("has been used or has expired"));
+    }
+
+    fn signing_out_ends_the_session_on_the_server(app) {
+        let mut browser = owner(&app);
+        let cookie = browser.cookie.clone().unwrap();
+        let resp = browser.post("/dashboard/sign-out/", &[]);
+        assert_eq!((resp.status, location(&resp)), (303, "/dashboard/sign-in/?signed_out=1"));
+        assert!(browser.cookie.is_none(), "the browser is told to forget it");
+        // The old cookie, sent again (copied before sign-out), is refused.
+        browser.cookie = Some(cookie);
+        let resp = browser.get("/dashboard/payments/");
+        assert_eq!(resp.status, 303);
+        assert!(location(&resp).starts_with("/dashboard/sign-in/"));
+    }
+
+    fn a_password_change_ends_every_session(app) {
+        let mut browser = owner(&app);
+        let mut second = Browser::signed_in(app.server, &app.email);
+        set_password(app.server, &app.email, "another long password");
+        for b in [&mut browser, &mut second] {
+            let resp = b.get("/dashboard/payments/");
+            assert_eq!(resp.status, 303);
+        }
+        assert_eq!(Browser::new(app.server).sign_in(&app.email, PASSWORD).status, 401);
+        assert_eq!(Browser::new(app.server).sign_in(&app.email, "another long password").status, 303);
+    }
+
+    fn a_form_without_the_csrf_token_or_from_another_site_changes_nothing(app) {
+        let p = paid_payment(&app);
+        let events = app.events_of("payment", &p["id"]);
+        let mut browser = owner(&app);
+        let path = format!("/dashboard/payments/{}/refund/", p["id"]);
+        browser.get(&format!("/dashboard/payments/{}/", p["id"])).expect(200);
+        let without = browser.post_raw(&path, &form(&[("amount", "100")]), &[]);
+        assert_eq!(without.status, 403, "{}", without.text);
+        assert!(without.text.contains("This form has expired"));
+        let csrf = browser.csrf.clone();
+        let forged = browser.post_raw(
+            &path,
+            &form(&[("amount", "100"), ("csrf", &csrf)]),
+            &[("Origin", "https://evil.example")],
+        );
+        assert_eq!(forged.status, 403);
+        // Another session's token is no good either.
+        let other = Browser::signed_in(app.server, &app.email);
+        let crossed = browser.post_raw(&path, &form(&[("amount", "100"), ("csrf", &other.csrf)]), &[]);
+        assert_eq!(crossed.status, 403);
+        assert_eq!(app.get(&format!("/refunds/?payment={}", p["id"])).body["count"], 0);
+        assert_eq!(app.events_of("payment", &p["id"]), events);
+    }
+
+    fn a_viewer_sees_no_actions_and_cannot_post_them(app) {
+        let p = paid_payment(&app);
+        let (_, mut viewer) = member(&app, Role::Viewer);
+        let page = viewer.get(&format!("/dashboard/payments/{}/", p["id"])).expect(200);
+        assert!(!page.text.contains("<button type=\"submit\">Refund"), "no refund button");
+        assert!(!page.text.contains("Cancel payment"));
+        assert!(page.text.contains("· viewer"));
+        let refused = viewer.post(&format!("/dashboard/payments/{}/refund/", p["id"]), &[("amount", "100")]);
+        assert_eq!(refused.status, 403, "{}", refused.text);
+        assert!(refused.text.contains("does not allow"));
+        assert_eq!(app.get(&format!("/refunds/?payment={}", p["id"])).body["count"], 0);
+    }
+
+    fn a_refund_from_the_console_is_the_api_s_refund_by_the_user_and_acts_once(app) {
+        let p = paid_payment(&app);
+        let (email, mut developer) = member(&app, Role::Developer);
+        let page = developer.get(&format!("/dashboard/payments/{}/", p["id"])).expect(200);
+        let key_at = page.text.find("name=\"idempotency_key\" value=\"").unwrap() + 30;
+        let key = page.text[key_at..key_at + 24].to_string();
+        let path = format!("/dashboard/payments/{}/refund/", p["id"]);
+        let fields = [("amount", "1200"), ("reason", "requested_by_customer"), ("idempotency_key", key.as_str())];
+        for _ in 0..2 {
+            let resp = developer.post(&path, &fields);
+            assert_eq!(resp.status, 303, "{}", resp.text);
+            assert_eq!(location(&resp), format!("/dashboard/payments/{}/?done=refund", p["id"]));
+        }
+        let refunds = app.get(&format!("/refunds/?payment={}", p["id"])).body;
+        assert_eq!(refunds["count"], 1, "sent twice, refunded once");
+        assert_eq!(num(&refunds["results"][0]["amount"]), "1200");
+        let events = app.get(&format!("/events/?object_type=refund&object_id={}", refunds["results"][0]["id"])).body;
+        assert_eq!(events["results"][0]["actor"], json!({"type": "user", "email": email}));
+        let page = developer.get(&format!("/dashboard/payments/{}/?done=refund", p["id"])).expect(200);
+        assert!(page.text.contains("Refund created."));
+        assert!(page.text.contains("refund.created"), "the timeline shows the refund's event");
+        // More than is left: the page says why, and nothing changes.
+        let resp = developer.post(&path, &[("amount", "999999")]);
+        assert_eq!(resp.status, 400, "{}", resp.text);
+        assert!(resp.text.contains("role=\"alert\""));
+        assert_eq!(app.get(&format!("/refunds/?payment={}", p["id"])).body["count"], 1);
+    }
+
+    fn test_mode_shows_only_test_data(app) {
+        let live = app.create_payment(json!({"description": "A live order"}));
+        let test = app.in_test_mode().create_payment(json!({"description": "A test order"}));
+        let mut browser = owner(&app);
+        let page = browser.get("/dashboard/payments/").expect(200);
+        assert!(page.text.contains("A live order") && !page.text.contains("A test order"));
+        let resp = browser.post(
+            "/dashboard/place/",
+            &[("workspace", &app.workspace), ("test_mode", "true"), ("next", "/dashboard/payments/")],
+        );
+        assert_eq!(resp.status, 303);
+        let page = browser.get("/dashboard/payments/").expect(200);
+        assert!(page.text.contains("A test order") && !page.text.contains("A live order"));
+        assert!(page.text.contains("Test mode: test data only"));
+        browser.get(&format!("/dashboard/payments/{}/", live["id"])).expect(404);
+        browser.get(&format!("/dashboard/payments/{}/", test["id"])).expect(200);
+        // A workspace the user is not a member of cannot be chosen.
+        let stranger = app.stranger();
+        let resp = browser.post(
+            "/dashboard/place/",
+            &[("workspace", &stranger.workspace), ("test_mode", "false")],
+        );
+        assert_eq!(resp.status, 404);
+    }
+
+    fn the_list_filters_as_the_api_does(app) {
+        let marker = unique("needle-");
+        let found = app.create_payment(json!({"description": format!("Order {marker}")}));
+        app.create_payment(json!({"description": "Something else"}));
+        let mut browser = owner(&app);
+        let page = browser.get(&format!("/dashboard/payments/?search={marker}&status=&customer=")).expect(200);
+        assert!(page.text.contains(&format!("/dashboard/payments/{}/", found["id"])));
+        assert!(page.text.contains("1 payment<") && !page.text.contains("Something else"));
+        let bad = browser.get("/dashboard/payments/?amount__gte=lots").expect(400);
+        assert!(bad.text.contains("amount__gte: "), "the API's message, on the page");
+    }
+}
+
+#[test]
+fn a_session_ends_after_it_is_idle() {
+    let Some(server) = server_with(Backend::Sqlite, |s| s.session_idle_seconds = 1) else {
+        return;
+    };
+    let app = App::new(Backend::Sqlite).unwrap().on(server);
+    let mut browser = owner(&app);
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let resp = browser.get("/dashboard/payments/");
+    assert_eq!(resp.status, 303);
+    assert_eq!(
+        location(&resp),
+        "/dashboard/sign-in/?next=%2Fdashboard%2Fpayments%2F&expired=1"
+    );
+    let page = browser.get(location(&resp)).expect(200);
+    assert!(page.text.contains("without activity"));
+}
+
+#[test]
+fn sign_ins_are_limited_per_email_and_per_address() {
+    let Some(server) = server_with(Backend::Sqlite, |s| {
+        s.sign_in_limit_email = 3;
+        s.sign_in_limit_address = 6;
+    }) else {
+        return;
+    };
+    let app = App::new(Backend::Sqlite).unwrap().on(server);
+    set_password(server, &app.email, PASSWORD);
+    let mut browser = Browser::new(server);
+    for _ in 0..3 {
+        assert_eq!(
+            browser.sign_in(&app.email, "a wrong password here").status,
+            401
+        );
+    }
+    // Over the email's limit: the right password too waits, and an unknown email alike.
+    let limited = browser.sign_in(&app.email, PASSWORD);
+    assert_eq!(limited.status, 429, "{}", limited.text);
+    assert!(limited.header("retry-after").is_some());
+    assert!(browser.cookie.is_none());
+    // The address has two attempts left; then every email waits.
+    let other = app.stranger();
+    set_password(server, &other.email, PASSWORD);
+    assert_eq!(browser.sign_in(&other.email, PASSWORD).status, 303);
+    assert_eq!(
+        browser
+            .sign_in("nobody@example.com", "a wrong password here")
+            .status,
+        401
+    );
+    assert_eq!(browser.sign_in(&other.email, PASSWORD).status, 429);
+}
