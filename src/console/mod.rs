@@ -11,9 +11,10 @@
 //!   for every state-changing form: it exists only with a valid CSRF token);
 //! - [`sign_in`]: passwords, one-time links, sign-out, rate limits;
 //! - [`layout`]: the page shell (header with workspace switcher and test-mode toggle);
-//! - a module per section: [`payments`].
+//! - a module per section: [`overview`], [`payments`].
 
 pub mod layout;
+mod overview;
 mod payments;
 pub mod session;
 mod sign_in;
@@ -27,7 +28,7 @@ pub use session::{Posted, Signed};
 pub use sign_in::SignInLimits;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(page("/dashboard/").route(web::get().to(payments::overview)))
+    cfg.service(page("/dashboard/").route(web::get().to(overview::show)))
         .service(
             page("/dashboard/sign-in/")
                 .route(web::get().to(sign_in::form))

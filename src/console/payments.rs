@@ -29,15 +29,6 @@ use crate::refunds::handlers::refund_payment_with;
 use crate::refunds::store::RefundFilter;
 use crate::{events, idempotency, refunds};
 
-/// The overview (for now: the payments list).
-pub async fn overview(
-    req: HttpRequest,
-    signed: Signed,
-    db: web::Data<Db>,
-) -> Result<HttpResponse, Refusal> {
-    list(req, signed, db).await
-}
-
 /// The query without its empty fields (a filter form sends every field).
 fn given(req: &HttpRequest) -> Result<QueryParams, ApiError> {
     let mut params = QueryParams::parse(req.query_string())?;

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod filter;
 pub mod handlers;
 pub mod operations;
+pub mod overview;
 pub mod reconciler;
 pub mod status;
 pub mod store;

@@ -889,3 +889,83 @@ pub fn in_flight_by_gateway(conn: &mut DbConnection) -> Result<Vec<(String, i64)
         .select((payment_attempts::gateway, diesel::dsl::count_star()))
         .load(conn)?)
 }
+
+/// One group of an aggregate over the scope's payments (`overview`'s rows).
+#[derive(QueryableByName, Debug)]
+pub struct Group {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub currency: String,
+    /// A day (`2026-12-03`) or a status, as the query groups.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub key: String,
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+}
+
+/// Aggregates with GROUP BY on an expression, which diesel's DSL cannot name on both
+/// backends: the same text on each (`$n` placeholders bind in order on SQLite too), scoped
+/// by its first two parameters like every query here, and from `since` when given (`$3`).
+fn groups(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    sql: &str,
+    since: Option<NaiveDateTime>,
+) -> Result<Vec<Group>, ApiError> {
+    let query = diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Text, _>(scope.workspace_id())
+        .bind::<Bool, _>(scope.test_mode());
+    Ok(match since {
+        Some(since) => query
+            .bind::<diesel::sql_types::Timestamp, _>(since)
+            .load(conn)?,
+        None => query.load(conn)?,
+    })
+}
+
+/// What was collected per currency and day (UTC) since `since`, by when it was paid.
+pub fn collected_per_day(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    since: NaiveDateTime,
+) -> Result<Vec<Group>, ApiError> {
+    groups(
+        conn,
+        scope,
+        "SELECT currency, CAST(date(payment_date) AS TEXT) AS key, \
+         CAST(SUM(collected) AS BIGINT) AS total, COUNT(*) AS n FROM payments \
+         WHERE workspace_id = $1 AND test_mode = $2 AND payment_date >= $3 AND collected > 0 \
+         GROUP BY currency, CAST(date(payment_date) AS TEXT)",
+        Some(since),
+    )
+}
+
+/// Charge attempts that ended (succeeded or failed) since `since`, per currency and status.
+pub fn attempt_outcomes(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    since: NaiveDateTime,
+) -> Result<Vec<Group>, ApiError> {
+    groups(
+        conn,
+        scope,
+        "SELECT currency, status AS key, CAST(SUM(amount) AS BIGINT) AS total, COUNT(*) AS n \
+         FROM payment_attempts WHERE workspace_id = $1 AND test_mode = $2 AND created >= $3 \
+         AND status IN ('succeeded', 'failed') GROUP BY currency, status",
+        Some(since),
+    )
+}
+
+/// Every payment of the scope, per currency and status (from the counts the triggers keep).
+pub fn counts_by_status(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<Group>, ApiError> {
+    groups(
+        conn,
+        scope,
+        "SELECT currency, status AS key, CAST(0 AS BIGINT) AS total, \
+         CAST(SUM(n) AS BIGINT) AS n FROM payment_counts \
+         WHERE workspace_id = $1 AND test_mode = $2 \
+         GROUP BY currency, status HAVING SUM(n) > 0",
+        None,
+    )
+}

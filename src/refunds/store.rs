@@ -543,3 +543,29 @@ pub fn in_flight_by_gateway(conn: &mut DbConnection) -> Result<Vec<(String, i64)
         .map(|(gateway, n)| (gateway.unwrap_or_else(|| "none".into()), n))
         .collect())
 }
+
+/// What succeeded refunds created since `since` sent back, per currency: (currency, minor
+/// units, how many).
+pub fn refunded_since(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    since: NaiveDateTime,
+) -> Result<Vec<(String, i64, i64)>, ApiError> {
+    let rows: Vec<(String, i64)> = refunds::table
+        .filter(in_scope(scope))
+        .filter(refunds::created.ge(since))
+        .filter(refunds::status.eq(RefundStatus::Succeeded.as_str()))
+        .select((refunds::currency, refunds::amount))
+        .load(conn)?;
+    let mut totals: Vec<(String, i64, i64)> = Vec::new();
+    for (currency, amount) in rows {
+        match totals.iter_mut().find(|(c, _, _)| *c == currency) {
+            Some((_, total, n)) => {
+                *total += amount;
+                *n += 1;
+            }
+            None => totals.push((currency, amount, 1)),
+        }
+    }
+    Ok(totals)
+}

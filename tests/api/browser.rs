@@ -173,6 +173,52 @@ impl Browser {
         }
     }
 
+    /// Runs a script in the page (WebDriver's scripts are not bound by the page's CSP).
+    fn execute(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    /// Runs a script that ends by calling its last argument with the result.
+    fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Waits until the address shown contains `part` (a navigation has happened).
+    fn wait_for_url(&self, part: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.url().contains(part) {
+            assert!(
+                Instant::now() < deadline,
+                "never reached {part}: at {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     fn screenshot(&self, name: &str) {
         let png = self.call("GET", "/screenshot", None);
         let bytes = base64::engine::general_purpose::STANDARD
@@ -359,4 +405,202 @@ fn a_payer_pays_by_card_with_stripe_js_and_passes_3_d_secure() {
         );
     }
     browser.screenshot("shop-after-card-payment");
+}
+
+/// axe-core's script (`npm ci --prefix tests/browser`); None skips the accessibility checks,
+/// unless REQUIRE_BROWSER=1.
+fn axe_script() -> Option<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser/node_modules/axe-core/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(script) => Some(script),
+        Err(_) => {
+            assert!(
+                std::env::var("REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "REQUIRE_BROWSER=1 but axe-core is missing (npm ci --prefix tests/browser)"
+            );
+            eprintln!("axe-core not installed: skipping the accessibility checks");
+            None
+        }
+    }
+}
+
+/// The page shown now: no axe-core violation of impact serious or critical, and a
+/// screenshot at 1280 px and at 390 px wide.
+fn check_page(browser: &Browser, axe: &Option<String>, name: &str) {
+    if let Some(axe) = axe {
+        browser.execute(axe, json!([]));
+        let violations = browser.execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document).then(r => done(r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                             nodes: v.nodes.map(n => n.html).slice(0, 3)}))));",
+            json!([]),
+        );
+        assert_eq!(
+            violations,
+            json!([]),
+            "accessibility violations on {name} ({})",
+            browser.url()
+        );
+    }
+    for (width, height) in [(1280, 900), (390, 844)] {
+        browser.resize(width, height);
+        browser.screenshot(&format!("console-{name}-{width}"));
+    }
+    browser.resize(1280, 900);
+}
+
+fn sign_in(browser: &Browser, email: &str, password: &str) {
+    browser.type_into("#email", email);
+    browser.type_into("#password", password);
+    browser.click_button("Sign in");
+}
+
+/// Clicks a form's submit button, saying yes to its confirmation.
+fn confirm_and_click(browser: &Browser, css: &str) {
+    browser.execute("window.confirm = () => true;", json!([]));
+    browser.click(css);
+}
+
+#[test]
+fn a_merchant_uses_the_console_in_a_browser() {
+    use crate::console::{set_password, sign_in_link, PASSWORD};
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let axe = axe_script();
+    let app = App::new(Backend::Sqlite).unwrap();
+    let base = app.server.base.clone();
+    set_password(app.server, &app.email, PASSWORD);
+    app.create_payment(json!({"amount": "5000", "status": "succeeded",
+        "payment_date": chrono::Utc::now().to_rfc3339(), "description": "A live order"}));
+    browser.resize(1280, 900);
+
+    // Signing in with a password: the page asked for comes after.
+    browser.go(&format!("{base}/dashboard/payments/"));
+    browser.wait_for("Sign in to cobro");
+    check_page(&browser, &axe, "sign-in");
+    sign_in(&browser, &app.email, PASSWORD);
+    browser.wait_for("A live order");
+    assert_eq!(browser.url(), format!("{base}/dashboard/payments/"));
+    check_page(&browser, &axe, "payments");
+    browser.go(&format!("{base}/dashboard/"));
+    browser.wait_for("Collected");
+    check_page(&browser, &axe, "overview");
+
+    // Test mode: only test data, and a payment made with the API is found by searching.
+    browser.click_button("Test mode off");
+    browser.wait_for("Test mode: test data only");
+    let test = app.in_test_mode();
+    let marker = unique("Console order ");
+    let p =
+        test.create_payment(json!({"amount": "30.00", "currency": "USD", "description": marker}));
+    browser.go(&format!("{base}/dashboard/payments/"));
+    let page = browser.wait_for("Payments");
+    assert!(
+        !page.contains("A live order"),
+        "test mode shows no live payment"
+    );
+    browser.type_into("#search", &marker);
+    browser.click_button("Filter");
+    browser.wait_for_url("search=");
+    browser.wait_for("1 payment<");
+    browser.click(&format!("a[href='/dashboard/payments/{}/']", p["id"]));
+    browser.wait_for("Checkout link");
+    check_page(&browser, &axe, "payment-unpaid");
+
+    // Paid through its checkout link, in the same browser.
+    let checkout = browser.execute(
+        "return document.getElementById('checkout-url').value;",
+        json!([]),
+    );
+    browser.go(checkout.as_str().unwrap());
+    browser.click("input[value='sandbox:tok_visa']");
+    browser.click("button[type=submit]");
+    browser.wait_for("Keep this page as your receipt");
+    browser.go(&format!("{base}/dashboard/payments/{}/", p["id"]));
+    browser.wait_for("Amount to refund");
+
+    // Part of it refunded from its page: the refund and its event are on the page.
+    browser.type_into("#refund-amount", "12.50");
+    confirm_and_click(&browser, "form.refund button[type=submit]");
+    let page = browser.wait_for("Refund created.");
+    assert!(page.contains("USD 12.50"), "the refund is listed");
+    assert!(
+        page.contains("refund.created"),
+        "the timeline has the refund's event"
+    );
+    assert!(page.contains(&app.email), "by the signed-in user");
+    check_page(&browser, &axe, "payment-refunded");
+    let refunds = test.get(&format!("/refunds/?payment={}", p["id"])).body;
+    assert_eq!(
+        (
+            refunds["count"].as_i64(),
+            num(&refunds["results"][0]["amount"])
+        ),
+        (Some(1), "12.50".to_string())
+    );
+
+    // Signing out ends the session: the console asks to sign in again.
+    browser.click_button("Sign out");
+    browser.wait_for("You are signed out.");
+    browser.go(&format!("{base}/dashboard/payments/{}/", p["id"]));
+    browser.wait_for("Sign in to cobro");
+
+    // A one-time link signs in once.
+    let link = format!("{base}{}", sign_in_link(app.server, &app.email));
+    browser.go(&link);
+    browser.wait_for("Overview");
+    browser.click_button("Sign out");
+    browser.wait_for("You are signed out.");
+    browser.go(&link);
+    browser.wait_for("has been used or has expired");
+
+    // A viewer: no action on the page, and a refund posted from their session (with its
+    // CSRF token, as a forged form would) is refused and changes nothing.
+    let viewer = app.stranger();
+    app.add_member(&viewer.email, cobro::accounts::roles::Role::Viewer);
+    set_password(app.server, &viewer.email, PASSWORD);
+    browser.go(&format!("{base}/dashboard/sign-in/"));
+    sign_in(&browser, &viewer.email, PASSWORD);
+    browser.wait_for("Overview");
+    browser.execute(
+        "const s = document.getElementById('workspace'); s.value = arguments[0]; s.form.submit();",
+        json!([app.workspace]),
+    );
+    browser.wait_for(&format!("value=\"{}\" selected", app.workspace));
+    browser.go(&format!("{base}/dashboard/payments/"));
+    browser.wait_for("A live order");
+    browser.click_button("Test mode off");
+    browser.wait_for("Test mode: test data only");
+    browser.go(&format!("{base}/dashboard/payments/{}/", p["id"]));
+    let page = browser.wait_for("Timeline");
+    assert!(page.contains("· viewer"));
+    let buttons = browser.execute(
+        "return [...document.querySelectorAll('main button, main form[method=post]')].map(b => b.outerHTML);",
+        json!([]),
+    );
+    assert_eq!(buttons, json!([]), "a viewer sees no action");
+    check_page(&browser, &axe, "payment-as-viewer");
+    browser.execute(
+        "const form = document.createElement('form');
+         form.method = 'post';
+         form.action = arguments[0];
+         for (const [name, value] of [['csrf', document.querySelector('input[name=csrf]').value], ['amount', '1.00']]) {
+             const input = document.createElement('input');
+             input.name = name;
+             input.value = value;
+             form.append(input);
+         }
+         document.body.append(form);
+         form.submit();",
+        json!([format!("/dashboard/payments/{}/refund/", p["id"])]),
+    );
+    browser.wait_for("Your role in this workspace does not allow this.");
+    assert_eq!(
+        test.get(&format!("/refunds/?payment={}", p["id"])).body["count"],
+        1
+    );
 }

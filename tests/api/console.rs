@@ -394,3 +394,19 @@ fn sign_ins_are_limited_per_email_and_per_address() {
     );
     assert_eq!(browser.sign_in(&other.email, PASSWORD).status, 429);
 }
+
+both! {
+    fn the_overview_keeps_each_currency_apart(app) {
+        let paid_at = chrono::Utc::now().to_rfc3339();
+        app.create_payment(json!({"amount": "30.00", "currency": "USD", "status": "succeeded", "payment_date": paid_at}));
+        app.create_payment(json!({"amount": "12.25", "currency": "USD", "status": "succeeded", "payment_date": paid_at}));
+        app.create_payment(json!({"amount": "5000", "currency": "CLP", "status": "succeeded", "payment_date": paid_at}));
+        app.create_payment(json!({"amount": "1.00", "currency": "USD"}));
+        let mut browser = owner(&app);
+        let page = browser.get("/dashboard/").expect(200);
+        assert!(page.text.contains("<dd>USD 42.25</dd>"), "{}", page.text);
+        assert!(page.text.contains("<dd>CLP 5,000</dd>"));
+        assert!(page.text.contains("status=requires_payment_method"), "counts by status link to the list");
+        assert!(page.text.contains("<svg"), "a chart drawn on the server");
+    }
+}
