@@ -9,6 +9,10 @@ macro_rules! text_enum {
         pub enum $name { $($variant),* }
 
         impl $name {
+            /// Every value, in the order declared (a form's choices).
+            #[allow(dead_code)]
+            pub const VALUES: &'static [$name] = &[$($name::$variant),*];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),* }
             }

@@ -85,12 +85,7 @@ pub async fn add_member(auth: Auth, db: web::Data<Db>, body: Body) -> ApiResult<
         return Err(ApiError::internal("an email read without an error"));
     };
     let member = db
-        .write(move |conn| {
-            write_tx(conn, |conn| {
-                let by = members::manager_of(conn, &auth.scope, &auth.principal)?;
-                members::add(conn, &auth.scope, by, &email, role)
-            })
-        })
+        .write(move |conn| members::add_as(conn, &auth.scope, &auth.principal, &email, role))
         .await?;
     Ok(HttpResponse::Created().json(member))
 }
@@ -126,10 +121,7 @@ pub async fn update_member(
     let member = match role {
         Some(role) => {
             db.write(move |conn| {
-                write_tx(conn, |conn| {
-                    let by = members::manager_of(conn, &auth.scope, &auth.principal)?;
-                    members::set_role(conn, &auth.scope, by, user, role)
-                })
+                members::set_role_as(conn, &auth.scope, &auth.principal, user, role)
             })
             .await?
         }
@@ -150,13 +142,8 @@ pub async fn remove_member(
     user: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let user = object_id(&user)?;
-    db.write(move |conn| {
-        write_tx(conn, |conn| {
-            let by = members::manager_of(conn, &auth.scope, &auth.principal)?;
-            members::remove(conn, &auth.scope, by, user)
-        })
-    })
-    .await?;
+    db.write(move |conn| members::remove_as(conn, &auth.scope, &auth.principal, user))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

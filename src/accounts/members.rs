@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use super::roles::Role;
 use crate::db::schema::{memberships, users, workspaces};
-use crate::db::{is_unique_violation, now, DbConnection, Scope};
+use crate::db::{is_unique_violation, now, write_tx, DbConnection, Scope};
 use crate::error::{ApiError, FieldErrors};
 use crate::events::store as events;
 use crate::payments::domain::timestamp;
@@ -285,4 +285,85 @@ pub fn remove(
     super::cache::bump(conn)?;
     record(conn, scope, "member.removed", &current)?;
     Ok(current)
+}
+
+/// [`add`] for a request: who asks is checked in the change's own transaction.
+pub fn add_as(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    principal: &super::Principal,
+    email: &str,
+    role: Role,
+) -> Result<MemberView, ApiError> {
+    write_tx(conn, |conn| {
+        let by = manager_of(conn, scope, principal)?;
+        add(conn, scope, by, email, role)
+    })
+}
+
+/// [`set_role`] for a request.
+pub fn set_role_as(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    principal: &super::Principal,
+    user: i64,
+    role: Role,
+) -> Result<MemberView, ApiError> {
+    write_tx(conn, |conn| {
+        let by = manager_of(conn, scope, principal)?;
+        set_role(conn, scope, by, user, role)
+    })
+}
+
+/// [`remove`] for a request.
+pub fn remove_as(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    principal: &super::Principal,
+    user: i64,
+) -> Result<MemberView, ApiError> {
+    write_tx(conn, |conn| {
+        let by = manager_of(conn, scope, principal)?;
+        remove(conn, scope, by, user)
+    })
+}
+
+/// The console's invitation: adds a user by email, creating them when there is none (so
+/// that an invitation tells nothing of who has an account), and, for a user without a
+/// password, makes a one-time sign-in link for the inviter to pass on (cobro sends no
+/// mail). One transaction.
+pub fn invite(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    principal: &super::Principal,
+    email: &str,
+    role: Role,
+) -> Result<(MemberView, Option<String>), ApiError> {
+    let email = super::normalise_email(email)
+        .map_err(|_| ApiError::field("email", "Enter a valid email address."))?;
+    write_tx(conn, |conn| {
+        let by = manager_of(conn, scope, principal)?;
+        let password: Option<Option<String>> = users::table
+            .filter(users::email.eq(&email))
+            .select(users::password_hash)
+            .first(conn)
+            .optional()?;
+        if password.is_none() {
+            super::create_user(conn, &email).map_err(|e| match e {
+                super::AccountError::Database(e) => e.into(),
+                other => ApiError::field("email", other.to_string()),
+            })?;
+        }
+        let member = add(conn, scope, by, &email, role)?;
+        let link = match password.flatten() {
+            Some(_) => None,
+            None => Some(
+                super::sessions::new_link(conn, &email).map_err(|e| match e {
+                    super::AccountError::Database(e) => ApiError::from(e),
+                    other => ApiError::internal(other),
+                })?,
+            ),
+        };
+        Ok((member, link))
+    })
 }

@@ -5,6 +5,13 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::Signed;
 use crate::accounts::roles::{Access, Resource};
+use actix_web::http::StatusCode;
+use actix_web::ResponseError;
+
+use crate::db::{DbConnection, Scope};
+use crate::error::ApiError;
+use crate::http::pagination::{Page, PageRequest};
+use crate::http::query::QueryParams;
 use crate::money::{Amount, Currency};
 
 /// The console's sections, in the header's order.
@@ -12,10 +19,16 @@ use crate::money::{Amount, Currency};
 pub enum Section {
     Overview,
     Payments,
+    Customers,
+    Invoices,
+    Developers,
+    Members,
+    /// The user's own page (not in the sections' list).
+    Account,
 }
 
 impl Section {
-    const ALL: [(Section, &'static str, &'static str, Resource); 2] = [
+    const ALL: [(Section, &'static str, &'static str, Resource); 6] = [
         (
             Section::Overview,
             "Overview",
@@ -27,6 +40,30 @@ impl Section {
             "Payments",
             "/dashboard/payments/",
             Resource::Payments,
+        ),
+        (
+            Section::Customers,
+            "Customers",
+            "/dashboard/customers/",
+            Resource::Customers,
+        ),
+        (
+            Section::Invoices,
+            "Invoices",
+            "/dashboard/invoices/",
+            Resource::Invoices,
+        ),
+        (
+            Section::Developers,
+            "Developers",
+            "/dashboard/webhooks/",
+            Resource::Webhooks,
+        ),
+        (
+            Section::Members,
+            "Members",
+            "/dashboard/members/",
+            Resource::Members,
         ),
     ];
 }
@@ -61,7 +98,7 @@ pub fn page(signed: &Signed, title: &str, section: Section, body: Markup) -> Mar
                     (place_forms(signed))
                     form.sign-out method="post" action="/dashboard/sign-out/" {
                         (csrf(signed))
-                        span.who { (signed.session.email) " · " (signed.workspace.role.as_str()) }
+                        a.who href="/dashboard/account/" aria-current=[(section == Section::Account).then_some("page")] { (signed.session.email) " · " (signed.workspace.role.as_str()) }
                         button.link type="submit" { "Sign out" }
                     }
                 }
@@ -183,6 +220,117 @@ pub fn status(value: &str) -> Markup {
         _ => "neutral",
     };
     html! { span class={ "badge " (kind) } { (value.replace('_', " ")) } }
+}
+
+/// The query without its empty fields (a filter form sends every field).
+pub fn given(req: &actix_web::HttpRequest) -> Result<QueryParams, ApiError> {
+    let mut params = QueryParams::parse(req.query_string())?;
+    params.0.retain(|(_, v)| !v.trim().is_empty());
+    Ok(params)
+}
+
+/// A list page's answer: its status, the page found, or what was wrong with its filters.
+pub type Shown<T> = (StatusCode, Option<Page<T>>, Option<String>);
+
+/// A list page's lookup, as the API's list does it: the query's filters parsed by `parse`,
+/// the page asked for, and `list` run in the signed-in scope. Filters the API refuses are
+/// said on the page (a 400 with the API's message); any other error is the error page.
+pub async fn listing<F, T, L>(
+    req: &actix_web::HttpRequest,
+    signed: &super::Signed,
+    db: &crate::db::Db,
+    parse: impl FnOnce(&QueryParams) -> Result<F, ApiError>,
+    list: L,
+) -> Result<(QueryParams, Shown<T>), super::Refusal>
+where
+    F: Send + 'static,
+    T: Send + 'static,
+    L: FnOnce(&mut DbConnection, &Scope, &F, &PageRequest) -> Result<Page<T>, ApiError>
+        + Send
+        + 'static,
+{
+    let params = given(req)?;
+    let parsed = parse(&params).and_then(|f| Ok((f, PageRequest::new(req, &params)?)));
+    let found = match parsed {
+        Ok((filter, page)) => {
+            let scope = signed.scope().clone();
+            db.run(move |conn| list(conn, &scope, &filter, &page)).await
+        }
+        Err(err) => Err(err),
+    };
+    let shown = match found {
+        Ok(page) => (StatusCode::OK, Some(page), None),
+        Err(err @ (ApiError::Validation(_) | ApiError::InvalidPage | ApiError::BadRequest(_))) => {
+            (err.status_code(), None, Some(err.for_people()))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    Ok((params, shown))
+}
+
+/// A labelled input of a filter form, holding the query's value.
+pub fn filter_input(params: &QueryParams, name: &str, label: &str, kind: &str) -> Markup {
+    html! {
+        div.field {
+            label for=(name) { (label) }
+            input id=(name) name=(name) type=(kind) value=(params.get(name).unwrap_or(""));
+        }
+    }
+}
+
+/// A labelled choice of a filter form ("Any" first), holding the query's value.
+pub fn filter_choice(params: &QueryParams, name: &str, label: &str, choices: &[&str]) -> Markup {
+    let chosen = params.get(name).unwrap_or("");
+    html! {
+        div.field {
+            label for=(name) { (label) }
+            select id=(name) name=(name) {
+                option value="" { "Any" }
+                @for choice in choices {
+                    option value=(choice) selected[chosen == *choice] { (choice.replace('_', " ")) }
+                }
+            }
+        }
+    }
+}
+
+/// A filter form's buttons.
+pub fn filter_actions(list: &str) -> Markup {
+    html! {
+        div.actions {
+            button type="submit" { "Filter" }
+            a href=(list) { "Clear" }
+        }
+    }
+}
+
+/// A table that scrolls sideways on a narrow screen (focusable, so keys can scroll it).
+pub fn table(label: &str, head: &[&str], rows: Markup) -> Markup {
+    html! {
+        div.table-wrap tabindex="0" role="region" aria-label=(label) {
+            table {
+                thead { tr { @for h in head { th scope="col" { (h) } } } }
+                tbody { (rows) }
+            }
+        }
+    }
+}
+
+/// How many a list found.
+pub fn count(n: i64, one: &str, many: &str) -> Markup {
+    html! { p.count { (n) " " (if n == 1 { one } else { many }) } }
+}
+
+/// Previous and next links of a list page.
+pub fn pager<T>(page: &Page<T>) -> Markup {
+    html! {
+        @if page.previous.is_some() || page.next.is_some() {
+            nav.pager aria-label="Pages" {
+                @if let Some(previous) = &page.previous { a rel="prev" href=(previous) { "← Previous" } }
+                @if let Some(next) = &page.next { a rel="next" href=(next) { "Next →" } }
+            }
+        }
+    }
 }
 
 /// Text for a query string value.

@@ -11,9 +11,13 @@
 //!   for every state-changing form: it exists only with a valid CSRF token);
 //! - [`sign_in`]: passwords, one-time links, sign-out, rate limits;
 //! - [`layout`]: the page shell (header with workspace switcher and test-mode toggle);
-//! - a module per section: [`overview`], [`payments`].
+//! - a module per section: [`overview`], [`payments`], [`customers`] (and invoices),
+//!   [`developers`] (keys, integrations, webhooks, events), [`members`] (and the account).
 
+mod customers;
+mod developers;
 pub mod layout;
+mod members;
 mod overview;
 mod payments;
 pub mod session;
@@ -42,6 +46,50 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(page("/dashboard/payments/{id}/refund/").route(web::post().to(payments::refund)))
         .service(page("/dashboard/payments/{id}/capture/").route(web::post().to(payments::capture)))
         .service(page("/dashboard/payments/{id}/cancel/").route(web::post().to(payments::cancel)))
+        .service(page("/dashboard/customers/").route(web::get().to(customers::list)))
+        .service(page("/dashboard/customers/{id}/").route(web::get().to(customers::detail)))
+        .service(page("/dashboard/invoices/").route(web::get().to(customers::invoices)))
+        .service(page("/dashboard/invoices/{id}/").route(web::get().to(customers::invoice)))
+        .service(
+            page("/dashboard/keys/")
+                .route(web::get().to(developers::keys))
+                .route(web::post().to(developers::create_key)),
+        )
+        .service(page("/dashboard/keys/{id}/revoke/").route(web::post().to(developers::revoke_key)))
+        .service(
+            page("/dashboard/integrations/")
+                .route(web::get().to(developers::integrations))
+                .route(web::post().to(developers::create_integration)),
+        )
+        .service(
+            page("/dashboard/integrations/{id}/").route(web::get().to(developers::integration)),
+        )
+        .service(
+            page("/dashboard/webhooks/")
+                .route(web::get().to(developers::webhooks))
+                .route(web::post().to(developers::create_webhook)),
+        )
+        .service(page("/dashboard/webhooks/{id}/").route(web::get().to(developers::webhook)))
+        .service(
+            page("/dashboard/webhooks/{id}/test/").route(web::post().to(developers::test_webhook)),
+        )
+        .service(
+            page("/dashboard/webhooks/{id}/deliveries/{delivery}/retry/")
+                .route(web::post().to(developers::retry_delivery)),
+        )
+        .service(page("/dashboard/events/").route(web::get().to(developers::events)))
+        .service(
+            page("/dashboard/members/")
+                .route(web::get().to(members::list))
+                .route(web::post().to(members::invite)),
+        )
+        .service(page("/dashboard/members/{user}/").route(web::post().to(members::change_role)))
+        .service(page("/dashboard/members/{user}/remove/").route(web::post().to(members::remove)))
+        .service(
+            page("/dashboard/account/")
+                .route(web::get().to(members::account))
+                .route(web::post().to(members::change_password)),
+        )
         .service(web::resource("/dashboard/assets/{file}").route(web::get().to(asset)));
 }
 

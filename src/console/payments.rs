@@ -8,11 +8,14 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use maud::{html, Markup};
 use serde_json::{Map, Value};
 
-use super::layout::{self, money, status, when, Section};
+use super::layout::{
+    self, count, filter_actions, filter_choice, filter_input, given, listing, money, pager, status,
+    table, when, Section,
+};
 use super::{html, see_other, Posted, Refusal, Signed};
 use crate::accounts::random;
 use crate::accounts::roles::{Access, Resource};
-use crate::db::{Db, DbConnection};
+use crate::db::{Db, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::events::store::EventFilter;
 use crate::events::EventView;
@@ -29,127 +32,68 @@ use crate::refunds::handlers::refund_payment_with;
 use crate::refunds::store::RefundFilter;
 use crate::{events, idempotency, refunds};
 
-/// The query without its empty fields (a filter form sends every field).
-fn given(req: &HttpRequest) -> Result<QueryParams, ApiError> {
-    let mut params = QueryParams::parse(req.query_string())?;
-    params.0.retain(|(_, v)| !v.trim().is_empty());
-    Ok(params)
-}
-
 /// `GET /dashboard/payments/`.
 pub async fn list(
     req: HttpRequest,
     signed: Signed,
     db: web::Data<Db>,
 ) -> Result<HttpResponse, Refusal> {
-    let params = given(&req)?;
     let base = base_url(&req);
-    let found = match (
-        PaymentFilter::parse(&params),
-        PageRequest::new(&req, &params),
-    ) {
-        (Ok(filter), Ok(page)) => {
-            let scope = signed.scope().clone();
-            db.run(move |conn| operations::list(conn, &scope, &filter, &page, &base))
-                .await
-        }
-        (Err(err), _) | (_, Err(err)) => Err(err),
-    };
-    let (status_code, page, error) = match found {
-        Ok(page) => (StatusCode::OK, Some(page), None),
-        Err(err @ (ApiError::Validation(_) | ApiError::InvalidPage | ApiError::BadRequest(_))) => {
-            (err.status_code(), None, Some(err.for_people()))
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let list =
+        move |conn: &mut DbConnection,
+              scope: &Scope,
+              filter: &PaymentFilter,
+              page: &PageRequest| { operations::list(conn, scope, filter, page, &base) };
+    let (params, (code, page, error)) =
+        listing(&req, &signed, &db, PaymentFilter::parse, list).await?;
+    let statuses: Vec<&str> = PaymentStatus::ALL.iter().map(|s| s.as_str()).collect();
     let body = html! {
         h1 { "Payments" }
-        (filters(&params))
+        form.filters method="get" action="/dashboard/payments/" role="search" aria-label="Filter payments" {
+            div.field.wide {
+                label for="search" { "Search descriptions" }
+                input #search type="search" name="search" value=(params.get("search").unwrap_or(""));
+            }
+            (filter_choice(&params, "status", "Status", &statuses))
+            (filter_input(&params, "customer", "Customer", "text"))
+            (filter_input(&params, "currency", "Currency", "text"))
+            (filter_input(&params, "date__gte", "Date from", "date"))
+            (filter_input(&params, "date__lte", "Date to", "date"))
+            (filter_input(&params, "amount__gte", "Amount at least", "text"))
+            (filter_input(&params, "amount__lte", "Amount at most", "text"))
+            (filter_actions("/dashboard/payments/"))
+        }
         @if let Some(error) = &error { p.error role="alert" { (error) } }
-        @if let Some(page) = &page { (table(page)) }
+        @if let Some(page) = &page { (payments_table(page)) }
     };
     Ok(html(
-        status_code,
+        code,
         layout::page(&signed, "Payments", Section::Payments, body),
     ))
 }
 
-fn filters(params: &QueryParams) -> Markup {
-    let value = |name: &str| params.get(name).unwrap_or("").to_string();
-    let field = |name: &str, label: &str, kind: &str| {
-        html! {
-            div.field {
-                label for=(name) { (label) }
-                input id=(name) name=(name) type=(kind) value=(value(name));
+/// A page of payments as a table, with its count and pager.
+pub fn payments_table(page: &Page<PaymentView>) -> Markup {
+    let rows = html! {
+        @for p in &page.results {
+            tr {
+                td { a href={ "/dashboard/payments/" (p.id) "/" } { "#" (p.id) " " (p.description) } }
+                td.num { (money(&p.currency, &p.amount)) }
+                td { (status(p.status.as_str())) }
+                td { @match &p.customer { Some(c) => a href={ "/dashboard/customers/" (c) "/" } { (c) }, None => "–" } }
+                td { (p.date) }
+                td { (when(&p.created)) }
             }
         }
     };
     html! {
-        form.filters method="get" action="/dashboard/payments/" role="search" aria-label="Filter payments" {
-            div.field.wide {
-                label for="search" { "Search descriptions" }
-                input #search type="search" name="search" value=(value("search"));
-            }
-            div.field {
-                label for="status" { "Status" }
-                select #status name="status" {
-                    option value="" { "Any" }
-                    @for each in PaymentStatus::ALL {
-                        option value=(each.as_str()) selected[value("status") == each.as_str()] { (each.as_str().replace('_', " ")) }
-                    }
-                }
-            }
-            (field("customer", "Customer", "text"))
-            (field("currency", "Currency", "text"))
-            (field("date__gte", "Date from", "date"))
-            (field("date__lte", "Date to", "date"))
-            (field("amount__gte", "Amount at least", "text"))
-            (field("amount__lte", "Amount at most", "text"))
-            div.actions {
-                button type="submit" { "Filter" }
-                a href="/dashboard/payments/" { "Clear" }
-            }
-        }
-    }
-}
-
-fn table(page: &Page<PaymentView>) -> Markup {
-    html! {
-        p.count { (page.count) " payment" @if page.count != 1 { "s" } }
+        (count(page.count, "payment", "payments"))
         @if page.results.is_empty() {
             p { "No payments match." }
         } @else {
-            div.table-wrap tabindex="0" role="region" aria-label="Payments found" {
-                table {
-                    thead { tr { th scope="col" { "Payment" } th scope="col" { "Amount" } th scope="col" { "Status" } th scope="col" { "Customer" } th scope="col" { "Date" } th scope="col" { "Created" } } }
-                    tbody {
-                        @for p in &page.results {
-                            tr {
-                                td { a href={ "/dashboard/payments/" (p.id) "/" } { "#" (p.id) " " (p.description) } }
-                                td.num { (money(&p.currency, &p.amount)) }
-                                td { (status(p.status.as_str())) }
-                                td { (p.customer.as_deref().unwrap_or("–")) }
-                                td { (p.date) }
-                                td { (when(&p.created)) }
-                            }
-                        }
-                    }
-                }
-            }
+            (table("Payments found", &["Payment", "Amount", "Status", "Customer", "Date", "Created"], rows))
         }
         (pager(page))
-    }
-}
-
-/// Previous and next links of a list page.
-pub fn pager<T>(page: &Page<T>) -> Markup {
-    html! {
-        @if page.previous.is_some() || page.next.is_some() {
-            nav.pager aria-label="Pages" {
-                @if let Some(previous) = &page.previous { a rel="prev" href=(previous) { "← Previous" } }
-                @if let Some(next) = &page.next { a rel="next" href=(next) { "Next →" } }
-            }
-        }
     }
 }
 
@@ -268,8 +212,8 @@ fn payment_page(signed: &Signed, d: &Detail, notice: Option<&str>, error: Option
                 dt { "Balance (left to collect)" } dd { (money(currency, &p.balance)) }
                 dt { "Refunded" } dd { (money(currency, &p.amount_refunded)) @if p.refunded { " (in full)" } }
                 dt { "Status" } dd { (status(p.status.as_str())) @if let Some(reason) = &p.failed_reason { " · " (reason) } }
-                dt { "Customer" } dd { (p.customer.as_deref().unwrap_or("–")) }
-                dt { "Invoice" } dd { (p.invoice.as_deref().unwrap_or("–")) }
+                dt { "Customer" } dd { @match &p.customer { Some(c) => a href={ "/dashboard/customers/" (c) "/" } { (c) }, None => "–" } }
+                dt { "Invoice" } dd { @match &p.invoice { Some(i) => a href={ "/dashboard/invoices/" (i) "/" } { (i) }, None => "–" } }
                 dt { "Date" } dd { (p.date) }
                 dt { "Paid at" } dd { (p.payment_date.as_deref().map(when).unwrap_or_else(|| "–".into())) }
                 dt { "Created" } dd { (when(&p.created)) }

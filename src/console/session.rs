@@ -90,7 +90,7 @@ fn needs(method: &str, route: &str) -> Option<Option<(Resource, Access)>> {
     let rest = route.strip_prefix("/dashboard")?;
     match rest {
         "/" => Some(Some((Resource::Payments, Access::Read))),
-        "/place/" | "/sign-out/" => Some(None),
+        "/place/" | "/sign-out/" | "/account/" => Some(None),
         _ => roles::needed(method, rest).map(Some),
     }
 }

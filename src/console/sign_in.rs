@@ -47,6 +47,8 @@ impl SignInLimits {
 fn notice(params: &QueryParams) -> Option<&'static str> {
     if params.get("expired").is_some() {
         Some("Your session ended after a while without activity. Sign in again.")
+    } else if params.get("password_changed").is_some() {
+        Some("Your password is changed, and every session of yours has ended. Sign in with the new password.")
     } else if params.get("signed_out").is_some() {
         Some("You are signed out.")
     } else if params.get("link").is_some() {

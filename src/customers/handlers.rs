@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::domain::{CustomerInput, CustomerStatus, CustomerView};
+use super::domain::{CustomerInput, CustomerView};
 use super::operations::{self, Deleted};
 use super::store::CustomerFilter;
 use crate::accounts::auth::Auth;
@@ -12,7 +12,7 @@ use crate::error::ApiResult;
 use crate::http::body::Body;
 use crate::http::fields::Presence;
 use crate::http::pagination::{Page, PageRequest};
-use crate::http::query::{FilterReader, QueryParams};
+use crate::http::query::QueryParams;
 use crate::http::{prefixed_id, resource};
 use crate::idempotency;
 use crate::openapi::{
@@ -58,16 +58,7 @@ pub async fn create(
     responses((status = 200, body = Page<CustomerView>), ScopedErrors))]
 pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
     let params = QueryParams::parse(req.query_string())?;
-    let mut r = FilterReader::new(&params);
-    let filter = CustomerFilter {
-        email: r.text("email"),
-        name: r.text("name"),
-        country: r.text("country"),
-        tax_id: r.text("tax_id"),
-        status: r.choice::<CustomerStatus>("status"),
-        search: r.text("search"),
-    };
-    r.finish()?;
+    let filter = CustomerFilter::parse(&params)?;
     let page = PageRequest::new(&req, &params)?;
     let page = db
         .run(move |conn| operations::list(conn, &auth.scope, &filter, &page))

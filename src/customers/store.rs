@@ -152,6 +152,23 @@ pub struct CustomerFilter {
     pub search: Option<String>,
 }
 
+impl CustomerFilter {
+    /// The list's query parameters, with django-filter's messages.
+    pub fn parse(params: &crate::http::query::QueryParams) -> Result<Self, ApiError> {
+        let mut r = crate::http::query::FilterReader::new(params);
+        let filter = CustomerFilter {
+            email: r.text("email"),
+            name: r.text("name"),
+            country: r.text("country"),
+            tax_id: r.text("tax_id"),
+            status: r.choice::<CustomerStatus>("status"),
+            search: r.text("search"),
+        };
+        r.finish()?;
+        Ok(filter)
+    }
+}
+
 fn filtered<'a>(scope: &Scope, f: &'a CustomerFilter) -> customers::BoxedQuery<'a, MultiBackend> {
     let mut q = scoped(scope);
     if let Some(email) = &f.email {

@@ -5,11 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::store::{self, EventFilter};
 use super::EventView;
 use crate::accounts::auth::Auth;
-use crate::audit::ActorType;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::http::pagination::{Page, PageRequest};
-use crate::http::query::{FilterReader, QueryParams};
+use crate::http::query::QueryParams;
 use crate::http::{object_id, resource};
 use crate::openapi::{EventListParams, ScopeHeaders, ScopedErrors};
 
@@ -26,16 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))]
 pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
     let params = QueryParams::parse(req.query_string())?;
-    let mut r = FilterReader::new(&params);
-    let filter = EventFilter {
-        event_type: r.text("type"),
-        object_id: r.text("object_id"),
-        object_type: r.text("object_type"),
-        actor_type: r.choice::<ActorType>("actor_type"),
-        request_id: r.text("request_id"),
-        readable: auth.readable_objects(),
-    };
-    r.finish()?;
+    let filter = EventFilter::parse(&params, auth.readable_objects())?;
     let page = PageRequest::new(&req, &params)?;
     let page = db
         .run(move |conn| {

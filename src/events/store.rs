@@ -211,6 +211,27 @@ pub struct EventFilter {
     pub readable: Vec<&'static str>,
 }
 
+impl EventFilter {
+    /// The list's query parameters, with django-filter's messages; `readable` as
+    /// `Auth::readable_objects` says.
+    pub fn parse(
+        params: &crate::http::query::QueryParams,
+        readable: Vec<&'static str>,
+    ) -> Result<Self, ApiError> {
+        let mut r = crate::http::query::FilterReader::new(params);
+        let filter = EventFilter {
+            event_type: r.text("type"),
+            object_id: r.text("object_id"),
+            object_type: r.text("object_type"),
+            actor_type: r.choice::<crate::audit::ActorType>("actor_type"),
+            request_id: r.text("request_id"),
+            readable,
+        };
+        r.finish()?;
+        Ok(filter)
+    }
+}
+
 #[derive(Queryable)]
 struct EventRow {
     id: i64,

@@ -12,7 +12,7 @@ use crate::error::ApiResult;
 use crate::http::body::Body;
 use crate::http::fields::Presence;
 use crate::http::pagination::{Page, PageRequest};
-use crate::http::query::{FilterReader, QueryParams};
+use crate::http::query::QueryParams;
 use crate::http::{prefixed_id, resource};
 use crate::idempotency;
 use crate::openapi::{
@@ -64,13 +64,7 @@ pub async fn create(
     responses((status = 200, body = Page<InvoiceView>), ScopedErrors))]
 pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<HttpResponse> {
     let params = QueryParams::parse(req.query_string())?;
-    let mut r = FilterReader::new(&params);
-    let filter = InvoiceFilter {
-        customer: r.text("customer"),
-        status: r.choice::<InvoiceStatus>("status"),
-        currency: r.text("currency"),
-    };
-    r.finish()?;
+    let filter = InvoiceFilter::parse(&params)?;
     let page = PageRequest::new(&req, &params)?;
     let page = db
         .run(move |conn| operations::list(conn, &auth.scope, &filter, &page))

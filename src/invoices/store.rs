@@ -175,6 +175,20 @@ pub struct InvoiceFilter {
     pub currency: Option<String>,
 }
 
+impl InvoiceFilter {
+    /// The list's query parameters, with django-filter's messages.
+    pub fn parse(params: &crate::http::query::QueryParams) -> Result<Self, ApiError> {
+        let mut r = crate::http::query::FilterReader::new(params);
+        let filter = InvoiceFilter {
+            customer: r.text("customer"),
+            status: r.choice::<InvoiceStatus>("status"),
+            currency: r.text("currency"),
+        };
+        r.finish()?;
+        Ok(filter)
+    }
+}
+
 fn filtered<'a>(scope: &Scope, f: &'a InvoiceFilter) -> invoices::BoxedQuery<'a, MultiBackend> {
     let mut q = scoped(scope);
     if let Some(customer) = &f.customer {

@@ -43,7 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Refuses internal addresses unless allowed; name resolution is blocking I/O, done on the
 /// blocking pool without holding a database connection.
-async fn check_url(input: &WebhookInput, settings: &Settings) -> ApiResult<()> {
+pub async fn check_url(input: &WebhookInput, settings: &Settings) -> ApiResult<()> {
     let Some(url) = input.url.clone() else {
         return Ok(());
     };

@@ -430,16 +430,20 @@ fn axe_script() -> Option<String> {
 fn check_page(browser: &Browser, axe: &Option<String>, name: &str) {
     if let Some(axe) = axe {
         browser.execute(axe, json!([]));
-        let violations = browser.execute_async(
+        let result = browser.execute_async(
             "const done = arguments[arguments.length - 1];
-             axe.run(document).then(r => done(r.violations
+             axe.run(document).then(r => done({passes: r.passes.length, violations: r.violations
                  .filter(v => v.impact === 'serious' || v.impact === 'critical')
                  .map(v => ({id: v.id, impact: v.impact, help: v.help,
-                             nodes: v.nodes.map(n => n.html).slice(0, 3)}))));",
+                             nodes: v.nodes.map(n => n.html).slice(0, 3)}))}));",
             json!([]),
         );
+        assert!(
+            result["passes"].as_u64() > Some(10),
+            "axe-core ran its rules on {name}: {result}"
+        );
         assert_eq!(
-            violations,
+            result["violations"],
             json!([]),
             "accessibility violations on {name} ({})",
             browser.url()
@@ -542,6 +546,77 @@ fn a_merchant_uses_the_console_in_a_browser() {
         ),
         (Some(1), "12.50".to_string())
     );
+
+    // Every other page, for its accessibility and its screenshots.
+    let customer = test.customer_id("Ada Lovelace");
+    let invoice = test.open_invoice(&customer, "USD", "80.00");
+    let hook = test
+        .post(
+            "/webhooks/",
+            json!({"url": "https://hooks.example.com/cobro", "events": ["*"]}),
+        )
+        .expect(201)
+        .body;
+    test.post(&format!("/webhooks/{}/test/", hook["id"]), json!({}))
+        .expect(201);
+    for (path, name, shows) in [
+        (
+            "/dashboard/customers/".to_string(),
+            "customers",
+            "Ada Lovelace",
+        ),
+        (
+            format!("/dashboard/customers/{customer}/"),
+            "customer",
+            "All of their invoices",
+        ),
+        (
+            "/dashboard/invoices/".to_string(),
+            "invoices",
+            invoice.as_str(),
+        ),
+        (
+            format!("/dashboard/invoices/{invoice}/"),
+            "invoice",
+            "Services",
+        ),
+        ("/dashboard/keys/".to_string(), "keys", "New key"),
+        (
+            "/dashboard/integrations/".to_string(),
+            "integrations",
+            "Connect a Stripe account",
+        ),
+        (
+            "/dashboard/webhooks/".to_string(),
+            "webhooks",
+            "New webhook",
+        ),
+        (
+            format!("/dashboard/webhooks/{}/", hook["id"]),
+            "webhook",
+            "Send a test event",
+        ),
+        ("/dashboard/events/".to_string(), "events", "refund.created"),
+        (
+            "/dashboard/members/".to_string(),
+            "members",
+            "Invite someone",
+        ),
+        (
+            "/dashboard/account/".to_string(),
+            "account",
+            "Change your password",
+        ),
+    ] {
+        browser.go(&format!("{base}{path}"));
+        browser.wait_for(shows);
+        check_page(&browser, &axe, name);
+    }
+    browser.go(&format!("{base}/dashboard/keys/"));
+    browser.type_into("#key-name", "browser");
+    browser.click_button("Create key");
+    browser.wait_for("it is not shown again");
+    check_page(&browser, &axe, "key-created");
 
     // Signing out ends the session: the console asks to sign in again.
     browser.click_button("Sign out");

@@ -410,3 +410,136 @@ both! {
         assert!(page.text.contains("<svg"), "a chart drawn on the server");
     }
 }
+
+/// The value of the input `id` on a page.
+fn input_value(page: &str, id: &str) -> String {
+    let at = page
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let rest = &page[at..];
+    let start = rest.find("value=\"").unwrap() + 7;
+    rest[start..start + rest[start..].find('"').unwrap()].to_string()
+}
+
+both! {
+    fn customers_and_invoices_have_lists_and_pages_with_their_payments(app) {
+        let customer = app.customer_id("Ada Lovelace");
+        let invoice = app.open_invoice(&customer, "USD", "80.00");
+        app.create_payment(json!({"amount": "80.00", "currency": "USD", "customer": customer, "invoice": invoice, "description": "For the invoice"}));
+        let mut browser = owner(&app);
+        let list = browser.get("/dashboard/customers/?search=lovelace").expect(200);
+        assert!(list.text.contains(&format!("/dashboard/customers/{customer}/")));
+        let page = browser.get(&format!("/dashboard/customers/{customer}/")).expect(200);
+        assert!(page.text.contains("Ada Lovelace") && page.text.contains("For the invoice") && page.text.contains(&invoice));
+        let invoices = browser.get(&format!("/dashboard/invoices/?customer={customer}&status=finalized")).expect(200);
+        assert!(invoices.text.contains(&format!("/dashboard/invoices/{invoice}/")));
+        let page = browser.get(&format!("/dashboard/invoices/{invoice}/")).expect(200);
+        assert!(page.text.contains("USD 80.00") && page.text.contains("For the invoice"));
+        browser.get("/dashboard/invoices/?status=lost").expect(400);
+        // Another workspace's customer is not found.
+        let theirs = app.stranger().customer_id("Someone else's");
+        browser.get(&format!("/dashboard/customers/{theirs}/")).expect(404);
+    }
+
+    fn a_key_made_in_the_console_shows_its_secret_once_and_works_until_revoked(app) {
+        let mut browser = owner(&app);
+        browser.get("/dashboard/keys/").expect(200);
+        let made = browser.post("/dashboard/keys/", &[("name", "reports"), ("perm_payments", "read")]).expect(201);
+        assert!(made.text.contains("it is not shown again"));
+        let secret = input_value(&made.text, "new-secret");
+        assert!(secret.starts_with("rk_live_"), "{secret}");
+        let list = browser.get("/dashboard/keys/").expect(200);
+        assert!(!list.text.contains(&secret), "never shown again");
+        let bearer = format!("Bearer {secret}");
+        let call = |method: &str, path: &str| send(method, &app.url(path), &[("Authorization", bearer.as_str()), ("Content-Type", "application/json")], Some("{}")).status;
+        assert_eq!(call("GET", "/payments/"), 200);
+        assert_eq!(call("POST", "/payments/"), 403, "read only");
+        let id_at = list.text.find("/dashboard/keys/").map(|_| ()).and_then(|_| {
+            let marker = "action=\"/dashboard/keys/";
+            let at = list.text.find(marker)? + marker.len();
+            Some(list.text[at..at + list.text[at..].find('/')?].to_string())
+        });
+        let id = id_at.expect("a revoke form");
+        let revoked = browser.post(&format!("/dashboard/keys/{id}/revoke/"), &[]).expect(200);
+        assert!(revoked.text.contains("is revoked"));
+        assert_eq!(call("GET", "/payments/"), 401);
+        // Keys are beyond a developer's role: no tab, and the page is refused.
+        let (_, mut developer) = member(&app, Role::Developer);
+        let page = developer.get("/dashboard/webhooks/").expect(200);
+        assert!(!page.text.contains("href=\"/dashboard/keys/\""));
+        developer.get("/dashboard/keys/").expect(403);
+        let csrf = developer.csrf.clone();
+        let refused = developer.post_raw("/dashboard/keys/", &form(&[("csrf", &csrf), ("name", "sneaky")]), &[]);
+        assert_eq!(refused.status, 403);
+        assert_eq!(app.get("/keys/").body["count"], 1);
+    }
+
+    fn a_webhook_made_in_the_console_gets_a_test_event_and_its_deliveries_show(app) {
+        let mut browser = owner(&app);
+        browser.get("/dashboard/webhooks/").expect(200);
+        let refused = browser.post("/dashboard/webhooks/", &[("url", "not a url"), ("events", "*")]).expect(400);
+        assert!(refused.text.contains("url: "));
+        let made = browser.post("/dashboard/webhooks/", &[("url", "https://hooks.example.com/cobro"), ("events", "payment.*, refund.succeeded")]).expect(201);
+        assert!(input_value(&made.text, "new-secret").starts_with("whsecret_"));
+        let hooks = app.get("/webhooks/").body;
+        let id = hooks["results"][0]["id"].as_i64().unwrap();
+        assert_eq!(hooks["results"][0]["events"], json!(["payment.*", "refund.succeeded"]));
+        let resp = browser.post(&format!("/dashboard/webhooks/{id}/test/"), &[]);
+        assert_eq!((resp.status, location(&resp)), (303, format!("/dashboard/webhooks/{id}/?done=test").as_str()));
+        let deliveries = app.get(&format!("/webhooks/{id}/deliveries/")).body;
+        assert_eq!(deliveries["count"], 1);
+        let page = browser.get(&format!("/dashboard/webhooks/{id}/?done=test")).expect(200);
+        assert!(page.text.contains("A test event (ping) is on its way."));
+        assert!(page.text.contains(&format!("/deliveries/{}/retry/", deliveries["results"][0]["id"])));
+        // The event log shows who did it.
+        let log = browser.get("/dashboard/events/?actor_type=user&type=webhook.created").expect(200);
+        assert!(log.text.contains("1 event<") && log.text.contains(&app.email));
+    }
+
+    fn members_are_invited_changed_and_removed_under_the_owner_rules(app) {
+        let mut browser = owner(&app);
+        browser.get("/dashboard/members/").expect(200);
+        let newcomer = format!("{}@example.com", unique("invited-"));
+        let invited = browser.post("/dashboard/members/", &[("email", &newcomer), ("role", "admin")]).expect(200);
+        assert!(invited.text.contains("is a member now, as admin"), "{}", invited.text);
+        let at = invited.text.find("/dashboard/sign-in/").unwrap();
+        let link = &invited.text[at..at + invited.text[at..].find('<').unwrap()];
+        let mut theirs = Browser::new(app.server);
+        assert_eq!(location(&theirs.get(link)), "/dashboard/", "their link signs them in");
+        let page = theirs.get("/dashboard/members/").expect(200);
+        assert!(page.text.contains("· admin"));
+        // An admin may not remove or demote the owner.
+        let members = app.get("/members/").body;
+        let owner_id = members["results"].as_array().unwrap().iter().find(|m| m["email"] == app.email.as_str()).unwrap()["user"].clone();
+        let refused = theirs.post(&format!("/dashboard/members/{owner_id}/remove/"), &[]);
+        assert_eq!(refused.status, 403, "{}", refused.text);
+        assert!(refused.text.contains("Only an owner may"));
+        // The last owner cannot step down.
+        let alone = browser.post(&format!("/dashboard/members/{owner_id}/"), &[("role", "viewer")]);
+        assert_eq!(alone.status, 400);
+        assert!(alone.text.contains("at least one owner"));
+        let newcomer_id = app.get("/members/").body["results"][1]["user"].clone();
+        browser.post(&format!("/dashboard/members/{newcomer_id}/"), &[("role", "viewer")]).expect(200);
+        browser.post(&format!("/dashboard/members/{newcomer_id}/remove/"), &[]).expect(200);
+        assert_eq!(app.get("/members/").body["count"], 1);
+        let events = app.get("/events/?type=member.updated").body;
+        assert_eq!(events["results"][0]["actor"]["email"], app.email.as_str());
+        // Out of the workspace, their session shows it no more.
+        assert_eq!(theirs.get("/dashboard/members/").status, 403);
+    }
+
+    fn a_new_password_from_the_account_page_ends_every_session(app) {
+        let mut browser = owner(&app);
+        let mut other = Browser::signed_in(app.server, &app.email);
+        browser.get("/dashboard/account/").expect(200);
+        let wrong = browser.post("/dashboard/account/", &[("current", "not it at all"), ("new", "a brand new password"), ("again", "a brand new password")]);
+        assert_eq!(wrong.status, 400);
+        assert!(wrong.text.contains("current password is not right"));
+        let short = browser.post("/dashboard/account/", &[("current", PASSWORD), ("new", "short"), ("again", "short")]);
+        assert_eq!(short.status, 400);
+        let changed = browser.post("/dashboard/account/", &[("current", PASSWORD), ("new", "a brand new password"), ("again", "a brand new password")]);
+        assert_eq!((changed.status, location(&changed)), (303, "/dashboard/sign-in/?password_changed=1"));
+        assert_eq!(other.get("/dashboard/").status, 303, "the other session ended too");
+        assert_eq!(Browser::new(app.server).sign_in(&app.email, "a brand new password").status, 303);
+    }
+}
