@@ -29,6 +29,7 @@ for_each_backend!(
     key_list_and_restricted_keys,
     roles_from_the_cli,
     json_log_lines_carry_the_request_id,
+    the_console_from_the_first_start,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -780,4 +781,102 @@ fn parse_curl(line: &str) -> (String, Vec<(String, String)>) {
         .collect();
     let url = parts.last().unwrap_or(&"").trim().to_string();
     (url, headers)
+}
+
+/// A console sign-in as a browser sends it: (status, the session cookie's value if set).
+fn console_sign_in(server: &Server, email: &str, password: &str) -> (u16, Option<String>) {
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let result = agent
+        .post(&server.url("/dashboard/sign-in/"))
+        .send_form(&[("email", email), ("password", password)]);
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(err) => panic!("sign-in: {err}"),
+    };
+    let cookie = response
+        .header("set-cookie")
+        .and_then(|c| c.strip_prefix("cobro_session="))
+        .map(|c| c.split(';').next().unwrap_or("").to_string());
+    (response.status(), cookie)
+}
+
+fn the_console_from_the_first_start(db: &TestDb) {
+    let server = Server::start(db, &[]);
+    let first = server.read_bootstrap();
+    server.wait_until_healthy();
+    // The printed link opens the console once.
+    assert!(
+        first
+            .sign_in
+            .starts_with(&server.url("/dashboard/sign-in/")),
+        "{}",
+        first.sign_in
+    );
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let opened = agent.get(&first.sign_in).call().expect("the link answers");
+    assert_eq!(opened.status(), 303);
+    assert_eq!(opened.header("location"), Some("/dashboard/"));
+    assert!(opened
+        .header("set-cookie")
+        .is_some_and(|c| c.contains("HttpOnly")));
+    let again = agent.get(&first.sign_in).call().expect("the link answers");
+    assert_eq!(
+        again.header("location"),
+        Some("/dashboard/sign-in/?link=used")
+    );
+    // No password yet: none signs in.
+    assert_eq!(console_sign_in(&server, "admin@cobro.local", "").0, 401);
+
+    // A password from stdin (not a terminal): a short one is refused.
+    let short = db
+        .cobro_with_input(
+            &["user", "set-password", "admin@cobro.local"],
+            "too short\n",
+        )
+        .error();
+    assert!(short.contains("at least 12 characters"), "{short}");
+    let set = db
+        .cobro_with_input(
+            &["user", "set-password", "Admin@cobro.local"],
+            "a long enough password\n",
+        )
+        .succeeded();
+    assert!(
+        set.stdout.contains("password set for admin@cobro.local"),
+        "{}",
+        set.stdout
+    );
+    let (status, cookie) = console_sign_in(&server, "admin@cobro.local", "a long enough password");
+    assert_eq!(status, 303);
+    assert!(cookie.is_some_and(|c| c.len() >= 32));
+    assert!(
+        !server.log().contains("a long enough password"),
+        "the log shows a password"
+    );
+
+    // A user made with a password signs in with it; a link can be printed for anyone.
+    db.cobro_with_input(
+        &["user", "create", "eve@example.com", "--password"],
+        "eve's long password\n",
+    )
+    .succeeded();
+    assert_eq!(
+        console_sign_in(&server, "eve@example.com", "eve's long password").0,
+        303
+    );
+    let link = db.cobro(&[
+        "user",
+        "sign-in-link",
+        "eve@example.com",
+        "--base-url",
+        &server.url(""),
+    ]);
+    let opened = agent.get(link.trim()).call().expect("the link answers");
+    assert_eq!(opened.header("location"), Some("/dashboard/"));
+    let unknown = db.cobro_error(&["user", "sign-in-link", "nobody@example.com"]);
+    assert!(
+        unknown.contains("no user with email nobody@example.com"),
+        "{unknown}"
+    );
+    server.stop();
 }

@@ -32,7 +32,9 @@ pub use session::{Posted, Signed};
 pub use sign_in::SignInLimits;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(page("/dashboard/").route(web::get().to(overview::show)))
+    // The server's own address opens the console (the API lives under its own paths).
+    cfg.service(web::resource("/").route(web::get().to(|| async { see_other("/dashboard/") })))
+        .service(page("/dashboard/").route(web::get().to(overview::show)))
         .service(
             page("/dashboard/sign-in/")
                 .route(web::get().to(sign_in::form))

@@ -543,3 +543,52 @@ both! {
         assert_eq!(Browser::new(app.server).sign_in(&app.email, "a brand new password").status, 303);
     }
 }
+
+both! {
+    fn capture_and_cancel_from_the_console_are_the_api_s(app) {
+        let test = app.in_test_mode();
+        let held = test.create_payment(json!({"amount": "2500"}));
+        let source = test.create_source(json!({"gateway_data": {"token": "tok_visa"}}));
+        let authorized = test
+            .post(&format!("/payments/{}/authorize/", held["id"]), json!({"source": source["id"], "capture": false}))
+            .expect(200)
+            .body;
+        assert_eq!(authorized["status"], "processing", "held, not collected");
+        let open = test.create_payment(json!({"amount": "700"}));
+        let mut browser = owner(&app);
+        let resp = browser.post("/dashboard/place/", &[("workspace", &app.workspace), ("test_mode", "true"), ("next", "/dashboard/payments/")]);
+        assert_eq!(resp.status, 303);
+        let page = browser.get(&format!("/dashboard/payments/{}/", held["id"])).expect(200);
+        assert!(page.text.contains(">Capture</button>"), "a held charge can be captured");
+        let resp = browser.post(&format!("/dashboard/payments/{}/capture/", held["id"]), &[]);
+        assert_eq!((resp.status, location(&resp)), (303, format!("/dashboard/payments/{}/?done=capture", held["id"]).as_str()));
+        let captured = test.get(&format!("/payments/{}/", held["id"])).body;
+        assert_eq!(captured["status"], "succeeded");
+        let page = browser.get(&format!("/dashboard/payments/{}/", held["id"])).expect(200);
+        assert!(!page.text.contains(">Capture</button>") && !page.text.contains("Cancel payment"));
+        // An open payment is cancelled; a cancelled one offers nothing more.
+        browser.get(&format!("/dashboard/payments/{}/", open["id"])).expect(200);
+        let resp = browser.post(&format!("/dashboard/payments/{}/cancel/", open["id"]), &[]);
+        assert_eq!(resp.status, 303, "{}", resp.text);
+        assert_eq!(test.get(&format!("/payments/{}/", open["id"])).body["status"], "cancelled");
+        let again = browser.post(&format!("/dashboard/payments/{}/cancel/", open["id"]), &[]);
+        assert_eq!(again.status, 400, "{}", again.text);
+        assert!(again.text.contains("role=\"alert\""));
+        let events = test.get(&format!("/events/?object_type=payment&object_id={}&type=payment.cancelled", open["id"])).body;
+        assert_eq!(events["results"][0]["actor"]["email"], app.email.as_str());
+    }
+
+    fn a_stripe_integration_connected_in_the_console_shows_its_webhook_url(app) {
+        let mut browser = owner(&app);
+        browser.get("/dashboard/integrations/").expect(200);
+        let refused = browser.post("/dashboard/integrations/", &[("name", "Stripe"), ("secret_key", "not-a-key")]);
+        assert_eq!(refused.status, 400, "{}", refused.text);
+        let made = browser.post("/dashboard/integrations/", &[("name", "Stripe"), ("secret_key", "sk_live_51QconsoleTest0000000000000001")]);
+        assert_eq!(made.status, 303, "{}", made.text);
+        let page = browser.get(location(&made)).expect(200);
+        let shown = app.get("/integrations/").body;
+        let stripe = shown["results"].as_array().unwrap().iter().find(|i| i["gateway"] == "stripe").unwrap().clone();
+        assert!(page.text.contains(stripe["webhook_url"].as_str().unwrap()));
+        assert!(!page.text.contains("sk_live_51QconsoleTest0000000000000001"), "the secret is masked");
+    }
+}

@@ -121,14 +121,37 @@ impl TestDb {
 
     /// `cobro ARGS` with any DATABASE_URL, killed after `timeout`.
     pub fn run(&self, url: &str, args: &[&str], timeout: Duration) -> Output {
+        self.run_with_input(url, args, None, timeout)
+    }
+
+    /// `cobro ARGS` on this database with `input` on its stdin (not a terminal).
+    pub fn cobro_with_input(&self, args: &[&str], input: &str) -> Output {
+        self.run_with_input(&self.url, args, Some(input), Duration::from_secs(60))
+    }
+
+    fn run_with_input(
+        &self,
+        url: &str,
+        args: &[&str],
+        input: Option<&str>,
+        timeout: Duration,
+    ) -> Output {
+        use std::io::Write;
         let command = format!("DATABASE_URL={url} cobro {}", args.join(" "));
-        let child = self
-            .command(url)
+        let mut spawned = self.command(url);
+        spawned
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cobro starts");
+            .stderr(Stdio::piped());
+        if input.is_some() {
+            spawned.stdin(Stdio::piped());
+        }
+        let mut child = spawned.spawn().expect("cobro starts");
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin
+                .write_all(input.as_bytes())
+                .expect("cobro reads its stdin");
+        }
         let pid = child.id();
         let (done, finished) = mpsc::channel();
         thread::spawn(move || done.send(child.wait_with_output()));
@@ -303,6 +326,8 @@ pub struct Bootstrap {
     pub token: String,
     pub workspace: String,
     pub curl: String,
+    /// The console's one-time sign-in link.
+    pub sign_in: String,
 }
 
 impl Server {
@@ -367,9 +392,9 @@ impl Server {
     /// Reads stdout up to the end of the bootstrap block.
     pub fn read_bootstrap(&self) -> Bootstrap {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut token, mut workspace, mut curl) = (None, None, None);
+        let (mut token, mut workspace, mut curl, mut sign_in) = (None, None, None, None);
         let mut seen = Vec::new();
-        while token.is_none() || workspace.is_none() || curl.is_none() {
+        while token.is_none() || workspace.is_none() || curl.is_none() || sign_in.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self.stdout.recv_timeout(left).unwrap_or_else(|_| {
                 panic!(
@@ -383,6 +408,8 @@ impl Server {
                 workspace = Some(value.trim().to_string());
             } else if line.contains("curl -H 'Authorization: Token ") {
                 curl = Some(line.trim().to_string());
+            } else if line.contains("/dashboard/sign-in/") {
+                sign_in = Some(line.trim().to_string());
             }
             seen.push(line);
         }
@@ -390,6 +417,7 @@ impl Server {
             token: token.unwrap_or_default(),
             workspace: workspace.unwrap_or_default(),
             curl: curl.unwrap_or_default(),
+            sign_in: sign_in.unwrap_or_default(),
         };
         assert_token(&first.token);
         assert!(first.workspace.starts_with("acc_"), "{seen:?}");
