@@ -69,6 +69,7 @@ pub fn serve(
     }
     settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
     purge_idempotency_keys(db.clone(), settings.idempotency_ttl_seconds);
+    purge_console_sessions(db.clone(), settings.session_idle_seconds);
     if settings.metrics_bind.is_some() || settings.metrics_token.is_some() {
         crate::metrics::enable();
     }
@@ -215,15 +216,37 @@ fn settle_sandbox_charges(db: Db, settings: &Settings, own_url: String) {
 /// Deletes expired idempotency keys, every minute (or sooner when keys live less long).
 fn purge_idempotency_keys(db: Db, ttl_seconds: u64) {
     let every = std::time::Duration::from_secs((ttl_seconds / 2).clamp(1, 60));
+    repeat(db, every, "purging idempotency keys", move |conn| {
+        crate::idempotency::purge_expired(conn, ttl_seconds).map(drop)
+    });
+}
+
+/// Deletes expired console sessions and sign-in links, every minute.
+fn purge_console_sessions(db: Db, idle_seconds: u64) {
+    let lifetimes = crate::accounts::sessions::Lifetimes::after_idle(idle_seconds);
+    let every = std::time::Duration::from_secs(60);
+    repeat(db, every, "purging console sessions", move |conn| {
+        Ok(crate::accounts::sessions::purge_expired(conn, lifetimes).map(drop)?)
+    });
+}
+
+/// Runs a write `every` so often, for as long as the server runs.
+fn repeat(
+    db: Db,
+    every: std::time::Duration,
+    what: &'static str,
+    work: impl Fn(&mut crate::db::DbConnection) -> Result<(), crate::error::ApiError>
+        + Clone
+        + Send
+        + 'static,
+) {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(every);
         loop {
             tick.tick().await;
-            let result = db
-                .write(move |conn| crate::idempotency::purge_expired(conn, ttl_seconds))
-                .await;
-            if let Err(err) = result {
-                err.log_for("purging idempotency keys");
+            let work = work.clone();
+            if let Err(err) = db.write(move |conn| work(conn)).await {
+                err.log_for(what);
             }
         }
     });

@@ -28,6 +28,14 @@ pub struct Lifetimes {
 }
 
 impl Lifetimes {
+    /// `idle_seconds` without a request (`COBRO_SESSION_IDLE_SECONDS`), 12 hours at most.
+    pub fn after_idle(idle_seconds: u64) -> Lifetimes {
+        Lifetimes {
+            idle: Duration::seconds(idle_seconds as i64),
+            absolute: Duration::hours(12),
+        }
+    }
+
     /// How stale `last_seen` may get before a request writes it again: often enough that
     /// an active user is never cut off, rarely enough that reading a page is not a write.
     pub fn touch_after(&self) -> Duration {
@@ -148,6 +156,23 @@ pub fn end_all(conn: &mut DbConnection, user_id: i64) -> QueryResult<()> {
     diesel::delete(console_sessions::table.filter(console_sessions::user_id.eq(user_id)))
         .execute(conn)?;
     Ok(())
+}
+
+/// Deletes the sessions that have expired and the links that can no longer be used (the
+/// server does so every minute; a stale one is refused when shown in any case).
+pub fn purge_expired(conn: &mut DbConnection, lifetimes: Lifetimes) -> QueryResult<usize> {
+    let at = now();
+    let sessions = diesel::delete(
+        console_sessions::table.filter(
+            console_sessions::last_seen
+                .lt(at - lifetimes.idle)
+                .or(console_sessions::created.lt(at - lifetimes.absolute)),
+        ),
+    )
+    .execute(conn)?;
+    let links =
+        diesel::delete(sign_in_links::table.filter(sign_in_links::expires.lt(at))).execute(conn)?;
+    Ok(sessions + links)
 }
 
 /// A workspace a user is a member of, as the header's switcher lists it.

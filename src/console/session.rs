@@ -134,11 +134,15 @@ impl FromRequest for Signed {
 }
 
 async fn signed(req: &HttpRequest) -> Result<Signed, Refusal> {
-    let here = req
-        .uri()
-        .path_and_query()
-        .map_or("/dashboard/", |p| p.as_str())
-        .to_string();
+    // After signing in, a form's target is no page to come back to: the overview is.
+    let here = match req.method() {
+        &actix_web::http::Method::GET => req
+            .uri()
+            .path_and_query()
+            .map_or("/dashboard/", |p| p.as_str()),
+        _ => "/dashboard/",
+    }
+    .to_string();
     let sign_in = |expired| Refusal::SignIn {
         next: here.clone(),
         expired,
@@ -223,12 +227,10 @@ async fn signed(req: &HttpRequest) -> Result<Signed, Refusal> {
 
 /// The session lifetimes of the server's settings.
 pub fn lifetimes(req: &HttpRequest) -> Lifetimes {
-    let settings = req.app_data::<web::Data<Settings>>();
-    let idle = settings.map_or(900, |s| s.session_idle_seconds);
-    Lifetimes {
-        idle: chrono::Duration::seconds(idle as i64),
-        absolute: chrono::Duration::hours(12),
-    }
+    let idle = req
+        .app_data::<web::Data<Settings>>()
+        .map_or(900, |s| s.session_idle_seconds);
+    Lifetimes::after_idle(idle)
 }
 
 /// A form posted from a signed-in page: the session's CSRF token checked, from this origin.
