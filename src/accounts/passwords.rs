@@ -3,7 +3,8 @@
 //! (long random secrets, stored as plain SHA-256), a password is chosen by a person and
 //! must be slow to guess from its hash.
 //!
-//! Setting a password ends every console session of its user, in the same transaction.
+//! Setting a password ends every console session of its user and cancels their sign-in
+//! links, in the same transaction.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -73,6 +74,7 @@ pub fn set(conn: &mut DbConnection, email: &str, hashed: &str) -> Result<(), Acc
             .set(users::password_hash.eq(hashed))
             .execute(conn)?;
         sessions::end_all(conn, id)?;
+        sessions::cancel_links(conn, id)?;
         Ok::<_, AccountError>(())
     })
 }

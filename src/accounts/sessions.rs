@@ -57,7 +57,7 @@ pub struct Session {
 /// What a session cookie turned out to be.
 pub enum Found {
     Live(Session),
-    /// It was a session, and has expired (it is gone now).
+    /// It was a session, and has expired.
     Expired,
     Unknown,
 }
@@ -93,7 +93,7 @@ pub fn find(conn: &mut DbConnection, secret: &str, lifetimes: Lifetimes) -> Quer
     };
     let at = now();
     if at - last_seen > lifetimes.idle || at - created > lifetimes.absolute {
-        end_digest(conn, &digest)?;
+        // Deleted by the purge (this is a read).
         return Ok(Found::Expired);
     }
     Ok(Found::Live(Session {
@@ -107,7 +107,15 @@ pub fn find(conn: &mut DbConnection, secret: &str, lifetimes: Lifetimes) -> Quer
 }
 
 /// Starts a session for a user; returns the cookie's secret (shown only to that browser).
-pub fn start(conn: &mut DbConnection, user_id: i64) -> QueryResult<String> {
+/// The session whose secret the browser presented, if any, ends: one browser, one session.
+pub fn start(
+    conn: &mut DbConnection,
+    user_id: i64,
+    replacing: Option<&str>,
+) -> QueryResult<String> {
+    if let Some(old) = replacing {
+        end_digest(conn, &digest(old))?;
+    }
     let secret = random(40);
     let at = now();
     diesel::insert_into(console_sessions::table)
@@ -175,6 +183,14 @@ pub fn purge_expired(conn: &mut DbConnection, lifetimes: Lifetimes) -> QueryResu
     Ok(sessions + links)
 }
 
+/// Cancels a user's sign-in links not used yet (a password change; in the caller's
+/// transaction).
+pub fn cancel_links(conn: &mut DbConnection, user_id: i64) -> QueryResult<()> {
+    diesel::delete(sign_in_links::table.filter(sign_in_links::user_id.eq(user_id)))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// A workspace a user is a member of, as the header's switcher lists it.
 #[derive(Clone, Debug)]
 pub struct Membership {
@@ -220,7 +236,11 @@ pub fn new_link(conn: &mut DbConnection, email: &str) -> Result<String, AccountE
 
 /// Uses a sign-in link and starts its session: the session's secret, or None for a link
 /// that is unknown, used or expired. Two browsers racing for one link: one wins.
-pub fn redeem_link(conn: &mut DbConnection, secret: &str) -> Result<Option<String>, ApiError> {
+pub fn redeem_link(
+    conn: &mut DbConnection,
+    secret: &str,
+    replacing: Option<&str>,
+) -> Result<Option<String>, ApiError> {
     let link_digest = digest(secret);
     write_tx(conn, |conn| {
         let at = now();
@@ -234,6 +254,8 @@ pub fn redeem_link(conn: &mut DbConnection, secret: &str) -> Result<Option<Strin
         .returning(sign_in_links::user_id)
         .get_result(conn)
         .optional()?;
-        Ok(user_id.map(|user| start(conn, user)).transpose()?)
+        Ok(user_id
+            .map(|user| start(conn, user, replacing))
+            .transpose()?)
     })
 }

@@ -123,10 +123,10 @@ pub async fn detail(
             dt { "Created" } dd { (when(&c.created)) }
         }
         h2 { "Payments" }
-        (payments_table(&paid))
+        (payments_table(&paid, false))
         p { a href={ "/dashboard/payments/?customer=" (c.id) } { "All of their payments" } }
         h2 { "Invoices" }
-        (invoices_table(&billed))
+        (invoices_table(&billed, false))
         p { a href={ "/dashboard/invoices/?customer=" (c.id) } { "All of their invoices" } }
     };
     Ok(html(
@@ -159,7 +159,7 @@ pub async fn invoices(
             (filter_actions("/dashboard/invoices/"))
         }
         @if let Some(error) = &error { p.error role="alert" { (error) } }
-        @if let Some(page) = &page { (invoices_table(page)) }
+        @if let Some(page) = &page { (invoices_table(page, true)) }
     };
     Ok(html(
         code,
@@ -167,7 +167,7 @@ pub async fn invoices(
     ))
 }
 
-fn invoices_table(page: &Page<InvoiceView>) -> Markup {
+fn invoices_table(page: &Page<InvoiceView>, paged: bool) -> Markup {
     let rows = html! {
         @for i in &page.results {
             tr {
@@ -185,7 +185,7 @@ fn invoices_table(page: &Page<InvoiceView>) -> Markup {
         @if page.results.is_empty() { p { "No invoices match." } } @else {
             (table("Invoices found", &["Invoice", "Customer", "Total", "Due", "Status", "Due date"], rows))
         }
-        (pager(page))
+        @if paged { (pager(page)) }
     }
 }
 
@@ -238,7 +238,8 @@ pub async fn invoice(
         h2 { "Lines" }
         (table("Lines", &["Item", "Quantity", "Unit price", "Total"], lines))
         h2 { "Payments" }
-        (payments_table(&paid))
+        (payments_table(&paid, false))
+        p { a href={ "/dashboard/payments/?invoice=" (i.id) } { "All of its payments" } }
     };
     Ok(html(
         StatusCode::OK,

@@ -227,7 +227,7 @@ async fn integrations_page(
     top: Markup,
 ) -> Result<HttpResponse, Refusal> {
     let (scope, base) = (signed.scope().clone(), base_url(req));
-    let page_request = PageRequest::new(req, &crate::http::query::QueryParams::default())?;
+    let page_request = PageRequest::new(req, &given(req)?)?;
     let all = db
         .run(move |conn| integrations::operations::list(conn, &scope, &page_request, &base))
         .await?;
@@ -245,6 +245,7 @@ async fn integrations_page(
         h1 { "Integrations" }
         (top)
         (table("Integrations", &["Name", "Gateway", "State", "Webhook URL for the provider"], rows))
+        (pager(&all))
         @if signed.may(Resource::Integrations, Access::Write) {
             section aria-labelledby="new-integration" {
                 h2 #new-integration { "Connect a Stripe account" }

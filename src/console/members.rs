@@ -1,9 +1,9 @@
-//! Members (for owners and admins to change; everyone else may look): invite by email,
+//! Members (for owners and admins to change; everyone else may look): add by email,
 //! change a role, remove; the owner rules are the API's (`accounts::members`). And the
 //! signed-in user's own account: a new password, which ends every session of theirs.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use maud::{html, Markup};
 
 use super::layout::{self, table, when, Section};
@@ -37,12 +37,13 @@ async fn members_page(
         (table("Members", &["Email", "Role", "Since", "Remove"], rows))
         @if may_write {
             section aria-labelledby="invite" {
-                h2 #invite { "Invite someone" }
+                h2 #invite { "Add a member by email" }
+                p.hint { "They need a user of their own first: " code { "cobro user create EMAIL --password" } "." }
                 form.stacked method="post" action="/dashboard/members/" {
                     (layout::csrf(signed))
                     div.field { label for="invite-email" { "Email" } input #invite-email name="email" type="email" required maxlength="254"; }
                     div.field { label for="invite-role" { "Role" } (role_select("invite-role", Role::Developer)) }
-                    button type="submit" { "Invite" }
+                    button type="submit" { "Add member" }
                 }
             }
         }
@@ -125,12 +126,9 @@ fn role_of(posted: &Posted) -> Result<Role, ApiError> {
         .map_err(|_| ApiError::field("role", "Choose a role."))
 }
 
-/// `POST /dashboard/members/`: an invitation (see `members::invite`).
-pub async fn invite(
-    req: HttpRequest,
-    posted: Posted,
-    db: web::Data<Db>,
-) -> Result<HttpResponse, Refusal> {
+/// `POST /dashboard/members/`: adds a user by email, as `POST /members/` does (a user
+/// must exist: the console hands out no credential of someone else's).
+pub async fn invite(posted: Posted, db: web::Data<Db>) -> Result<HttpResponse, Refusal> {
     let email = posted.text("email");
     let result = async {
         let role = role_of(&posted)?;
@@ -138,20 +136,11 @@ pub async fn invite(
             posted.signed.scope().clone(),
             posted.signed.auth.principal.clone(),
         );
-        db.write(move |conn| members::invite(conn, &scope, &principal, &email, role))
+        db.write(move |conn| members::add_as(conn, &scope, &principal, &email, role))
             .await
     }
-    .await;
-    let base = crate::http::base_url(&req);
-    let result = result.map(|(member, link)| match link {
-        Some(secret) => format!(
-            "{} is a member now, as {}. They have no password yet: send them this one-time sign-in link (good for 15 minutes, once): {}",
-            member.email,
-            member.role.as_str(),
-            crate::cli::sign_in_url(&base, &secret)
-        ),
-        None => format!("{} is a member now, as {}.", member.email, member.role.as_str()),
-    });
+    .await
+    .map(|m| format!("{} is a member now, as {}.", m.email, m.role.as_str()));
     after(&posted, &db, result).await
 }
 

@@ -150,9 +150,9 @@ pub enum Refusal {
     /// A form without its CSRF token, with another session's, or posted from another site.
     #[error("a forged or stale form")]
     Forged,
-    /// Signed in, but a member of no workspace.
+    /// Signed in, but a member of no workspace (the page can still sign out, with `csrf`).
     #[error("no workspace")]
-    NoWorkspace,
+    NoWorkspace { csrf: String },
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -167,7 +167,7 @@ impl ResponseError for Refusal {
     fn status_code(&self) -> StatusCode {
         match self {
             Refusal::SignIn { .. } => StatusCode::SEE_OTHER,
-            Refusal::Forged | Refusal::NoWorkspace => StatusCode::FORBIDDEN,
+            Refusal::Forged | Refusal::NoWorkspace { .. } => StatusCode::FORBIDDEN,
             Refusal::Api(err) => err.status_code(),
         }
     }
@@ -193,11 +193,18 @@ impl ResponseError for Refusal {
                     "Nothing was changed. Go back, reload the page and try again.",
                 ),
             ),
-            Refusal::NoWorkspace => html(
+            Refusal::NoWorkspace { csrf } => html(
                 StatusCode::FORBIDDEN,
-                layout::problem(
+                layout::bare(
                     "No workspace yet",
-                    "You are signed in, but not a member of any workspace: ask an owner to add you.",
+                    maud::html! {
+                        h1 { "No workspace yet" }
+                        p role="alert" { "You are signed in, but not a member of any workspace: ask an owner to add you." }
+                        form method="post" action="/dashboard/sign-out/" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    },
                 ),
             ),
             Refusal::Api(err) => {

@@ -18,7 +18,10 @@ pub async fn show(signed: Signed, db: web::Data<Db>) -> Result<HttpResponse, Ref
         .await?;
     let body = html! {
         h1 { "Overview" }
-        p.hint { "The last " (DAYS) " days (UTC), " @if signed.test_mode() { "in test mode" } @else { "live" } ", each currency on its own." }
+        p.hint {
+            "The last " (DAYS) " days (UTC), " @if signed.test_mode() { "in test mode" } @else { "live" } ", each currency on its own: "
+            "what payments collected, by the day they were paid; the charges that ended and the refunds that succeeded over those days."
+        }
         @if currencies.is_empty() {
             p { "No payments yet. Create one with the API (" a href="/docs/" { "the API's reference" } ") and it shows here." }
         }
@@ -90,7 +93,7 @@ fn chart(c: &CurrencyOverview) -> Markup {
             svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT + 20) } role="img" aria-label=(label) {
                 line x1="0" y1=(HEIGHT) x2=(WIDTH) y2=(HEIGHT) class="axis" {}
                 @for (i, (day, amount)) in c.days.iter().enumerate() {
-                    @let height = amount * (HEIGHT - 10) / most;
+                    @let height = (i128::from(*amount) * i128::from(HEIGHT - 10) / i128::from(most)) as i64;
                     rect x=(i as i64 * BAR + 2) y=(HEIGHT - height) width=(BAR - 4) height=(height) class="bar" {
                         title { (day) ": " (c.currency.for_people(*amount)) }
                     }

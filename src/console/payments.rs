@@ -64,7 +64,7 @@ pub async fn list(
             (filter_actions("/dashboard/payments/"))
         }
         @if let Some(error) = &error { p.error role="alert" { (error) } }
-        @if let Some(page) = &page { (payments_table(page)) }
+        @if let Some(page) = &page { (payments_table(page, true)) }
     };
     Ok(html(
         code,
@@ -72,8 +72,8 @@ pub async fn list(
     ))
 }
 
-/// A page of payments as a table, with its count and pager.
-pub fn payments_table(page: &Page<PaymentView>) -> Markup {
+/// A page of payments as a table, with its count and (for a list page) its pager.
+pub fn payments_table(page: &Page<PaymentView>, paged: bool) -> Markup {
     let rows = html! {
         @for p in &page.results {
             tr {
@@ -93,7 +93,7 @@ pub fn payments_table(page: &Page<PaymentView>) -> Markup {
         } @else {
             (table("Payments found", &["Payment", "Amount", "Status", "Customer", "Date", "Created"], rows))
         }
-        (pager(page))
+        @if paged { (pager(page)) }
     }
 }
 

@@ -183,21 +183,25 @@ async fn signed(req: &HttpRequest) -> Result<Signed, Refusal> {
             }
         });
     }
-    let workspace = memberships
+    let needed = req
+        .match_pattern()
+        .and_then(|route| needs(req.method().as_str(), &route))
+        .ok_or(ApiError::Forbidden)?;
+    let Some(workspace) = memberships
         .iter()
         .find(|m| Some(&m.workspace_id) == session.workspace_id.as_ref())
         .or(memberships.first())
         .cloned()
-        .ok_or(Refusal::NoWorkspace)?;
+    else {
+        return Err(Refusal::NoWorkspace {
+            csrf: csrf_token(&secret),
+        });
+    };
     let actor = Actor::User {
         email: session.email.clone(),
     };
     req.extensions_mut().insert(actor.clone());
     let grants = Grants::Member(workspace.role);
-    let needed = req
-        .match_pattern()
-        .and_then(|route| needs(req.method().as_str(), &route))
-        .ok_or(ApiError::Forbidden)?;
     if let Some((resource, access)) = needed {
         if !grants.allows(resource, access) {
             return Err(ApiError::Forbidden.into());
@@ -256,6 +260,12 @@ pub fn field(fields: &Map<String, Value>, name: &str) -> String {
         .to_string()
 }
 
+/// Whether a posted form carries the CSRF token of the session whose secret is `secret`.
+pub fn carries_token(fields: &Map<String, Value>, secret: &str) -> bool {
+    let token = field(fields, "csrf");
+    constant_time_eq(token.as_bytes(), csrf_token(secret).as_bytes())
+}
+
 impl FromRequest for Posted {
     type Error = Refusal;
     type Future = Pin<Box<dyn Future<Output = Result<Posted, Refusal>>>>;
@@ -269,8 +279,8 @@ impl FromRequest for Posted {
                 return Err(Refusal::Forged);
             }
             let fields = body?.read().await?;
-            let token = field(&fields, "csrf");
-            if !constant_time_eq(token.as_bytes(), signed.csrf.as_bytes()) {
+            let secret = cookie_secret(&req).unwrap_or_default();
+            if !carries_token(&fields, &secret) {
                 return Err(Refusal::Forged);
             }
             Ok(Posted { signed, fields })

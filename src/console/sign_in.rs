@@ -144,8 +144,9 @@ pub async fn submit(
             ),
         ));
     };
+    let old = session::cookie_secret(&req);
     let secret = db
-        .write(move |conn| Ok(sessions::start(conn, user_id)?))
+        .write(move |conn| Ok(sessions::start(conn, user_id, old.as_deref())?))
         .await?;
     Ok(signed_in(&req, &secret, &next))
 }
@@ -177,8 +178,9 @@ pub async fn link(
     if link.len() > 100 {
         return Ok(see_other("/dashboard/sign-in/?link=used"));
     }
+    let old = session::cookie_secret(&req);
     let secret = db
-        .write(move |conn| sessions::redeem_link(conn, &link))
+        .write(move |conn| sessions::redeem_link(conn, &link, old.as_deref()))
         .await?;
     match secret {
         Some(secret) => Ok(signed_in(&req, &secret, "/dashboard/")),
@@ -186,9 +188,22 @@ pub async fn link(
     }
 }
 
-/// `POST /dashboard/sign-out/`: the session ends here and on the server.
-pub async fn sign_out(posted: super::Posted, db: web::Data<Db>) -> Result<HttpResponse, Refusal> {
-    let digest = posted.signed.session.digest.clone();
+/// `POST /dashboard/sign-out/`: the session ends here and on the server. It checks its form
+/// itself (the CSRF token, the origin) rather than through `Posted`, so that a user who is
+/// a member of no workspace any more can still sign out.
+pub async fn sign_out(
+    req: HttpRequest,
+    db: web::Data<Db>,
+    body: Body,
+) -> Result<HttpResponse, Refusal> {
+    let Some(secret) = session::cookie_secret(&req) else {
+        return Ok(see_other("/dashboard/sign-in/?signed_out=1"));
+    };
+    let fields = body.read().await?;
+    if !session::same_origin(&req) || !session::carries_token(&fields, &secret) {
+        return Err(Refusal::Forged);
+    }
+    let digest = crate::accounts::digest(&secret);
     db.write(move |conn| Ok(sessions::end_digest(conn, &digest)?))
         .await?;
     let mut response = see_other("/dashboard/sign-in/?signed_out=1");

@@ -32,8 +32,11 @@ pub struct CurrencyOverview {
 }
 
 impl CurrencyOverview {
+    /// All the days' (saturating: a test-mode total can be anything an API client sends).
     pub fn collected(&self) -> i64 {
-        self.days.iter().map(|(_, amount)| amount).sum()
+        self.days
+            .iter()
+            .fold(0i64, |total, (_, amount)| total.saturating_add(*amount))
     }
 
     /// Succeeded attempts per hundred that ended, to one decimal (None: none ended).
@@ -90,7 +93,10 @@ fn shape(
                 .map(|back| {
                     let day = today - Duration::days(back);
                     let key = day.to_string();
-                    let amount = mine.iter().filter(|g| g.key == key).map(|g| g.total).sum();
+                    let amount = mine
+                        .iter()
+                        .filter(|g| g.key == key)
+                        .fold(0i64, |total, g| total.saturating_add(g.total));
                     (day, amount)
                 })
                 .collect();
@@ -104,8 +110,8 @@ fn shape(
             let (refunded, refunds) = refunded
                 .iter()
                 .filter(|(c, _, _)| c == code)
-                .fold((0, 0), |(total, n), (_, amount, count)| {
-                    (total + amount, n + count)
+                .fold((0i64, 0), |(total, n), (_, amount, count)| {
+                    (total.saturating_add(*amount), n + count)
                 });
             let by_status = PaymentStatus::ALL
                 .into_iter()

@@ -561,7 +561,7 @@ pub fn refunded_since(
     for (currency, amount) in rows {
         match totals.iter_mut().find(|(c, _, _)| *c == currency) {
             Some((_, total, n)) => {
-                *total += amount;
+                *total = total.saturating_add(amount);
                 *n += 1;
             }
             None => totals.push((currency, amount, 1)),

@@ -219,8 +219,18 @@ impl Browser {
             .to_string()
     }
 
+    /// A screenshot once the page is there (one taken mid-navigation is tried again).
     fn screenshot(&self, name: &str) {
-        let png = self.call("GET", "/screenshot", None);
+        let url = format!("{}/session/{}/screenshot", self.base, self.session);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let png = loop {
+            let resp = send("GET", &url, &[], None);
+            if resp.status == 200 {
+                break resp.body["value"].clone();
+            }
+            assert!(Instant::now() < deadline, "no screenshot: {}", resp.text);
+            std::thread::sleep(Duration::from_millis(200));
+        };
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(png.as_str().unwrap())
             .expect("a PNG");
@@ -600,7 +610,7 @@ fn a_merchant_uses_the_console_in_a_browser() {
         (
             "/dashboard/members/".to_string(),
             "members",
-            "Invite someone",
+            "Add a member by email",
         ),
         (
             "/dashboard/account/".to_string(),

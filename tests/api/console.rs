@@ -181,6 +181,14 @@ both! {
         let signed = fresh.sign_in(&app.email, PASSWORD);
         let cookie = signed.header("set-cookie").unwrap();
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/dashboard"), "{cookie}");
+        // Signing in again in the same browser ends its old session.
+        let first = fresh.cookie.clone().unwrap();
+        assert_eq!(fresh.sign_in(&app.email, PASSWORD).status, 303);
+        assert_ne!(fresh.cookie.as_deref(), Some(first.as_str()));
+        fresh.get("/dashboard/payments/").expect(200);
+        let mut old = Browser::new(app.server);
+        old.cookie = Some(first);
+        assert_eq!(old.get("/dashboard/payments/").status, 303, "the old session ended");
     }
 
     fn an_unknown_email_and_a_wrong_password_get_the_same_answer(app) {
@@ -228,6 +236,7 @@ both! {
     }
 
     fn a_password_change_ends_every_session(app) {
+        let link = sign_in_link(app.server, &app.email);
         let mut browser = owner(&app);
         let mut second = Browser::signed_in(app.server, &app.email);
         set_password(app.server, &app.email, "another long password");
@@ -236,6 +245,8 @@ both! {
             assert_eq!(resp.status, 303);
         }
         assert_eq!(Browser::new(app.server).sign_in(&app.email, PASSWORD).status, 401);
+        let stale = Browser::new(app.server).get(&link);
+        assert_eq!(location(&stale), "/dashboard/sign-in/?link=used", "its open links end too");
         assert_eq!(Browser::new(app.server).sign_in(&app.email, "another long password").status, 303);
     }
 
@@ -500,12 +511,16 @@ both! {
         let mut browser = owner(&app);
         browser.get("/dashboard/members/").expect(200);
         let newcomer = format!("{}@example.com", unique("invited-"));
-        let invited = browser.post("/dashboard/members/", &[("email", &newcomer), ("role", "admin")]).expect(200);
-        assert!(invited.text.contains("is a member now, as admin"), "{}", invited.text);
-        let at = invited.text.find("/dashboard/sign-in/").unwrap();
-        let link = &invited.text[at..at + invited.text[at..].find('<').unwrap()];
-        let mut theirs = Browser::new(app.server);
-        assert_eq!(location(&theirs.get(link)), "/dashboard/", "their link signs them in");
+        // As the API: only a user who exists, and no credential of theirs is handed out.
+        let unknown = browser.post("/dashboard/members/", &[("email", &newcomer), ("role", "admin")]);
+        assert_eq!(unknown.status, 400, "{}", unknown.text);
+        assert!(unknown.text.contains("No user with email"), "{}", unknown.text);
+        cobro::accounts::create_user(&mut app.server.db.pool.get().unwrap(), &newcomer).unwrap();
+        let added = browser.post("/dashboard/members/", &[("email", &newcomer), ("role", "admin")]).expect(200);
+        assert!(added.text.contains("is a member now, as admin"), "{}", added.text);
+        assert!(!added.text.contains("/dashboard/sign-in/"), "no link to sign in as them");
+        set_password(app.server, &newcomer, PASSWORD);
+        let mut theirs = Browser::signed_in(app.server, &newcomer);
         let page = theirs.get("/dashboard/members/").expect(200);
         assert!(page.text.contains("· admin"));
         // An admin may not remove or demote the owner.
@@ -524,8 +539,12 @@ both! {
         assert_eq!(app.get("/members/").body["count"], 1);
         let events = app.get("/events/?type=member.updated").body;
         assert_eq!(events["results"][0]["actor"]["email"], app.email.as_str());
-        // Out of the workspace, their session shows it no more.
-        assert_eq!(theirs.get("/dashboard/members/").status, 403);
+        // Out of the workspace, their session shows it no more, but can still sign out.
+        let gone = theirs.get("/dashboard/members/");
+        assert_eq!(gone.status, 403);
+        assert!(gone.text.contains("No workspace yet"));
+        let out = theirs.post("/dashboard/sign-out/", &[]);
+        assert_eq!((out.status, location(&out)), (303, "/dashboard/sign-in/?signed_out=1"));
     }
 
     fn a_new_password_from_the_account_page_ends_every_session(app) {
