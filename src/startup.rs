@@ -37,9 +37,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(integrations::routes)
         .configure(crate::accounts::handlers::routes)
         .configure(checkout::routes)
-        .configure(crate::console::routes)
         .service(resource("/health", "GET").route(web::get().to(health::health)))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+        // Last: the API's routes are matched first, in the order above.
+        .configure(crate::console::routes);
 }
 
 /// Starts serving on `listener`. The returned server runs until SIGINT/SIGTERM (graceful:

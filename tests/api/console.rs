@@ -170,6 +170,8 @@ fn paid_payment(app: &App) -> Value {
 both! {
     fn a_password_signs_in_and_pages_carry_the_console_headers(app) {
         let mut browser = owner(&app);
+        let root = browser.get("/");
+        assert_eq!((root.status, location(&root)), (303, "/dashboard/"), "the server's address opens the console");
         let page = browser.get("/dashboard/payments/").expect(200);
         assert!(page.text.contains(&app.email), "the header names who is signed in");
         assert_eq!(page.header("x-frame-options"), Some("DENY"));
