@@ -60,6 +60,7 @@ pub struct Metrics {
     reconciler_settled: IntCounter,
     idempotency: IntCounterVec,
     throttled: IntCounter,
+    console_sign_ins: IntCounterVec,
     build_info: IntGaugeVec,
     /// Counted when scraped.
     db_connections: IntGaugeVec,
@@ -161,6 +162,10 @@ impl Metrics {
             throttled: register!(IntCounter::new(
                 "cobro_rate_limited_total",
                 "Requests refused with 429 by the per-credential rate limit."
+            )),
+            console_sign_ins: register!(IntCounterVec::new(
+                Opts::new("cobro_console_sign_ins_total", "Console sign-ins, by outcome: signed_in, refused (a wrong password or unknown email), throttled."),
+                &["outcome"]
             )),
             build_info: register!(IntGaugeVec::new(
                 Opts::new("cobro_build_info", "Always 1: the version and the database backend."),
@@ -303,6 +308,14 @@ pub fn idempotency(outcome: &str) {
 pub fn throttled() {
     if let Some(m) = on() {
         m.throttled.inc();
+    }
+}
+
+/// A console sign-in attempt: `signed_in`, `refused` or `throttled` (a rise in refusals is
+/// someone guessing passwords).
+pub fn console_sign_in(outcome: &str) {
+    if let Some(m) = on() {
+        m.console_sign_ins.with_label_values(&[outcome]).inc();
     }
 }
 

@@ -245,6 +245,26 @@ fn metrics_count_what_happened(db: &TestDb) {
         pending(&last) == 0.0
     });
     assert_eq!(last.value("cobro_webhooks_disabled", &[]), 0.0);
+    // Console sign-ins, by outcome.
+    db.cobro_with_input(
+        &["user", "set-password", "ops@example.com"],
+        "a long ops password\n",
+    )
+    .succeeded();
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    for password in ["not the password", "a long ops password"] {
+        let _ = agent
+            .post(&server.url("/dashboard/sign-in/"))
+            .send_form(&[("email", "ops@example.com"), ("password", password)]);
+    }
+    let signed = Scrape::of(&server);
+    for outcome in ["refused", "signed_in"] {
+        assert_eq!(
+            signed.value("cobro_console_sign_ins_total", &[("outcome", outcome)]),
+            1.0,
+            "{outcome}"
+        );
+    }
     let delivered = last.value("cobro_webhook_attempts_total", &[("outcome", "delivered")]);
     assert!(delivered >= backlog + 5.0, "{delivered} delivered");
     assert!(last.value("cobro_webhook_delivery_latency_seconds", &[]) >= backlog + 5.0);

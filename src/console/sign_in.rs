@@ -107,6 +107,7 @@ pub async fn submit(
         .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
     if let Some(limits) = &limits {
         if let Err(ApiError::Throttled(wait)) = limits.check(&email, &address) {
+            crate::metrics::console_sign_in("throttled");
             let message = format!("Too many sign-in attempts. Wait {wait} seconds and try again.");
             let mut response = html(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -134,6 +135,7 @@ pub async fn submit(
         .map_err(ApiError::internal)?;
     let Some(user_id) = user_id.filter(|_| matches) else {
         log::info!("console sign-in refused (from {address})");
+        crate::metrics::console_sign_in("refused");
         return Ok(html(
             StatusCode::UNAUTHORIZED,
             page(
@@ -148,6 +150,8 @@ pub async fn submit(
     let secret = db
         .write(move |conn| Ok(sessions::start(conn, user_id, old.as_deref())?))
         .await?;
+    log::info!("console sign-in of user {user_id} (from {address})");
+    crate::metrics::console_sign_in("signed_in");
     Ok(signed_in(&req, &secret, &next))
 }
 
