@@ -58,9 +58,19 @@ fn notice(params: &QueryParams) -> Option<&'static str> {
     }
 }
 
-pub async fn form(req: HttpRequest) -> HttpResponse {
+/// `GET /dashboard/sign-in/`: the form, or straight on for a browser already signed in.
+pub async fn form(req: HttpRequest, db: web::Data<Db>) -> HttpResponse {
     let params = QueryParams::parse(req.query_string()).unwrap_or_default();
     let next = local_next(params.get("next").unwrap_or("/dashboard/")).to_string();
+    if let Some(secret) = session::cookie_secret(&req) {
+        let lifetimes = session::lifetimes(&req);
+        let found = db
+            .run(move |conn| Ok(sessions::find(conn, &secret, lifetimes)?))
+            .await;
+        if let Ok(sessions::Found::Live(_)) = found {
+            return see_other(&next);
+        }
+    }
     html(StatusCode::OK, page(notice(&params), None, "", &next))
 }
 

@@ -183,6 +183,9 @@ both! {
         let signed = fresh.sign_in(&app.email, PASSWORD);
         let cookie = signed.header("set-cookie").unwrap();
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/dashboard"), "{cookie}");
+        // Signed in, the sign-in page sends the browser on.
+        let again = browser.get("/dashboard/sign-in/?next=%2Fdashboard%2Fcustomers%2F");
+        assert_eq!((again.status, location(&again)), (303, "/dashboard/customers/"));
         // Signing in again in the same browser ends its old session.
         let first = fresh.cookie.clone().unwrap();
         assert_eq!(fresh.sign_in(&app.email, PASSWORD).status, 303);
@@ -357,10 +360,24 @@ both! {
 
 #[test]
 fn a_session_ends_after_it_is_idle() {
-    let Some(server) = server_with(Backend::Sqlite, |s| s.session_idle_seconds = 1) else {
-        return;
+    // A database of its own: this server's purge ends every session idle for a second.
+    let dir = tempfile::tempdir().unwrap();
+    let url = cobro::db::DatabaseUrl::parse(dir.path().join("idle.db").to_str().unwrap()).unwrap();
+    std::mem::forget(dir); // lives as long as the server: the test process
+    let db = cobro::db::Db::connect(&url, 4, "NORMAL").unwrap();
+    let server: &'static Server = Box::leak(Box::new(serve(db, |s| s.session_idle_seconds = 1)));
+    let mut conn = server.db.pool.get().unwrap();
+    let email = "idle@example.com".to_string();
+    let token = cobro::accounts::create_user(&mut conn, &email).unwrap();
+    let workspace = cobro::accounts::create_workspace(&mut conn, "Idle", &email).unwrap();
+    drop(conn);
+    let app = App {
+        server,
+        email,
+        token,
+        workspace,
+        test_mode: false,
     };
-    let app = App::new(Backend::Sqlite).unwrap().on(server);
     let mut browser = owner(&app);
     std::thread::sleep(std::time::Duration::from_millis(2200));
     let resp = browser.get("/dashboard/payments/");
