@@ -70,7 +70,7 @@ pub fn serve(
     }
     settle_sandbox_charges(db.clone(), &settings, format!("http://{address}"));
     purge_idempotency_keys(db.clone(), settings.idempotency_ttl_seconds);
-    purge_console_sessions(db.clone(), settings.session_idle_seconds);
+    purge_console_sessions(db.clone());
     if settings.metrics_bind.is_some() || settings.metrics_token.is_some() {
         crate::metrics::enable();
     }
@@ -222,12 +222,11 @@ fn purge_idempotency_keys(db: Db, ttl_seconds: u64) {
     });
 }
 
-/// Deletes expired console sessions and sign-in links, every minute.
-fn purge_console_sessions(db: Db, idle_seconds: u64) {
-    let lifetimes = crate::accounts::sessions::Lifetimes::after_idle(idle_seconds);
+/// Deletes console sessions and sign-in links that can no longer be used, every minute.
+fn purge_console_sessions(db: Db) {
     let every = std::time::Duration::from_secs(60);
-    repeat(db, every, "purging console sessions", move |conn| {
-        Ok(crate::accounts::sessions::purge_expired(conn, lifetimes).map(drop)?)
+    repeat(db, every, "purging console sessions", |conn| {
+        Ok(crate::accounts::sessions::purge_expired(conn).map(drop)?)
     });
 }
 

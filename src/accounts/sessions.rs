@@ -15,6 +15,9 @@ use crate::db::schema::{console_sessions, memberships, sign_in_links, users, wor
 use crate::db::{now, write_tx, DbConnection};
 use crate::error::ApiError;
 
+/// How long a session lasts from sign-in, however busy.
+pub const MAX_SESSION: Duration = Duration::hours(12);
+
 /// How long a sign-in link is good for.
 pub const LINK_LIFETIME: Duration = Duration::minutes(15);
 
@@ -32,7 +35,7 @@ impl Lifetimes {
     pub fn after_idle(idle_seconds: u64) -> Lifetimes {
         Lifetimes {
             idle: Duration::seconds(idle_seconds as i64),
-            absolute: Duration::hours(12),
+            absolute: MAX_SESSION,
         }
     }
 
@@ -166,16 +169,14 @@ pub fn end_all(conn: &mut DbConnection, user_id: i64) -> QueryResult<()> {
     Ok(())
 }
 
-/// Deletes the sessions that have expired and the links that can no longer be used (the
-/// server does so every minute; a stale one is refused when shown in any case).
-pub fn purge_expired(conn: &mut DbConnection, lifetimes: Lifetimes) -> QueryResult<usize> {
+/// Deletes the sessions older than any session may live ([`MAX_SESSION`], the same for
+/// every server whatever its idle setting) and the links that can no longer be used. The
+/// server does so every minute; this is housekeeping: an expired session is refused when
+/// shown in any case.
+pub fn purge_expired(conn: &mut DbConnection) -> QueryResult<usize> {
     let at = now();
     let sessions = diesel::delete(
-        console_sessions::table.filter(
-            console_sessions::last_seen
-                .lt(at - lifetimes.idle)
-                .or(console_sessions::created.lt(at - lifetimes.absolute)),
-        ),
+        console_sessions::table.filter(console_sessions::created.lt(at - MAX_SESSION)),
     )
     .execute(conn)?;
     let links =
