@@ -157,12 +157,6 @@ pub enum Refusal {
     Api(#[from] ApiError),
 }
 
-impl From<diesel::result::Error> for Refusal {
-    fn from(err: diesel::result::Error) -> Self {
-        Refusal::Api(err.into())
-    }
-}
-
 impl ResponseError for Refusal {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -179,12 +173,8 @@ impl ResponseError for Refusal {
                 if *expired {
                     to.push_str("&expired=1");
                 }
-                let mut response = see_other(&to);
                 // A stale cookie goes, so that the browser stops sending it.
-                if let Ok(value) = header::HeaderValue::from_str(&session::clear_cookie()) {
-                    response.headers_mut().insert(header::SET_COOKIE, value);
-                }
-                response
+                session::with_cookie(see_other(&to), &session::clear_cookie())
             }
             Refusal::Forged => html(
                 StatusCode::FORBIDDEN,

@@ -38,6 +38,14 @@ pub fn session_cookie(secret: &str, secure: bool) -> String {
     format!("{COOKIE}={secret}; Path=/dashboard; HttpOnly; SameSite=Lax{secure}")
 }
 
+/// `response` with a `Set-Cookie` header of `value` (`session_cookie`, `clear_cookie`).
+pub fn with_cookie(mut response: HttpResponse, value: &str) -> HttpResponse {
+    if let Ok(value) = header::HeaderValue::from_str(value) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
 /// The `Set-Cookie` value that makes a browser forget its session cookie.
 pub fn clear_cookie() -> String {
     format!("{COOKIE}=; Path=/dashboard; HttpOnly; SameSite=Lax; Max-Age=0")
@@ -260,10 +268,10 @@ pub fn field(fields: &Map<String, Value>, name: &str) -> String {
         .to_string()
 }
 
-/// Whether a posted form carries the CSRF token of the session whose secret is `secret`.
-pub fn carries_token(fields: &Map<String, Value>, secret: &str) -> bool {
+/// Whether a posted form carries the session's CSRF token (`csrf_token`).
+pub fn carries_token(fields: &Map<String, Value>, expected: &str) -> bool {
     let token = field(fields, "csrf");
-    constant_time_eq(token.as_bytes(), csrf_token(secret).as_bytes())
+    constant_time_eq(token.as_bytes(), expected.as_bytes())
 }
 
 impl FromRequest for Posted {
@@ -279,8 +287,7 @@ impl FromRequest for Posted {
                 return Err(Refusal::Forged);
             }
             let fields = body?.read().await?;
-            let secret = cookie_secret(&req).unwrap_or_default();
-            if !carries_token(&fields, &secret) {
+            if !carries_token(&fields, &signed.csrf) {
                 return Err(Refusal::Forged);
             }
             Ok(Posted { signed, fields })

@@ -171,15 +171,7 @@ fn signed_in(req: &HttpRequest, secret: &str, next: &str) -> HttpResponse {
         .app_data::<web::Data<Settings>>()
         .and_then(|s| s.public_url.as_deref())
         .is_some_and(|url| url.starts_with("https://"));
-    let mut response = see_other(next);
-    if let Ok(value) =
-        actix_web::http::header::HeaderValue::from_str(&session::session_cookie(secret, secure))
-    {
-        response
-            .headers_mut()
-            .insert(actix_web::http::header::SET_COOKIE, value);
-    }
-    response
+    session::with_cookie(see_other(next), &session::session_cookie(secret, secure))
 }
 
 /// `GET /dashboard/sign-in/{link}/`: a one-time link, good once.
@@ -214,17 +206,15 @@ pub async fn sign_out(
         return Ok(see_other("/dashboard/sign-in/?signed_out=1"));
     };
     let fields = body.read().await?;
-    if !session::same_origin(&req) || !session::carries_token(&fields, &secret) {
+    let expected = session::csrf_token(&secret);
+    if !session::same_origin(&req) || !session::carries_token(&fields, &expected) {
         return Err(Refusal::Forged);
     }
     let digest = crate::accounts::digest(&secret);
     db.write(move |conn| Ok(sessions::end_digest(conn, &digest)?))
         .await?;
-    let mut response = see_other("/dashboard/sign-in/?signed_out=1");
-    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&session::clear_cookie()) {
-        response
-            .headers_mut()
-            .insert(actix_web::http::header::SET_COOKIE, value);
-    }
-    Ok(response)
+    Ok(session::with_cookie(
+        see_other("/dashboard/sign-in/?signed_out=1"),
+        &session::clear_cookie(),
+    ))
 }
