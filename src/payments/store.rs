@@ -379,9 +379,12 @@ pub fn count(
         .filter(counts_in_scope(scope))
         .select(payment_counts::n)
         .into_boxed();
-    if let Some(statuses) = &filter.statuses {
-        counts = counts.filter(payment_counts::status.eq_any(names(statuses)));
-    }
+    // One status is `=`, not `IN (…)`: diesel prepares an `IN` list anew on every query.
+    counts = match filter.statuses.as_deref() {
+        None => counts,
+        Some([one]) => counts.filter(payment_counts::status.eq(one.as_str())),
+        Some(statuses) => counts.filter(payment_counts::status.eq_any(names(statuses))),
+    };
     if let Some(currency) = filter.currency {
         counts = counts.filter(payment_counts::currency.eq(currency.code));
     }
@@ -394,9 +397,12 @@ fn names(statuses: &[PaymentStatus]) -> Vec<&'static str> {
 
 fn filtered<'a>(scope: &Scope, f: &'a PaymentFilter) -> Boxed<'a> {
     let mut q = scoped(scope);
-    if let Some(statuses) = &f.statuses {
-        q = q.filter(payments::status.eq_any(names(statuses)));
-    }
+    // As in `count`: one status is `=`, so the statement is prepared once.
+    q = match f.statuses.as_deref() {
+        None => q,
+        Some([one]) => q.filter(payments::status.eq(one.as_str())),
+        Some(statuses) => q.filter(payments::status.eq_any(names(statuses))),
+    };
     if let Some(customer) = &f.customer {
         q = q.filter(payments::customer.eq(customer));
     }
