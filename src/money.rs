@@ -87,8 +87,22 @@ impl Currency {
     }
 
     /// Formats minor units at the currency's scale: `1050` USD is `"10.50"`, `1000` CLP `"1000"`.
+    /// Integer arithmetic, not `Decimal`'s `Display`: a page of payments writes 60 amounts.
     pub fn format(self, minor: i64) -> String {
-        Decimal::new(minor, self.exponent).to_string()
+        use std::fmt::Write;
+        let unit = 10u64.pow(self.exponent);
+        let (whole, fraction) = (minor.unsigned_abs() / unit, minor.unsigned_abs() % unit);
+        let sign = if minor < 0 { "-" } else { "" };
+        let mut text = String::with_capacity(24);
+        let _ = match self.exponent {
+            0 => write!(text, "{sign}{whole}"),
+            width => write!(
+                text,
+                "{sign}{whole}.{fraction:0width$}",
+                width = width as usize
+            ),
+        };
+        text
     }
 }
 
@@ -177,6 +191,32 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(text).unwrap();
         let decimal = parse_decimal(&value).map_err(str::to_string)?;
         Currency::parse(code).unwrap().to_minor(decimal)
+    }
+
+    #[test]
+    fn amounts_are_written_as_decimal_writes_them() {
+        for code in ["CLP", "USD", "KWD", "CLF"] {
+            let currency = Currency::parse(code).unwrap();
+            for minor in [
+                0,
+                1,
+                5,
+                9,
+                10,
+                99,
+                100,
+                1050,
+                123_456,
+                -1,
+                -5,
+                -1050,
+                i64::MAX,
+                i64::MIN + 1,
+            ] {
+                let decimal = Decimal::new(minor, currency.exponent).to_string();
+                assert_eq!(currency.format(minor), decimal, "{code} {minor}");
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! read-then-write never fails with "database is locked" halfway through.
 
 pub mod schema;
+pub mod time;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};

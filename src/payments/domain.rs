@@ -97,18 +97,35 @@ impl Payment {
 /// A UTC timestamp as DRF writes it: `2026-11-23T10:00:00.123456Z`.
 pub fn timestamp(at: NaiveDateTime) -> String {
     use chrono::{Datelike, Timelike};
-    // By hand: chrono's `format` parses its pattern on every call, and a page of 20
-    // payments writes 60 timestamps (a tenth of the page's time).
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.nanosecond() % 1_000_000_000 / 1_000
-    )
+    // Digit by digit: chrono's `format` parses its pattern on every call, and `format!`'s
+    // padding is slower still; a page of 20 payments writes 60 timestamps.
+    let mut text = [0u8; 27];
+    let mut put = |at: usize, width: usize, value: u32| {
+        let mut value = value;
+        for place in (at..at + width).rev() {
+            text[place] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, at.year().clamp(0, 9999) as u32);
+    put(5, 2, at.month());
+    put(8, 2, at.day());
+    put(11, 2, at.hour());
+    put(14, 2, at.minute());
+    put(17, 2, at.second());
+    put(20, 6, at.nanosecond() % 1_000_000_000 / 1_000);
+    for (place, mark) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        text[place] = mark;
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The payment object of the API (field order as Piriod's).
@@ -580,5 +597,30 @@ pub fn check_invoice(
         }
         Some(_) => None,
         None => Some(invoice.customer.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    #[test]
+    fn timestamps_are_written_as_drf_writes_them() {
+        let day = NaiveDate::from_ymd_opt(2026, 1, 9).unwrap();
+        for (h, m, s, micro) in [
+            (0, 0, 0, 0),
+            (9, 5, 7, 42),
+            (23, 59, 59, 999_999),
+            (10, 0, 0, 123_456),
+        ] {
+            let at = day.and_hms_micro_opt(h, m, s, micro).unwrap();
+            let chrono = at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            assert_eq!(super::timestamp(at), chrono);
+        }
+        let early = NaiveDate::from_ymd_opt(987, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(1, 2, 3, 4_567_890)
+            .unwrap();
+        assert_eq!(super::timestamp(early), "0987-12-31T01:02:03.004567Z");
     }
 }

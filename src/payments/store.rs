@@ -15,6 +15,7 @@ use super::filter::{OrderField, PaymentFilter};
 use super::status::PaymentStatus;
 use crate::audit::Origin;
 use crate::db::schema::{payment_attempts, payment_counts, payment_metadata, payments};
+use crate::db::time::{Day, MaybeStamp, Stamp};
 use crate::db::{lower, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 use crate::money::Currency;
@@ -70,11 +71,13 @@ struct PaymentRow {
     collected: i64,
     currency: String,
     _unit: i64,
+    #[diesel(deserialize_as = Day)]
     date: NaiveDate,
     description: String,
     invoice: Option<String>,
     subscription: Option<String>,
     customer: Option<String>,
+    #[diesel(deserialize_as = MaybeStamp)]
     payment_date: Option<NaiveDateTime>,
     source: Option<i64>,
     sources: String,
@@ -85,7 +88,9 @@ struct PaymentRow {
     metadata: String,
     checkout_key: String,
     version: i64,
+    #[diesel(deserialize_as = Stamp)]
     created: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     updated: NaiveDateTime,
     amount_refunded: i64,
 }
