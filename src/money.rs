@@ -148,14 +148,35 @@ impl Amount {
     }
 }
 
+/// How serde_json (with `arbitrary_precision`) names the struct that a `Number` serializes
+/// as; its serializers write the struct's one field as the number's text, unquoted. The
+/// test `amounts_serialize_as_numbers` fails if serde_json stops doing so.
+const JSON_NUMBER: &str = "$serde_json::private::Number";
+
 impl Serialize for Amount {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // With arbitrary_precision, a Number parsed from text serializes as that text.
-        match serde_json::Number::from_str(&self.0) {
-            Ok(number) => number.serialize(serializer),
-            Err(_) => serializer.serialize_str(&self.0),
+        use serde::ser::SerializeStruct;
+        // What `Number::from_str(..).serialize` does, without parsing text that is already a
+        // plain JSON number (a page of payments writes 60 amounts). Anything else (none is
+        // made, but a field holds any String) takes serde_json's own parse.
+        if !plain_number(&self.0) {
+            return match serde_json::Number::from_str(&self.0) {
+                Ok(number) => number.serialize(serializer),
+                Err(_) => serializer.serialize_str(&self.0),
+            };
         }
+        let mut number = serializer.serialize_struct(JSON_NUMBER, 1)?;
+        number.serialize_field(JSON_NUMBER, &self.0)?;
+        number.end()
     }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`: what `Currency::format` writes.
+fn plain_number(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(whole) && all_digits(fraction) && (whole == "0" || !whole.starts_with('0'))
 }
 
 const ZERO_DECIMAL: &[&str] = &[
@@ -191,6 +212,37 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(text).unwrap();
         let decimal = parse_decimal(&value).map_err(str::to_string)?;
         Currency::parse(code).unwrap().to_minor(decimal)
+    }
+
+    #[test]
+    fn amounts_serialize_as_numbers() {
+        for text in ["0", "10.50", "-0.05", "1000", "123456789012345678.9999"] {
+            let amount = Amount(text.to_string());
+            assert_eq!(serde_json::to_string(&amount).unwrap(), text);
+            let value = serde_json::to_value(&amount).unwrap();
+            assert_eq!(
+                value,
+                serde_json::Value::Number(text.parse().unwrap()),
+                "{text}"
+            );
+        }
+        // Text that is not a plain number is not written raw: serde_json reads it, or it is
+        // a string.
+        let number = serde_json::Number::from_str("1e3").unwrap();
+        let written = serde_json::to_string(&number).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Amount("1e3".into())).unwrap(),
+            written
+        );
+        assert_eq!(
+            serde_json::to_string(&Amount("007".into())).unwrap(),
+            "\"007\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Amount("1.".into())).unwrap(),
+            "\"1.\""
+        );
+        assert_eq!(serde_json::to_string(&Amount("x".into())).unwrap(), "\"x\"");
     }
 
     #[test]

@@ -96,36 +96,39 @@ impl Payment {
 
 /// A UTC timestamp as DRF writes it: `2026-11-23T10:00:00.123456Z`.
 pub fn timestamp(at: NaiveDateTime) -> String {
-    use chrono::{Datelike, Timelike};
+    use chrono::Timelike;
     // Digit by digit: chrono's `format` parses its pattern on every call, and `format!`'s
     // padding is slower still; a page of 20 payments writes 60 timestamps.
-    let mut text = [0u8; 27];
-    let mut put = |at: usize, width: usize, value: u32| {
-        let mut value = value;
-        for place in (at..at + width).rev() {
-            text[place] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, at.year().clamp(0, 9999) as u32);
-    put(5, 2, at.month());
-    put(8, 2, at.day());
-    put(11, 2, at.hour());
-    put(14, 2, at.minute());
-    put(17, 2, at.second());
-    put(20, 6, at.nanosecond() % 1_000_000_000 / 1_000);
-    for (place, mark) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (26, b'Z'),
-    ] {
-        text[place] = mark;
-    }
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    write_day(&mut text, at.date());
+    put_digits(&mut text[11..13], at.hour());
+    put_digits(&mut text[14..16], at.minute());
+    put_digits(&mut text[17..19], at.second());
+    put_digits(&mut text[20..26], at.nanosecond() % 1_000_000_000 / 1_000);
     String::from_utf8_lossy(&text).into_owned()
+}
+
+/// A date as `2026-11-23`, written as `timestamp` writes one (chrono's `Display` pads
+/// through `format!`).
+fn day<S: serde::Serializer>(day: &NaiveDate, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut text = *b"0000-00-00";
+    write_day(&mut text, *day);
+    serializer.serialize_str(&String::from_utf8_lossy(&text))
+}
+
+fn write_day(text: &mut [u8], day: NaiveDate) {
+    use chrono::Datelike;
+    put_digits(&mut text[0..4], day.year().clamp(0, 9999) as u32);
+    put_digits(&mut text[5..7], day.month());
+    put_digits(&mut text[8..10], day.day());
+}
+
+/// Fills `place` with the last digits of `value`, zero-padded.
+fn put_digits(place: &mut [u8], mut value: u32) {
+    for digit in place.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// The payment object of the API (field order as Piriod's).
@@ -137,6 +140,7 @@ pub struct PaymentView {
     pub amount: Amount,
     #[schema(example = "USD")]
     pub currency: String,
+    #[serde(serialize_with = "day")]
     pub date: NaiveDate,
     pub description: String,
     pub id: i64,
@@ -622,5 +626,8 @@ mod tests {
             .and_hms_nano_opt(1, 2, 3, 4_567_890)
             .unwrap();
         assert_eq!(super::timestamp(early), "0987-12-31T01:02:03.004567Z");
+        let mut json = serde_json::Serializer::new(Vec::new());
+        super::day(&early.date(), &mut json).unwrap();
+        assert_eq!(json.into_inner(), b"\"0987-12-31\"");
     }
 }
