@@ -42,28 +42,15 @@ stop() {
     pid=""
 }
 
+# shellcheck source=scripts/bench/seed.sh
+source scripts/bench/seed.sh
+
 # The first start bootstraps; 1,000 payments are then seeded as scripts/bench.sh seeds them.
 start "$a"
 token=$(awk '/^  token:/ { print $2 }' "$work/out")
 workspace=$(awk '/^  workspace:/ { print $2 }' "$work/out")
 stop
-sqlite3 "$db" >/dev/null <<EOF
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
-INSERT INTO payments (workspace_id, test_mode, amount, collected, currency, unit, date,
-    description, sources, status, enable_checkout, metadata, checkout_key, version, created, updated)
-SELECT '$workspace', 0, 1000 + (i % 997) * 100,
-       CASE WHEN i % 5 < 3 THEN 1000 + (i % 997) * 100 ELSE 0 END,
-       'CLP', 1, date('2026-01-01', '+' || (i % 300) || ' days'), 'seeded payment ' || i, '[]',
-       CASE WHEN i % 5 < 3 THEN 'succeeded' WHEN i % 5 = 3 THEN 'requires_payment_method' ELSE 'cancelled' END,
-       0, '{}', 'seed_${workspace}_' || i, 1,
-       strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds'),
-       strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds')
-FROM n;
-INSERT OR REPLACE INTO payment_counts (workspace_id, test_mode, status, currency, slot, n)
-SELECT workspace_id, test_mode, status, currency, 0, count(*) FROM payments
-WHERE workspace_id = '$workspace' GROUP BY workspace_id, test_mode, status, currency;
-ANALYZE;
-EOF
+seed_sqlite_payments "$db" "$workspace" 1000
 read -r id_min id_max < <(sqlite3 "$db" "SELECT min(id) || ' ' || max(id) FROM payments")
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }

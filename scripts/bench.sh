@@ -232,9 +232,8 @@ slow_charges() {
     wait
 }
 
-# The columns the seeds write (the rest keep their defaults).
-payment_columns="workspace_id, test_mode, amount, collected, currency, unit, date, description,
-    sources, status, enable_checkout, metadata, checkout_key, version, created, updated"
+# shellcheck source=scripts/bench/seed.sh
+source scripts/bench/seed.sh
 
 # seed BACKEND URL NAME COUNT: a workspace (owned by the bootstrap user) holding COUNT
 # payments, written by SQL, and their counts (payment_counts); prints "workspace min_id
@@ -245,19 +244,7 @@ seed() {
         python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
     # 60 % succeeded, 20 % awaiting payment, 20 % cancelled; one a second from 2026-01-01.
     if [[ $backend == sqlite ]]; then
-        sqlite3 "$url" >/dev/null <<EOF
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
-INSERT INTO payments ($payment_columns)
-SELECT '$ws', 0, 1000 + (i % 997) * 100,
-       CASE WHEN i % 5 < 3 THEN 1000 + (i % 997) * 100 ELSE 0 END,
-       'CLP', 1, date('2026-01-01', '+' || (i % 300) || ' days'), 'seeded payment ' || i, '[]',
-       CASE WHEN i % 5 < 3 THEN 'succeeded' WHEN i % 5 = 3 THEN 'requires_payment_method' ELSE 'cancelled' END,
-       0, '{}', 'seed_${ws}_' || i, 1,
-       strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds'),
-       strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds')
-FROM n;
-ANALYZE;
-EOF
+        seed_sqlite_payments "$url" "$ws" "$count"
         echo "$ws $(sqlite3 "$url" "SELECT min(id) || ' ' || max(id) FROM payments WHERE workspace_id = '$ws'")"
     else
         # A bulk load: the row triggers that keep payment_counts are off for this session

@@ -89,20 +89,13 @@ impl Currency {
     /// Formats minor units at the currency's scale: `1050` USD is `"10.50"`, `1000` CLP `"1000"`.
     /// Integer arithmetic, not `Decimal`'s `Display`: a page of payments writes 60 amounts.
     pub fn format(self, minor: i64) -> String {
-        use std::fmt::Write;
         let unit = 10u64.pow(self.exponent);
         let (whole, fraction) = (minor.unsigned_abs() / unit, minor.unsigned_abs() % unit);
         let sign = if minor < 0 { "-" } else { "" };
-        let mut text = String::with_capacity(24);
-        let _ = match self.exponent {
-            0 => write!(text, "{sign}{whole}"),
-            width => write!(
-                text,
-                "{sign}{whole}.{fraction:0width$}",
-                width = width as usize
-            ),
-        };
-        text
+        match self.exponent as usize {
+            0 => format!("{sign}{whole}"),
+            width => format!("{sign}{whole}.{fraction:0width$}"),
+        }
     }
 }
 

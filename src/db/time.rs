@@ -8,6 +8,7 @@
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::pg::Pg;
 use diesel::sql_types::{Date, Nullable, Timestamp};
 use diesel::sqlite::Sqlite;
 
@@ -45,13 +46,7 @@ impl From<Day> for NaiveDate {
 
 impl FromSql<Timestamp, MultiBackend> for Stamp {
     fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
-        match value {
-            MultiRawValue::Sqlite(mut value) => match timestamp(value.read_text()) {
-                Some(at) => Ok(Stamp(at)),
-                None => <NaiveDateTime as FromSql<Timestamp, Sqlite>>::from_sql(value).map(Stamp),
-            },
-            value => value.from_sql::<NaiveDateTime, Timestamp>().map(Stamp),
-        }
+        read::<_, Timestamp>(value, timestamp).map(Stamp)
     }
 }
 
@@ -70,13 +65,22 @@ impl FromSql<Nullable<Timestamp>, MultiBackend> for MaybeStamp {
 
 impl FromSql<Date, MultiBackend> for Day {
     fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
-        match value {
-            MultiRawValue::Sqlite(mut value) => match date(value.read_text()) {
-                Some(day) => Ok(Day(day)),
-                None => <NaiveDate as FromSql<Date, Sqlite>>::from_sql(value).map(Day),
-            },
-            value => value.from_sql::<NaiveDate, Date>().map(Day),
-        }
+        read::<_, Date>(value, date).map(Day)
+    }
+}
+
+/// SQLite's text through `fast`, or diesel's own reading when `fast` does not know it (and
+/// on PostgreSQL).
+fn read<T, ST>(value: MultiRawValue<'_>, fast: fn(&str) -> Option<T>) -> deserialize::Result<T>
+where
+    T: FromSql<ST, Sqlite> + FromSql<ST, Pg>,
+{
+    match value {
+        MultiRawValue::Sqlite(mut value) => match fast(value.read_text()) {
+            Some(read) => Ok(read),
+            None => <T as FromSql<ST, Sqlite>>::from_sql(value),
+        },
+        value => value.from_sql::<T, ST>(),
     }
 }
 
