@@ -10,6 +10,8 @@
 #
 # AB_DURATION=3   seconds per line
 # AB_POST=1       also POST /payments/ (each round adds the payments it creates)
+# AB_AUTHORIZE=1  also POST /payments/{id}/authorize/ with a sandbox tok_visa source, each
+#                 request on a fresh payment (seeded before each line, as bench.sh does)
 set -euo pipefail
 
 [[ $# -ge 2 ]] || { echo "usage: $0 BINARY_A BINARY_B [ROUNDS]" >&2; exit 2; }
@@ -49,6 +51,13 @@ source scripts/bench/seed.sh
 start "$a"
 token=$(awk '/^  token:/ { print $2 }' "$work/out")
 workspace=$(awk '/^  workspace:/ { print $2 }' "$work/out")
+if [[ -n ${AB_AUTHORIZE:-} ]]; then
+    source_id=$(curl -sf -X POST "$base/sources/" -H "Authorization: Token $token" \
+        -H "x-simple-workspace: $workspace" -H 'x-piriod-test-mode: true' \
+        -H 'Content-Type: application/json' \
+        -d '{"gateway": "sandbox", "usage": "reusable", "gateway_data": {"token": "tok_visa"}}' |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+fi
 stop
 seed_sqlite_payments "$db" "$workspace" 1000
 read -r id_min id_max < <(sqlite3 "$db" "SELECT min(id) || ' ' || max(id) FROM payments")
@@ -70,16 +79,35 @@ print(f"{row['rps']:.0f}/s {(after - before) / hz * 1e6 / row['requests']:.0f} Â
 EOF
 }
 
+# to_authorize: seeds payments to charge (test mode, awaiting a payment method) and prints
+# the wrk.lua environment that charges each of them once, in turn.
+to_authorize() {
+    local min max
+    sqlite3 "$db" <<EOF
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+INSERT INTO payments ($payment_columns)
+SELECT '$workspace', 1, 1000, 0, 'CLP', 1, '2026-11-23', 'to authorize', '[]',
+       'requires_payment_method', 0, '{}', 'ab_' || lower(hex(randomblob(12))), 1,
+       strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now')
+FROM n;
+EOF
+    read -r min max < <(sqlite3 "$db" "SELECT (max(id) - 39999) || ' ' || max(id) FROM payments")
+    echo "BENCH_ID_MIN=$min BENCH_ID_MAX=$max BENCH_ID_SEQUENTIAL=2 BENCH_TEST_MODE=1"
+}
+
 body='{"amount": 1000, "currency": "CLP", "date": "2026-11-23", "description": "ab"}'
 for round in $(seq "$rounds"); do
     for which in A B; do
+        if [[ -n ${AB_AUTHORIZE:-} ]]; then read -ra charge < <(to_authorize); fi
         if [[ $which == A ]]; then start "$a"; else start "$b"; fi
         echo "round $round $which:" \
             "health $(line /health/)," \
             "by id $(line '/payments/{id}/')," \
             "page $(line '/payments/?page_size=20')," \
             "by status $(line '/payments/?page_size=20&status=succeeded')" \
-            "${AB_POST:+, POST $(line /payments/ BENCH_METHOD=POST BENCH_BODY="$body")}"
+            "${AB_POST:+, POST $(line /payments/ BENCH_METHOD=POST BENCH_BODY="$body")}" \
+            "${AB_AUTHORIZE:+, authorize $(line '/payments/{id}/authorize/' BENCH_METHOD=POST \
+                BENCH_BODY="{\"source\": $source_id}" "${charge[@]}")}"
         stop
     done
 done

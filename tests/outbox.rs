@@ -9,6 +9,9 @@
 //!   at the same time, and each payment's events arrive in order.
 //! - `a_stopped_worker_finishes_its_sends_first`: SIGTERM while a receiver takes 2 s to
 //!   answer: the worker records that answer, then exits successfully.
+//! - `a_stopped_worker_gives_back_what_it_did_not_send`: SIGTERM with deliveries claimed but
+//!   not yet sent: a second worker sends them at once, not when their claims lapse (20 s),
+//!   and nothing the first worker sent goes twice.
 
 mod common;
 
@@ -27,6 +30,7 @@ for_each_backend!(
     deliveries_pending_at_a_kill_are_sent_after_restart,
     two_workers_deliver_every_event_once,
     a_stopped_worker_finishes_its_sends_first,
+    a_stopped_worker_gives_back_what_it_did_not_send,
 );
 
 /// Senders per worker (`cobro::webhooks::worker::SENDERS`): at most this many sends are in
@@ -166,23 +170,37 @@ fn two_workers_deliver_every_event_once(db: &TestDb) {
     );
 }
 
-fn a_stopped_worker_finishes_its_sends_first(db: &TestDb) {
+/// `payments` payments created while no worker runs, then a `cobro worker` sent SIGTERM as
+/// its first send reaches a receiver that answers after `answer_after`; returns once it has
+/// exited, successfully.
+fn stopped_while_sending(
+    db: &TestDb,
+    payments: usize,
+    answer_after: Duration,
+) -> (Server, Client, Receiver, Worker) {
     let (token, workspace) = db.user_with_workspace("ada@example.com");
     let no_worker = [("COBRO_WEBHOOK_WORKER", "0")];
     let server = Server::start_with(db, free_port(), &["--no-bootstrap"], &no_worker);
     server.wait_until_healthy();
     let client = Client::new(&server.url(""), &token, &workspace);
     let receiver = Receiver::start();
-    receiver.answer_after(Duration::from_secs(2));
+    receiver.answer_after(answer_after);
     subscribe(&client, &receiver);
-    create(&client, 1);
+    for i in 0..payments {
+        create(&client, i);
+    }
     let mut worker = Worker::start(db, 1);
-    receiver.wait_for("the delivery", Duration::from_secs(30), |hits| {
+    receiver.wait_for("the first send", Duration::from_secs(30), |hits| {
         !hits.is_empty()
     });
     common::signal(worker.child.id(), "TERM");
     let status = worker.child.wait().expect("the worker exits");
     assert!(status.success(), "{status}; log:\n{}", worker.log());
+    (server, client, receiver, worker)
+}
+
+fn a_stopped_worker_finishes_its_sends_first(db: &TestDb) {
+    let (_server, client, receiver, worker) = stopped_while_sending(db, 1, Duration::from_secs(2));
     let hits = receiver.hits();
     assert!(
         Instant::now() >= hits[0].answered_at,
@@ -201,6 +219,29 @@ fn a_stopped_worker_finishes_its_sends_first(db: &TestDb) {
         (&delivery["status"], &delivery["attempts"]),
         (&json!("succeeded"), &json!(1)),
         "the answer was recorded: {delivery}"
+    );
+}
+
+fn a_stopped_worker_gives_back_what_it_did_not_send(db: &TestDb) {
+    const PAYMENTS: usize = 12; // one batch: SENDERS in flight at the stop, the rest queued
+    let (_server, _client, receiver, first) =
+        stopped_while_sending(db, PAYMENTS, Duration::from_secs(1));
+    let sent_first = receiver.hits().len();
+    assert!(
+        sent_first < PAYMENTS,
+        "the first worker sent all {sent_first} before it stopped: nothing was left to give back"
+    );
+    let _second = Worker::start(db, 2);
+    // Well before the first worker's claims would lapse.
+    let hits = receiver.wait_for("every delivery", Duration::from_secs(12), |hits| {
+        delivered_ids(hits).len() == PAYMENTS
+    });
+    let hits = settled(&receiver, hits);
+    assert_eq!(
+        hits.len(),
+        PAYMENTS,
+        "a delivery went twice: {}",
+        first.log()
     );
 }
 

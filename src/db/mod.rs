@@ -4,9 +4,12 @@
 //! Every write runs in [`write_tx`], which starts SQLite transactions IMMEDIATE so that
 //! read-then-write never fails with "database is locked" halfway through.
 
+mod prepared;
 pub mod schema;
 pub mod time;
 mod writer;
+
+pub use prepared::update;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -111,7 +111,7 @@ impl<'a> NewEvent<'a> {
                 events::object_type.eq(self.object_type),
                 events::object_id.eq(self.object_id),
                 events::data.eq(&self.data),
-                events::created.eq(self.created),
+                events::created.eq(crate::db::time::Stamp::from(self.created)),
                 events::actor_type.eq(self.actor_type),
                 events::actor.eq(&self.actor),
                 events::request_id.eq(self.request_id),

@@ -16,7 +16,7 @@ use super::status::PaymentStatus;
 use crate::audit::Origin;
 use crate::db::schema::{payment_attempts, payment_counts, payment_metadata, payments};
 use crate::db::time::{Day, MaybeStamp, Stamp};
-use crate::db::{lower, DbConnection, MultiBackend, Scope};
+use crate::db::{self, lower, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 use crate::money::Currency;
 
@@ -145,6 +145,7 @@ struct PaymentChanges {
     amount_refunded: i64,
     currency: String,
     unit: i64,
+    #[diesel(serialize_as = Day)]
     date: NaiveDate,
     description: String,
     invoice: Option<String>,
@@ -159,6 +160,7 @@ struct PaymentChanges {
     enable_checkout: bool,
     metadata: String,
     version: i64,
+    #[diesel(serialize_as = Stamp)]
     updated: NaiveDateTime,
 }
 
@@ -231,8 +233,8 @@ pub fn insert(
             payments::workspace_id.eq(scope.workspace_id()),
             payments::test_mode.eq(scope.test_mode()),
             payments::checkout_key.eq(&payment.checkout_key),
-            payments::created.eq(payment.created),
-            &changes,
+            payments::created.eq(Stamp::from(payment.created)),
+            changes,
         ))
         .returning(payments::id);
     let id: i64 = crate::on_backend!(conn, |c| insert.get_result(c))?;
@@ -252,12 +254,15 @@ pub fn save(
     read: &Payment,
     payment: &Payment,
 ) -> Result<bool, ApiError> {
-    let updated = diesel::update(payments::table)
-        .filter(in_scope(scope))
-        .filter(payments::id.eq(payment.id))
-        .filter(payments::version.eq(read.version))
-        .set(PaymentChanges::from(payment))
-        .execute(conn)?;
+    // Kept prepared (diesel's would compile `payment_counts`' triggers again every time).
+    let update = db::update(
+        payments::table,
+        in_scope(scope)
+            .and(payments::id.eq(payment.id))
+            .and(payments::version.eq(read.version)),
+        PaymentChanges::from(payment),
+    );
+    let updated = crate::on_backend!(conn, |c| update.execute(c))?;
     if updated == 1 && read.metadata != payment.metadata {
         write_metadata(conn, scope, payment.id, &payment.metadata)?;
     }
@@ -567,7 +572,9 @@ pub fn insert_attempt(
     scope: &Scope,
     a: &Attempt,
 ) -> Result<Attempt, ApiError> {
-    let row: AttemptRow = diesel::insert_into(payment_attempts::table)
+    // Every column is written here, so the row is the attempt: only its id is read back,
+    // on the connection's own backend (as a payment's insert).
+    let insert = diesel::insert_into(payment_attempts::table)
         .values((
             payment_attempts::workspace_id.eq(scope.workspace_id()),
             payment_attempts::test_mode.eq(scope.test_mode()),
@@ -588,9 +595,9 @@ pub fn insert_attempt(
             payment_attempts::created.eq(a.created),
             payment_attempts::updated.eq(a.updated),
         ))
-        .returning(payment_attempts::all_columns)
-        .get_result(conn)?;
-    row.into_attempt()
+        .returning(payment_attempts::id);
+    let id: i64 = crate::on_backend!(conn, |c| insert.get_result(c))?;
+    Ok(Attempt { id, ..a.clone() })
 }
 
 /// A payment's attempts, oldest first.
@@ -616,12 +623,13 @@ pub fn move_attempt(
     read: &Attempt,
     a: &Attempt,
 ) -> Result<bool, ApiError> {
-    let updated = diesel::update(payment_attempts::table)
-        .filter(attempts_in_scope(scope))
-        .filter(payment_attempts::id.eq(a.id))
-        .filter(payment_attempts::status.eq(read.status.as_str()))
-        .filter(payment_attempts::updated.eq(read.updated))
-        .set((
+    let updated = db::update(
+        payment_attempts::table,
+        attempts_in_scope(scope)
+            .and(payment_attempts::id.eq(a.id))
+            .and(payment_attempts::status.eq(read.status.as_str()))
+            .and(payment_attempts::updated.eq(read.updated)),
+        (
             payment_attempts::status.eq(a.status.as_str()),
             payment_attempts::amount.eq(a.amount),
             payment_attempts::failure_code.eq(&a.failure_code),
@@ -629,8 +637,9 @@ pub fn move_attempt(
             payment_attempts::operation.eq(a.operation.map(|o| o.as_str())),
             payment_attempts::operation_amount.eq(a.operation_amount),
             payment_attempts::updated.eq(a.updated),
-        ))
-        .execute(conn)?;
+        ),
+    )
+    .execute(conn)?;
     Ok(updated == 1)
 }
 

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::domain::Webhook;
 use crate::db::schema::{webhook_deliveries, webhooks};
-use crate::db::{DbConnection, Scope};
+use crate::db::{self, DbConnection, Scope};
 use crate::error::ApiError;
 
 type InScope = diesel::dsl::And<
@@ -434,23 +434,42 @@ pub fn record_attempt(
     delivery: &DeliveryRow,
     claimed_until: NaiveDateTime,
 ) -> Result<bool, ApiError> {
-    let recorded = diesel::update(
-        webhook_deliveries::table
-            .filter(deliveries_in_scope(scope))
-            .filter(webhook_deliveries::id.eq(delivery.id))
-            .filter(webhook_deliveries::claimed_until.eq(claimed_until)),
+    let recorded = db::update(
+        webhook_deliveries::table,
+        deliveries_in_scope(scope)
+            .and(webhook_deliveries::id.eq(delivery.id))
+            .and(webhook_deliveries::claimed_until.eq(claimed_until)),
+        (
+            webhook_deliveries::status.eq(&delivery.status),
+            webhook_deliveries::attempts.eq(delivery.attempts),
+            webhook_deliveries::next_attempt.eq(delivery.next_attempt),
+            webhook_deliveries::claimed_until.eq(None::<NaiveDateTime>),
+            webhook_deliveries::last_status.eq(delivery.last_status),
+            webhook_deliveries::last_error.eq(&delivery.last_error),
+            webhook_deliveries::last_attempt.eq(delivery.last_attempt),
+        ),
     )
-    .set((
-        webhook_deliveries::status.eq(&delivery.status),
-        webhook_deliveries::attempts.eq(delivery.attempts),
-        webhook_deliveries::next_attempt.eq(delivery.next_attempt),
-        webhook_deliveries::claimed_until.eq(None::<NaiveDateTime>),
-        webhook_deliveries::last_status.eq(delivery.last_status),
-        webhook_deliveries::last_error.eq(&delivery.last_error),
-        webhook_deliveries::last_attempt.eq(delivery.last_attempt),
-    ))
     .execute(conn)?;
     Ok(recorded == 1)
+}
+
+/// Gives back a claim whose delivery was not sent (its worker stopped first): due again at
+/// once. Only the claim that ends at `claimed_until`: one taken over since is left alone.
+pub fn release_claim(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    id: i64,
+    claimed_until: NaiveDateTime,
+) -> Result<(), ApiError> {
+    diesel::update(
+        webhook_deliveries::table
+            .filter(deliveries_in_scope(scope))
+            .filter(webhook_deliveries::id.eq(id))
+            .filter(webhook_deliveries::claimed_until.eq(claimed_until)),
+    )
+    .set(webhook_deliveries::claimed_until.eq(None::<NaiveDateTime>))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// For `/metrics`, across every workspace (tenancy: counts only, nothing of any tenant's

@@ -6,7 +6,8 @@
 //! One dispatcher thread claims a batch of due deliveries in one write and hands each to one
 //! of `SENDERS` sender threads, so that a slow receiver holds up one sender, not every
 //! webhook. A recorder thread writes what came of the sends, as many as are waiting in one
-//! write: no sender waits for a commit.
+//! write: no sender waits for a commit. A worker that stops gives back the claims it did
+//! not send, so that another worker sends them at once rather than when they lapse.
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,23 +94,24 @@ pub fn spawn(db: Db, settings: WorkerSettings) -> Running {
 /// briefly when there was nothing to do, until `stop` is set; then waits for the senders
 /// to finish and the recorder to write what they did.
 pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
-    // Room for a job per sender: the dispatcher claims the next batch while the senders
-    // send the end of this one, and holds few claims ahead of them.
-    let (hand_over, jobs) = mpsc::sync_channel::<Job>(SENDERS);
+    // Room for a batch: the dispatcher claims the next while the senders send this one
+    // (with room for a few jobs only, the senders sat idle through every claim's commit).
+    let (hand_over, jobs) = mpsc::sync_channel::<Job>(BATCH as usize);
     let jobs = Arc::new(Mutex::new(jobs));
     // Bounded: a recorder held up (a slow commit, a lock) holds up the senders too, rather
     // than let claims lapse on outcomes not yet written, whose deliveries would go again.
     let (done, outcomes) = mpsc::sync_channel::<(Job, Outcome)>(RECORDING);
-    // Set once the dispatcher stops: the jobs still queued are dropped, not sent (their
-    // claims lapse and they are due again), so that stopping waits for the sends in flight
-    // only.
+    // Set once the dispatcher stops: the jobs still queued are put aside, not sent, so that
+    // stopping waits for the sends in flight only; their claims are given back at the end.
     let stopping = Arc::new(AtomicBool::new(false));
+    let unsent: Arc<Mutex<Vec<Job>>> = Arc::default();
     let senders: Vec<JoinHandle<()>> = (0..SENDERS)
         .map(|n| {
-            let (jobs, done, stopping) = (jobs.clone(), done.clone(), stopping.clone());
+            let (jobs, done) = (jobs.clone(), done.clone());
+            let (stopping, unsent) = (stopping.clone(), unsent.clone());
             thread::Builder::new()
                 .name(format!("webhook-sender-{n}"))
-                .spawn(move || send_all(&jobs, &done, settings, &stopping))
+                .spawn(move || send_all(&jobs, &done, settings, &stopping, &unsent))
                 .expect("start a webhook sender")
         })
         .collect();
@@ -123,7 +125,7 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
             .expect("start the webhook recorder")
     };
     while !stop.load(Ordering::Relaxed) {
-        match dispatch(db, &hand_over, stop) {
+        match dispatch(db, &hand_over, stop, &unsent) {
             Ok(0) => thread::sleep(std::time::Duration::from_millis(200)),
             Ok(_) => {}
             Err(err) => {
@@ -138,12 +140,43 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
         let _ = sender.join();
     }
     let _ = recorder.join();
+    give_back(db, &unsent);
+}
+
+/// Gives back the claims of the jobs put aside as the worker stopped (every send has ended
+/// and been recorded by now): those deliveries are due again at once, for any worker.
+fn give_back(db: &Db, unsent: &Mutex<Vec<Job>>) {
+    let jobs = match unsent.lock() {
+        Ok(mut jobs) => std::mem::take(&mut *jobs),
+        Err(_) => return, // a sender panicked: the claims lapse instead
+    };
+    if jobs.is_empty() {
+        return;
+    }
+    let given = jobs.len();
+    let released = db.write_here(move |conn| {
+        write_tx(conn, |conn| {
+            for job in &jobs {
+                store::release_claim(conn, &job.scope, job.due.id, job.claimed_until)?;
+            }
+            Ok(())
+        })
+    });
+    match released {
+        Ok(()) => log::info!("gave back {given} webhook deliveries not sent"),
+        Err(err) => err.log_for("webhook worker (their claims lapse instead)"),
+    }
 }
 
 /// Claims the deliveries due now (one batch, in one write) and hands each to a sender;
 /// returns how many. The claim also checks that no older delivery of the same object is
 /// pending, so that an object's events arrive in order.
-fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usize, ApiError> {
+fn dispatch(
+    db: &Db,
+    senders: &SyncSender<Job>,
+    stop: &AtomicBool,
+    unsent: &Mutex<Vec<Job>>,
+) -> Result<usize, ApiError> {
     let at = now();
     let until = at + CLAIM;
     // A write: on SQLite it goes through the single writer like every other.
@@ -180,25 +213,36 @@ fn dispatch(db: &Db, senders: &SyncSender<Job>, stop: &AtomicBool) -> Result<usi
         Ok(jobs)
     })?;
     let mut handed = 0;
-    for job in jobs {
+    let mut jobs = jobs.into_iter();
+    for job in jobs.by_ref() {
         if stop.load(Ordering::Relaxed) {
-            break; // the claims lapse, and the deliveries are due again
+            set_aside(unsent, job);
+            break;
         }
         if senders.send(job).is_err() {
             return Err(ApiError::internal("every webhook sender has stopped"));
         }
         handed += 1;
     }
+    jobs.for_each(|job| set_aside(unsent, job));
     Ok(handed)
 }
 
+/// A job not sent because the worker is stopping: its claim is given back at the end.
+fn set_aside(unsent: &Mutex<Vec<Job>>, job: Job) {
+    if let Ok(mut unsent) = unsent.lock() {
+        unsent.push(job);
+    }
+}
+
 /// A sender's loop: takes jobs one at a time until the dispatcher is gone, and hands what
-/// came of each to the recorder; once the worker is stopping, drops the jobs left.
+/// came of each to the recorder; once the worker is stopping, sets aside the jobs left.
 fn send_all(
     jobs: &Mutex<Receiver<Job>>,
     done: &SyncSender<(Job, Outcome)>,
     settings: WorkerSettings,
     stopping: &AtomicBool,
+    unsent: &Mutex<Vec<Job>>,
 ) {
     loop {
         let job = match jobs.lock().map(|jobs| jobs.recv()) {
@@ -206,6 +250,7 @@ fn send_all(
             _ => return,
         };
         if stopping.load(Ordering::Relaxed) {
+            set_aside(unsent, job);
             continue;
         }
         if let Some(outcome) = send_one(&job, settings) {
