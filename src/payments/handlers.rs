@@ -100,7 +100,7 @@ pub async fn retrieve(
     let id = object_id(&id)?;
     let base = base_url(&req);
     let view = db
-        .run(move |conn| operations::retrieve(conn, &auth.scope, id, &base))
+        .read_by_key(move |conn| operations::retrieve(conn, &auth.scope, id, &base))
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
