@@ -414,8 +414,6 @@ impl Db {
         let permit = permit
             .map_err(|_| ApiError::unavailable("none came free in 10 s (the server is busy)"))?
             .map_err(ApiError::internal)?;
-        let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
-        let id = request_id::current();
         let owed = crate::accounts::cache::owed();
         let on = move |mut conn: PooledConnection| {
             crate::metrics::db_waited(asked.elapsed());
@@ -438,6 +436,8 @@ impl Db {
                     .unwrap_or_else(|_| Err(ApiError::internal("a read panicked")));
             }
         }
+        let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
+        let id = request_id::current();
         actix_web::web::block(move || {
             // Held until the connection is back in the pool, even if the request is gone.
             let _permit = permit;

@@ -28,7 +28,7 @@ where
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Update<T, V, W> {
     /// The table, as its name is written.
     table: T,

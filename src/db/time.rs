@@ -116,6 +116,19 @@ impl ToSql<Date, Sqlite> for Day {
     }
 }
 
+impl ToSql<Date, Pg> for Day {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <NaiveDate as ToSql<Date, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+impl ToSql<Date, MultiBackend> for Day {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, MultiBackend>) -> serialize::Result {
+        out.set_value((Date, self));
+        Ok(IsNull::No)
+    }
+}
+
 /// `text` as SQLite's value, or diesel's own writing of `value` when there is none.
 fn write<'b, T: ToSql<ST, Sqlite>, ST>(
     value: &'b T,
@@ -128,19 +141,6 @@ fn write<'b, T: ToSql<ST, Sqlite>, ST>(
             Ok(IsNull::No)
         }
         None => value.to_sql(out),
-    }
-}
-
-impl ToSql<Date, Pg> for Day {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <NaiveDate as ToSql<Date, Pg>>::to_sql(&self.0, out)
-    }
-}
-
-impl ToSql<Date, MultiBackend> for Day {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, MultiBackend>) -> serialize::Result {
-        out.set_value((Date, self));
-        Ok(IsNull::No)
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::EventView;
 use crate::db::schema::events;
+use crate::db::time::Stamp;
 use crate::db::{now, DbConnection, MultiBackend, Scope};
 use crate::error::ApiError;
 use crate::payments::domain::timestamp;
@@ -111,7 +112,7 @@ impl<'a> NewEvent<'a> {
                 events::object_type.eq(self.object_type),
                 events::object_id.eq(self.object_id),
                 events::data.eq(&self.data),
-                events::created.eq(crate::db::time::Stamp::from(self.created)),
+                events::created.eq(Stamp::from(self.created)),
                 events::actor_type.eq(self.actor_type),
                 events::actor.eq(&self.actor),
                 events::request_id.eq(self.request_id),

@@ -12,7 +12,7 @@
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use chrono::{Duration, NaiveDateTime};
@@ -148,10 +148,7 @@ pub fn run(db: &Db, settings: WorkerSettings, stop: &AtomicBool) {
 /// Gives back the claims of the jobs put aside as the worker stopped (every send has ended
 /// and been recorded by now): those deliveries are due again at once, for any worker.
 fn give_back(db: &Db, unsent: &Mutex<Vec<Job>>) {
-    let jobs = match unsent.lock() {
-        Ok(mut jobs) => std::mem::take(&mut *jobs),
-        Err(_) => return, // a sender panicked: the claims lapse instead
-    };
+    let jobs = std::mem::take(&mut *unsent.lock().unwrap_or_else(PoisonError::into_inner));
     if jobs.is_empty() {
         return;
     }
@@ -215,26 +212,25 @@ fn dispatch(
         Ok(jobs)
     })?;
     let mut handed = 0;
-    let mut jobs = jobs.into_iter();
-    for job in jobs.by_ref() {
+    for job in jobs {
         if stop.load(Ordering::Relaxed) {
             set_aside(unsent, job);
-            break;
+            continue;
         }
         if senders.send(job).is_err() {
             return Err(ApiError::internal("every webhook sender has stopped"));
         }
         handed += 1;
     }
-    jobs.for_each(|job| set_aside(unsent, job));
     Ok(handed)
 }
 
 /// A job not sent because the worker is stopping: its claim is given back at the end.
 fn set_aside(unsent: &Mutex<Vec<Job>>, job: Job) {
-    if let Ok(mut unsent) = unsent.lock() {
-        unsent.push(job);
-    }
+    unsent
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(job);
 }
 
 /// A sender's loop: takes jobs one at a time until the dispatcher is gone, and hands what
