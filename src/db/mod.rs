@@ -569,7 +569,7 @@ pub fn run_migrations(
 static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// How many times a write transaction runs before its contention reaches the client (503).
-const MAX_TX_RUNS: u32 = 8;
+const MAX_TX_RUNS: u32 = 12;
 
 /// Runs a diesel query on the connection's own backend rather than through
 /// `DbConnection`: the query is written once and compiled for each backend. For the hottest
