@@ -90,12 +90,11 @@ pub fn remember(asked: Asked, trusted: Trusted) {
     }
 }
 
-/// The number every credential change bumps.
+/// The number every credential change bumps (read on the connection's own backend: it is
+/// read by nearly every request).
 pub fn epoch(conn: &mut DbConnection) -> QueryResult<i64> {
-    credential_epoch::table
-        .find(1)
-        .select(credential_epoch::n)
-        .first(conn)
+    let query = credential_epoch::table.find(1).select(credential_epoch::n);
+    crate::on_backend!(conn, |c| query.first(c))
 }
 
 /// Call in the transaction of a change to a credential, a role or a membership.

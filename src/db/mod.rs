@@ -305,7 +305,7 @@ pub struct Db {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Work {
     Reads,
-    ReadsByKey,
+    BoundedReads,
     Writes,
 }
 
@@ -384,19 +384,20 @@ impl Db {
         self.on_pool(work, Work::Reads).await
     }
 
-    /// [`Db::run`] for a read bounded by its shape: one object by its key. On SQLite, where
-    /// such a read takes microseconds and does not wait for the writer (WAL), it runs on the
-    /// request's own thread when a connection is free at once: the hop to the blocking pool
-    /// and back cost more than the read (about 22 of a `GET /payments/{id}/`'s 80 µs of
-    /// CPU). Anything that may read many rows stays on [`Db::run`], off the event loop. (A
-    /// read can still wait for a lock that is not the writer's, a checkpoint's `TRUNCATE`
-    /// or a `VACUUM` by hand, and then holds up that thread's other requests meanwhile.)
-    pub async fn read_by_key<T, F>(&self, work: F) -> Result<T, ApiError>
+    /// [`Db::run`] for a read bounded by its shape: one object by its key, or a page near
+    /// the start of a list its index serves. On SQLite, where such a read takes
+    /// microseconds and does not wait for the writer (WAL), it runs on the request's own
+    /// thread when a connection is free at once: the hop to the blocking pool and back cost
+    /// more than the read (about 22 of a `GET /payments/{id}/`'s 80 µs of CPU). Anything
+    /// that may read many rows stays on [`Db::run`], off the event loop. (A read can still
+    /// wait for a lock that is not the writer's, a checkpoint's `TRUNCATE` or a `VACUUM` by
+    /// hand, and then holds up that thread's other requests meanwhile.)
+    pub async fn read_bounded<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        self.on_pool(work, Work::ReadsByKey).await
+        self.on_pool(work, Work::BoundedReads).await
     }
 
     /// [`Db::run`] for each kind of [`Work`]: a write's owed credential check rides on its
@@ -428,7 +429,7 @@ impl Db {
             conn.answered(&result);
             result
         };
-        if kind == Work::ReadsByKey && self.backend == Backend::Sqlite {
+        if kind == Work::BoundedReads && self.backend == Backend::Sqlite {
             if let Some(conn) = self.pool.try_get() {
                 let _permit = permit;
                 // A panic is a 500 here too, as from the blocking pool.

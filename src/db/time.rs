@@ -13,12 +13,13 @@
 //! query), and leave PostgreSQL's binary form to diesel.
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
-use diesel::pg::Pg;
+use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{Date, Nullable, Timestamp};
-use diesel::sqlite::Sqlite;
+use diesel::sqlite::{Sqlite, SqliteValue};
 
 use super::{MultiBackend, MultiRawValue};
 
@@ -66,18 +67,33 @@ impl From<Day> for NaiveDate {
     }
 }
 
-impl FromSql<Timestamp, MultiBackend> for Stamp {
-    fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
-        read::<_, Timestamp>(value, timestamp).map(Stamp)
+impl FromSql<Timestamp, Sqlite> for Stamp {
+    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        read_sqlite::<_, Timestamp>(value, timestamp).map(Stamp)
     }
 }
 
-impl FromSql<Nullable<Timestamp>, MultiBackend> for MaybeStamp {
+impl FromSql<Timestamp, Pg> for Stamp {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDateTime as FromSql<Timestamp, Pg>>::from_sql(value).map(Stamp)
+    }
+}
+
+impl FromSql<Timestamp, MultiBackend> for Stamp {
     fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
+        value.from_sql::<Stamp, Timestamp>()
+    }
+}
+
+impl<DB: Backend> FromSql<Nullable<Timestamp>, DB> for MaybeStamp
+where
+    Stamp: FromSql<Timestamp, DB>,
+{
+    fn from_sql(value: DB::RawValue<'_>) -> deserialize::Result<Self> {
         Stamp::from_sql(value).map(|stamp| MaybeStamp(Some(stamp.0)))
     }
 
-    fn from_nullable_sql(value: Option<MultiRawValue<'_>>) -> deserialize::Result<Self> {
+    fn from_nullable_sql(value: Option<DB::RawValue<'_>>) -> deserialize::Result<Self> {
         match value {
             Some(value) => Self::from_sql(value),
             None => Ok(MaybeStamp(None)),
@@ -85,9 +101,21 @@ impl FromSql<Nullable<Timestamp>, MultiBackend> for MaybeStamp {
     }
 }
 
+impl FromSql<Date, Sqlite> for Day {
+    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        read_sqlite::<_, Date>(value, date).map(Day)
+    }
+}
+
+impl FromSql<Date, Pg> for Day {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDate as FromSql<Date, Pg>>::from_sql(value).map(Day)
+    }
+}
+
 impl FromSql<Date, MultiBackend> for Day {
     fn from_sql(value: MultiRawValue<'_>) -> deserialize::Result<Self> {
-        read::<_, Date>(value, date).map(Day)
+        value.from_sql::<Day, Date>()
     }
 }
 
@@ -188,18 +216,17 @@ fn push_digits(text: &mut String, n: u32, width: u32) {
     }
 }
 
-/// SQLite's text through `fast`, or diesel's own reading when `fast` does not know it (and
-/// on PostgreSQL).
-fn read<T, ST>(value: MultiRawValue<'_>, fast: fn(&str) -> Option<T>) -> deserialize::Result<T>
+/// SQLite's text through `fast`, or diesel's own reading when `fast` does not know it.
+fn read_sqlite<T, ST>(
+    mut value: SqliteValue<'_, '_, '_>,
+    fast: fn(&str) -> Option<T>,
+) -> deserialize::Result<T>
 where
-    T: FromSql<ST, Sqlite> + FromSql<ST, Pg>,
+    T: FromSql<ST, Sqlite>,
 {
-    match value {
-        MultiRawValue::Sqlite(mut value) => match fast(value.read_text()) {
-            Some(read) => Ok(read),
-            None => <T as FromSql<ST, Sqlite>>::from_sql(value),
-        },
-        value => value.from_sql::<T, ST>(),
+    match fast(value.read_text()) {
+        Some(read) => Ok(read),
+        None => <T as FromSql<ST, Sqlite>>::from_sql(value),
     }
 }
 

@@ -9,6 +9,8 @@ use crate::error::ApiError;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub const MAX_PAGE_SIZE: i64 = 100;
+/// See [`PageRequest::near_start`].
+const NEAR_START: i64 = 1_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PageNumber {
@@ -54,6 +56,12 @@ impl PageRequest {
             params: params.clone(),
             url,
         })
+    }
+
+    /// Whether the page ends within the first `NEAR_START` rows of its list (a read by an
+    /// index then steps over that many at most, whatever the list's length).
+    pub fn near_start(&self) -> bool {
+        matches!(self.page, PageNumber::Number(n) if n.saturating_mul(self.size) <= NEAR_START)
     }
 
     /// Counts, checks the page exists, loads it: `load(offset, limit)`.

@@ -64,24 +64,21 @@ impl Payment {
     }
 
     pub fn view(&self, base_url: &str) -> PaymentView {
+        self.clone().into_view(base_url)
+    }
+
+    /// The view, taking the payment's strings rather than copying them (a page's views).
+    pub fn into_view(self, base_url: &str) -> PaymentView {
         PaymentView {
             amount: Amount::new(self.currency, self.amount),
             currency: self.currency.code.to_string(),
             date: self.date,
-            description: self.description.clone(),
             id: self.id,
-            invoice: self.invoice.clone(),
-            subscription: self.subscription.clone(),
-            customer: self.customer.clone(),
             balance: Amount::new(self.currency, self.balance()),
             payment_date: self.payment_date.map(timestamp),
             source: self.source,
-            sources: self.sources.clone(),
             status: self.status,
-            failed_reason: self.failed_reason.clone(),
-            return_url: self.return_url.clone(),
             enable_checkout: self.enable_checkout,
-            metadata: self.metadata.clone(),
             test_mode: self.test_mode,
             created: timestamp(self.created),
             updated: timestamp(self.updated),
@@ -90,6 +87,14 @@ impl Payment {
                 .then(|| format!("{base_url}/pay/{}/", self.checkout_key)),
             amount_refunded: Amount::new(self.currency, self.amount_refunded),
             refunded: self.collected > 0 && self.amount_refunded >= self.collected,
+            description: self.description,
+            invoice: self.invoice,
+            subscription: self.subscription,
+            customer: self.customer,
+            sources: self.sources,
+            failed_reason: self.failed_reason,
+            return_url: self.return_url,
+            metadata: self.metadata,
         }
     }
 }

@@ -23,6 +23,14 @@ pub struct Ordering {
     pub descending: bool,
 }
 
+impl Ordering {
+    /// `-created`, the default (ties break by id, newest first).
+    pub const NEWEST_FIRST: Ordering = Ordering {
+        field: OrderField::Created,
+        descending: true,
+    };
+}
+
 impl std::str::FromStr for Ordering {
     type Err = ();
     fn from_str(raw: &str) -> Result<Self, ()> {
@@ -111,6 +119,24 @@ impl PaymentFilter {
             && payment_date_lte.is_none()
             && metadata.is_empty()
             && search.is_none()
+    }
+
+    /// The list's most common shape: nothing but one status at most narrows it. `Some` of
+    /// that status (None: every status), or None when the filter asks more.
+    pub fn one_status_at_most(&self) -> Option<Option<PaymentStatus>> {
+        if !self.only_status_and_currency() || self.currency.is_some() {
+            return None;
+        }
+        match self.statuses.as_deref() {
+            None => Some(None),
+            Some([one]) => Some(Some(*one)),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether the list is in its default order, newest first.
+    pub fn newest_first(&self) -> bool {
+        self.ordering.is_none_or(|o| o == Ordering::NEWEST_FIRST)
     }
 
     pub fn parse(params: &QueryParams) -> Result<Self, ApiError> {

@@ -10,7 +10,7 @@ use super::domain::{PaymentInput, PaymentView};
 use super::filter::PaymentFilter;
 use super::operations;
 use crate::accounts::auth::Auth;
-use crate::db::{Db, Scope};
+use crate::db::{Db, DbConnection, Scope};
 use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::http::body::Body;
@@ -79,9 +79,17 @@ pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<
     let filter = PaymentFilter::parse(&params)?;
     let page = PageRequest::new(&req, &params)?;
     let base = base_url(&req);
-    let page = db
-        .run(move |conn| operations::list(conn, &auth.scope, &filter, &page, &base))
-        .await?;
+    // A page near the start, newest first, by one status at most: its index reads the
+    // page's rows and no others.
+    let bounded =
+        page.near_start() && filter.newest_first() && filter.one_status_at_most().is_some();
+    let list =
+        move |conn: &mut DbConnection| operations::list(conn, &auth.scope, &filter, &page, &base);
+    let page = if bounded {
+        db.read_bounded(list).await?
+    } else {
+        db.run(list).await?
+    };
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -100,7 +108,7 @@ pub async fn retrieve(
     let id = object_id(&id)?;
     let base = base_url(&req);
     let view = db
-        .read_by_key(move |conn| operations::retrieve(conn, &auth.scope, id, &base))
+        .read_bounded(move |conn| operations::retrieve(conn, &auth.scope, id, &base))
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }

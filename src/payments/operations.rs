@@ -179,7 +179,7 @@ pub fn retrieve(
     base_url: &str,
 ) -> Result<PaymentView, ApiError> {
     let payment = store::find(conn, scope, id)?.ok_or(ApiError::NotFound)?;
-    Ok(payment.view(base_url))
+    Ok(payment.into_view(base_url))
 }
 
 pub fn list(
@@ -192,7 +192,10 @@ pub fn list(
     let count = store::count(conn, scope, filter)?;
     page.fetch(count, |offset, limit| {
         let payments = store::list(conn, scope, filter, offset, limit)?;
-        Ok(payments.iter().map(|p| p.view(base_url)).collect())
+        Ok(payments
+            .into_iter()
+            .map(|p| p.into_view(base_url))
+            .collect())
     })
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::charging::{Attempt, AttemptStatus};
 use super::domain::Payment;
-use super::filter::{OrderField, PaymentFilter};
+use super::filter::{OrderField, Ordering, PaymentFilter};
 use super::status::PaymentStatus;
 use crate::audit::Origin;
 use crate::db::schema::{payment_attempts, payment_counts, payment_metadata, payments};
@@ -210,13 +210,13 @@ pub fn find_by_checkout_key(
 }
 
 pub fn find(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<Option<Payment>, ApiError> {
-    // Not boxed: diesel then finds the prepared statement by its type, without building
-    // (and quoting) its SQL again to look it up; this is every payment's read by id.
-    let row = payments::table
+    // Not boxed, and on the connection's own backend: diesel then finds the prepared
+    // statement by its type, without building (and quoting) its SQL again to look it up;
+    // this is every payment's read by id.
+    let query = payments::table
         .filter(in_scope(scope))
-        .filter(payments::id.eq(id))
-        .first::<PaymentRow>(conn)
-        .optional()?;
+        .filter(payments::id.eq(id));
+    let row = crate::on_backend!(conn, |c| query.first::<PaymentRow>(c).optional())?;
     row.map(PaymentRow::into_payment).transpose()
 }
 
@@ -333,11 +333,11 @@ pub fn list(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Payment>, ApiError> {
+    if let (Some(status), true) = (filter.one_status_at_most(), filter.newest_first()) {
+        return newest_first(conn, scope, status, offset, limit);
+    }
     let mut query = filtered(scope, filter);
-    let ordering = filter.ordering.unwrap_or(super::filter::Ordering {
-        field: OrderField::Created,
-        descending: true,
-    });
+    let ordering = filter.ordering.unwrap_or(Ordering::NEWEST_FIRST);
     let desc = ordering.descending;
     query = match (ordering.field, desc) {
         (OrderField::Created, false) => query.order_by(payments::created.asc()),
@@ -373,6 +373,32 @@ pub fn list(
     rows.into_iter().map(PaymentRow::into_payment).collect()
 }
 
+/// `list` in its most common shape, newest first and narrowed by one status at most (a
+/// dashboard's page): a query of a static type, on the connection's own backend, so that
+/// diesel finds its prepared statement by type instead of building the SQL of a boxed
+/// query to look it up (a tenth of a page's time on SQLite).
+fn newest_first(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    status: Option<PaymentStatus>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Payment>, ApiError> {
+    let page = payments::table
+        .filter(in_scope(scope))
+        .order_by((payments::created.desc(), payments::id.desc()))
+        .offset(offset)
+        .limit(limit);
+    let rows: Vec<PaymentRow> = match status {
+        None => crate::on_backend!(conn, |c| page.load(c)),
+        Some(status) => {
+            let page = page.filter(payments::status.eq(status.as_str()));
+            crate::on_backend!(conn, |c| page.load(c))
+        }
+    }?;
+    rows.into_iter().map(PaymentRow::into_payment).collect()
+}
+
 /// How many payments match `filter`. Without filters, or with only status and currency,
 /// this adds up the maintained counts (a few rows, whatever the table's size; triggers on
 /// `payments` keep them, see the migration `count_triggers`); other filters count the
@@ -385,6 +411,26 @@ pub fn count(
     if !filter.only_status_and_currency() {
         return Ok(filtered(scope, filter).count().get_result(conn)?);
     }
+    let counts = payment_counts::table
+        .filter(counts_in_scope(scope))
+        .select(payment_counts::n);
+    // The most common shape as a static query, as `newest_first`.
+    let found: Vec<i64> = match filter.one_status_at_most() {
+        Some(None) => crate::on_backend!(conn, |c| counts.load(c))?,
+        Some(Some(status)) => {
+            let counts = counts.filter(payment_counts::status.eq(status.as_str()));
+            crate::on_backend!(conn, |c| counts.load(c))?
+        }
+        None => boxed_counts(scope, filter).load(conn)?,
+    };
+    Ok(found.into_iter().sum())
+}
+
+/// The maintained counts matching statuses and a currency.
+fn boxed_counts<'a>(
+    scope: &Scope,
+    filter: &'a PaymentFilter,
+) -> payment_counts::BoxedQuery<'a, MultiBackend, BigInt> {
     let mut counts = payment_counts::table
         .filter(counts_in_scope(scope))
         .select(payment_counts::n)
@@ -398,7 +444,7 @@ pub fn count(
     if let Some(currency) = filter.currency {
         counts = counts.filter(payment_counts::currency.eq(currency.code));
     }
-    Ok(counts.load::<i64>(conn)?.into_iter().sum())
+    counts
 }
 
 fn names(statuses: &[PaymentStatus]) -> Vec<&'static str> {

@@ -206,15 +206,16 @@ pub fn delete(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<bool, A
 /// stored, JSON): enabled ones, and those the server disabled after failures (re-enabled,
 /// they get what happened meanwhile). A webhook disabled by hand gets nothing.
 pub fn subscribers(conn: &mut DbConnection, scope: &Scope) -> Result<Vec<(i64, String)>, ApiError> {
-    Ok(webhooks::table
+    let query = webhooks::table
         .filter(in_scope(scope))
         .filter(
             webhooks::enabled
                 .eq(true)
                 .or(webhooks::disabled_reason.is_not_null()),
         )
-        .select((webhooks::id, webhooks::events))
-        .load(conn)?)
+        .select((webhooks::id, webhooks::events));
+    // On the connection's own backend: every event on SQLite reads this.
+    Ok(crate::on_backend!(conn, |c| query.load(c))?)
 }
 
 /// [`subscribers`]' condition, for a statement that finds them in SQL of its own
