@@ -207,27 +207,55 @@ pub fn begin(conn: &mut DbConnection) -> QueryResult<()> {
     let sql = format!("BEGIN; SELECT cobro_epoch_is({})", check.epoch);
     match AnsiTransactionManager::begin_transaction_sql(pg, &sql) {
         Ok(()) => {
-            check.verified.store(true, Ordering::Relaxed);
-            AT_BEGIN.with(|at| at.borrow_mut().take());
+            passed();
             return Ok(());
         }
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message() == EPOCH_MOVED => {
-            pg.batch_execute("ROLLBACK")?;
-        }
+        Err(moved) if is_epoch_moved(&moved) => pg.batch_execute("ROLLBACK")?,
         Err(other) => {
             // A failed SELECT leaves the BEGIN's transaction open, and aborted.
             let _ = pg.batch_execute("ROLLBACK");
             return Err(other);
         }
     }
-    // The epoch moved: asked about afresh, with no transaction open.
-    let settled = verify(conn, &check, true).err().map(AtBegin::Refused);
-    let refused = settled.is_some();
-    AT_BEGIN.with(|at| *at.borrow_mut() = settled);
-    if refused {
-        return Err(diesel::result::Error::RollbackTransaction);
-    }
+    moved(conn)?;
     DbConnection::begin_transaction(conn)
+}
+
+/// The epoch that the check owed here (`at_begin`) expects, for a statement that carries
+/// it (`db::checked`); None when none is owed.
+pub fn owed_epoch() -> Option<i64> {
+    AT_BEGIN.with(|at| match &*at.borrow() {
+        Some(AtBegin::Owed(check)) => Some(check.epoch),
+        _ => None,
+    })
+}
+
+/// Whether a statement that carried the check failed because the epoch moved.
+pub fn is_epoch_moved(err: &diesel::result::Error) -> bool {
+    matches!(err, diesel::result::Error::DatabaseError(_, info) if info.message() == EPOCH_MOVED)
+}
+
+/// A statement that carried the check owed here succeeded: the check passed.
+pub fn passed() {
+    if let Some(AtBegin::Owed(check)) = AT_BEGIN.with(|at| at.borrow_mut().take()) {
+        check.verified.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A statement that carried the check owed here found the epoch moved: the credential is
+/// asked about afresh (with no transaction open). Refused, the refusal is kept for
+/// `at_begin` to answer with, and this fails, so that the work goes no further.
+pub fn moved(conn: &mut DbConnection) -> QueryResult<()> {
+    let Some(AtBegin::Owed(check)) = AT_BEGIN.with(|at| at.borrow_mut().take()) else {
+        return Ok(());
+    };
+    match verify(conn, &check, true) {
+        Ok(()) => Ok(()),
+        Err(refused) => {
+            AT_BEGIN.with(|at| *at.borrow_mut() = Some(AtBegin::Refused(refused)));
+            Err(diesel::result::Error::RollbackTransaction)
+        }
+    }
 }
 
 /// The check, on the connection the request's work is about to use: nothing to do while the

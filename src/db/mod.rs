@@ -4,6 +4,7 @@
 //! Every write runs in [`write_tx`], which starts SQLite transactions IMMEDIATE so that
 //! read-then-write never fails with "database is locked" halfway through.
 
+pub mod checked;
 mod prepared;
 pub mod schema;
 pub mod time;
@@ -304,9 +305,9 @@ pub struct Db {
 /// What a request's database work does, for [`Db::on_pool`].
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Work {
-    Reads,
-    BoundedReads,
-    Writes,
+    Any,
+    /// A read bounded by its shape ([`Db::read_bounded`]).
+    BoundedRead,
 }
 
 /// How long a request waits for a database connection before it fails.
@@ -381,7 +382,7 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        self.on_pool(work, Work::Reads).await
+        self.on_pool(work, Work::Any).await
     }
 
     /// [`Db::run`] for a read bounded by its shape: one object by its key, or a page near
@@ -397,11 +398,13 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        self.on_pool(work, Work::BoundedReads).await
+        self.on_pool(work, Work::BoundedRead).await
     }
 
-    /// [`Db::run`] for each kind of [`Work`]: a write's owed credential check rides on its
-    /// first `BEGIN` (`accounts::cache::at_begin`) instead of taking a round trip of its own.
+    /// [`Db::run`] for each kind of [`Work`]. On PostgreSQL a request's owed credential
+    /// check rides on its work's first `BEGIN`, or in its first read made with
+    /// [`read_checked!`](crate::read_checked), instead of taking a round trip of its own
+    /// (`accounts::cache::at_begin`).
     async fn on_pool<T, F>(&self, work: F, kind: Work) -> Result<T, ApiError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
@@ -416,10 +419,11 @@ impl Db {
             .map_err(|_| ApiError::unavailable("none came free in 10 s (the server is busy)"))?
             .map_err(ApiError::internal)?;
         let owed = crate::accounts::cache::owed();
+        let backend = self.backend;
         let on = move |mut conn: PooledConnection| {
             crate::metrics::db_waited(asked.elapsed());
             let result = match owed {
-                Some(check) if kind == Work::Writes && !check.verified() => {
+                Some(check) if backend == Backend::Postgres && !check.verified() => {
                     crate::accounts::cache::at_begin(&mut conn, &check, work)
                 }
                 owed => {
@@ -429,7 +433,7 @@ impl Db {
             conn.answered(&result);
             result
         };
-        if kind == Work::BoundedReads && self.backend == Backend::Sqlite {
+        if kind == Work::BoundedRead && self.backend == Backend::Sqlite {
             if let Some(conn) = self.pool.try_get() {
                 let _permit = permit;
                 // A panic is a 500 here too, as from the blocking pool.
@@ -491,7 +495,7 @@ impl Db {
                     })
                     .await
             }
-            None => self.on_pool(work, Work::Writes).await,
+            None => self.on_pool(work, Work::Any).await,
         }
     }
 }

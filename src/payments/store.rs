@@ -212,11 +212,11 @@ pub fn find_by_checkout_key(
 pub fn find(conn: &mut DbConnection, scope: &Scope, id: i64) -> Result<Option<Payment>, ApiError> {
     // Not boxed, and on the connection's own backend: diesel then finds the prepared
     // statement by its type, without building (and quoting) its SQL again to look it up;
-    // this is every payment's read by id.
+    // this is every payment's read by id. A check owed rides in it (one round trip).
     let query = payments::table
         .filter(in_scope(scope))
         .filter(payments::id.eq(id));
-    let row = crate::on_backend!(conn, |c| query.first::<PaymentRow>(c).optional())?;
+    let row = crate::read_checked!(conn, query, |q, c| q.get_result::<PaymentRow>(c).optional())?;
     row.map(PaymentRow::into_payment).transpose()
 }
 
@@ -414,12 +414,13 @@ pub fn count(
     let counts = payment_counts::table
         .filter(counts_in_scope(scope))
         .select(payment_counts::n);
-    // The most common shape as a static query, as `newest_first`.
+    // The most common shape as a static query, as `newest_first`; a page's first read, so
+    // a check owed rides in it.
     let found: Vec<i64> = match filter.one_status_at_most() {
-        Some(None) => crate::on_backend!(conn, |c| counts.load(c))?,
+        Some(None) => crate::read_checked!(conn, counts, |q, c| q.load(c))?,
         Some(Some(status)) => {
             let counts = counts.filter(payment_counts::status.eq(status.as_str()));
-            crate::on_backend!(conn, |c| counts.load(c))?
+            crate::read_checked!(conn, counts, |q, c| q.load(c))?
         }
         None => boxed_counts(scope, filter).load(conn)?,
     };

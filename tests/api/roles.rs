@@ -613,7 +613,9 @@ both! {
         app.add_member(&member.email, Role::Developer);
         let elsewhere = App { workspace: app.workspace.clone(), ..member.clone() }.on(other);
         elsewhere.get("/payments/").expect(200);
-        elsewhere.post("/payments/", payment.clone()).expect(201);
+        let made_there = elsewhere.post("/payments/", payment.clone()).expect(201).body;
+        let one = format!("/payments/{}/", made_there["id"]);
+        elsewhere.get(&one).expect(200);
         let user = members_of(&app).into_iter().find(|m| m["email"] == member.email.as_str()).unwrap()["user"].clone();
         let path = format!("/members/{user}/");
 
@@ -622,20 +624,30 @@ both! {
         app.patch(&path, json!({"role": "viewer"})).expect(200);
         elsewhere.post("/payments/", payment.clone()).expect(403);
         elsewhere.post("/payments/", json!({})).expect(403);
+        // Still allowed to read after each change: a page, a payment, one that is not there.
         elsewhere.get("/payments/").expect(200);
+        app.patch(&path, json!({"role": "developer"})).expect(200);
+        elsewhere.get(&one).expect(200);
+        app.patch(&path, json!({"role": "viewer"})).expect(200);
+        elsewhere.get("/payments/999999999/").expect(404);
         // Promoted again: allowed at once (a refusal is never trusted).
         app.patch(&path, json!({"role": "developer"})).expect(200);
         elsewhere.post("/payments/", payment.clone()).expect(201);
         // Removed: not a member any more.
         app.delete(&path).expect(204);
+        elsewhere.get(&one).expect(403);
         elsewhere.get("/payments/").expect(403);
 
         // A key revoked on the first server: 401 on the other, whatever the request.
         let made = app.post("/keys/", json!({})).expect(201).body;
         let as_key = App { token: made["secret"].as_str().unwrap().to_string(), ..app.clone() }.on(other);
         as_key.get("/payments/").expect(200);
+        as_key.get(&one).expect(200);
         app.delete(&format!("/keys/{}/", made["id"])).expect(200);
         assert_eq!(as_key.post("/payments/", json!({"amount": "x"})).expect(401).body, json!({"detail": "Invalid token."}));
+        // Refused before any answer, even one with no row to show.
+        as_key.get("/payments/999999999/").expect(401);
+        as_key.get(&one).expect(401);
         as_key.get("/payments/").expect(401);
         let bearer = format!("Bearer {}", made["secret"].as_str().unwrap());
         let refused = send("GET", &as_key.url("/v1/payments"), &[("Authorization", &bearer)], None).expect(401);

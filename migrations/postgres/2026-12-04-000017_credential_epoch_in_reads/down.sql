@@ -1,0 +1,1 @@
+DROP FUNCTION cobro_epoch_holds(BIGINT);
