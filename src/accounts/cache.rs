@@ -5,10 +5,14 @@
 //! removed) bumps one number, `credential_epoch`, in its own transaction ([`bump`]). An
 //! entry here remembers the number it was found valid under. A request let in on trust owes
 //! a [`Check`]: inside its own database work (`Db::run` and `Db::write`, on the connection
-//! the work uses, before the work) the number is read again, and if it moved the credential
-//! is asked about afresh: refused now, the request fails with 401 or 403 and does nothing.
-//! So a request that touches the database never acts on a credential revoked before it, on
-//! any server, and it costs one tiny read instead of a second trip to the database. A
+//! the work uses) the number is read again, and if it moved the credential is asked about
+//! afresh: refused now, the request fails with 401 or 403 and does nothing. On SQLite the
+//! check comes before the work; on PostgreSQL it rides on the work's first `BEGIN` or in
+//! its first read ([`at_begin`]), and a work with neither is checked after it, its answer
+//! kept only if the check passes. So a request that touches the database never acts on,
+//! or answers for, a credential revoked before it, on any server, and it costs one tiny
+//! read (on PostgreSQL, often not even a round trip of its own) instead of a second trip
+//! to the database. A
 //! request that answers without touching the database (a 400 for its body, say) is checked
 //! before its answer leaves (`http::request_id::middleware`), and answered 401 or 403 if
 //! the credential no longer holds.
@@ -157,15 +161,16 @@ thread_local! {
     static AT_BEGIN: RefCell<Option<AtBegin>> = const { RefCell::new(None) };
 }
 
-/// What `cobro_epoch_is` raises (PostgreSQL migration 000016) when the epoch moved.
+/// What `cobro_epoch_is` and `cobro_epoch_holds` raise (PostgreSQL migrations 000016 and
+/// 000017) when the epoch moved.
 const EPOCH_MOVED: &str = "the credential epoch moved";
 
-/// Runs a request's write on PostgreSQL with its check made in the round trip of the first
-/// `BEGIN` the work sends ([`begin`]) instead of one of its own before the work. Every
-/// write runs in a transaction (`db::write_tx`), so nothing is written before the check;
-/// what the work read before its first transaction is thrown away if the check then
-/// refuses. A work that opened no transaction (it wrote nothing) is checked after it, and
-/// its answer kept only if the check passes.
+/// Runs a request's work on PostgreSQL with its check made in the round trip of the first
+/// `BEGIN` the work sends ([`begin`]), or in its first read made with `read_checked!`
+/// (`db::checked`), instead of one of its own before the work. Every write runs in a
+/// transaction (`db::write_tx`), so nothing is written before the check; what the work
+/// read before then is thrown away if the check refuses. A work that made neither (it
+/// wrote nothing) is checked after it, and its answer kept only if the check passes.
 pub fn at_begin<T>(
     conn: &mut DbConnection,
     check: &Check,

@@ -60,10 +60,17 @@ pub fn read<T>(
     pg: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
     checked: impl FnOnce(&mut PgConnection, i64) -> QueryResult<T>,
 ) -> QueryResult<T> {
+    // Inside a transaction the check was made at its `BEGIN` (and a failed statement would
+    // abort the transaction, leaving no way to ask about the credential again).
+    let owed = if super::in_transaction(conn) {
+        None
+    } else {
+        cache::owed_epoch()
+    };
     match conn {
         DbConnection::Sqlite(lite) => return sqlite(lite),
         DbConnection::Pg(postgres) => {
-            let Some(epoch) = cache::owed_epoch() else {
+            let Some(epoch) = owed else {
                 return pg(postgres);
             };
             match checked(postgres, epoch) {
@@ -87,7 +94,10 @@ pub fn read<T>(
 /// `$run` (a read of `$query`, named `$q`, on the connection `$c`) as
 /// [`on_backend!`](crate::on_backend), with the check owed riding in its statement on
 /// PostgreSQL ([`read`]). `$run` must work on a [`Checked`] query too: `load` or
-/// `get_result`, not `first`.
+/// `get_result`, not `first`. The query must not be one the planner can prove empty (a
+/// literal false, a `LIMIT 0`): its plan would then skip the check, and a row-less answer
+/// would pass it. Keep its row order out of it too: SQL does not promise that a subquery's
+/// order survives (a read by id, or a count, has none to keep).
 #[macro_export]
 macro_rules! read_checked {
     ($conn:expr, $query:expr, |$q:ident, $c:ident| $run:expr) => {
