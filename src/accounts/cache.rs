@@ -94,6 +94,12 @@ pub fn remember(asked: Asked, trusted: Trusted) {
     }
 }
 
+fn forget(asked: &Asked) {
+    if let Ok(mut entries) = entries().lock() {
+        entries.remove(asked);
+    }
+}
+
 /// The number every credential change bumps (read on the connection's own backend: it is
 /// read by nearly every request).
 pub fn epoch(conn: &mut DbConnection) -> QueryResult<i64> {
@@ -277,12 +283,17 @@ pub fn verify(conn: &mut DbConnection, check: &Check, committed: bool) -> Result
     }
     let now = epoch(conn)?;
     if now != check.epoch {
-        let trusted = super::auth::resolve(conn, &check.asked, now)?;
-        if !super::auth::allows(&trusted.grants, check.needed) {
-            return Err(ApiError::Forbidden);
-        }
+        // What is found replaces the entry (a refused credential's goes), so that the
+        // credential's next request is refused before its work, not after it (on
+        // PostgreSQL a read runs before its check when it carries none).
+        let trusted =
+            super::auth::resolve(conn, &check.asked, now).inspect_err(|_| forget(&check.asked))?;
+        let allowed = super::auth::allows(&trusted.grants, check.needed);
         if committed {
             remember(check.asked.clone(), trusted);
+        }
+        if !allowed {
+            return Err(ApiError::Forbidden);
         }
     }
     check.verified.store(true, Ordering::Relaxed);
