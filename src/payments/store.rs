@@ -411,30 +411,57 @@ pub fn count(
     if !filter.only_status_and_currency() {
         return Ok(filtered(scope, filter).count().get_result(conn)?);
     }
+    // The most common shape on the connection's own backend, as `newest_first`, added up
+    // by the database (on PostgreSQL a count is spread over up to 64 slots per status and
+    // currency); a page's first read, so a check owed rides in it.
     let counts = payment_counts::table
         .filter(counts_in_scope(scope))
-        .select(payment_counts::n);
-    // The most common shape as a static query, as `newest_first`; a page's first read, so
-    // a check owed rides in it.
-    let found: Vec<i64> = match filter.one_status_at_most() {
-        Some(None) => crate::read_checked!(conn, counts, |q, c| q.load(c))?,
+        .select(CountsAddedUp);
+    match filter.one_status_at_most() {
+        Some(None) => Ok(crate::read_checked!(conn, counts, |q, c| q.get_result(c))?),
         Some(Some(status)) => {
             let counts = counts.filter(payment_counts::status.eq(status.as_str()));
-            crate::read_checked!(conn, counts, |q, c| q.load(c))?
+            Ok(crate::read_checked!(conn, counts, |q, c| q.get_result(c))?)
         }
-        None => boxed_counts(scope, filter).load(conn)?,
-    };
-    Ok(found.into_iter().sum())
+        None => Ok(boxed_counts(scope, filter).get_result(conn)?),
+    }
 }
 
-/// The maintained counts matching statuses and a currency.
+/// `SUM(payment_counts.n)` as a `BIGINT` (PostgreSQL's sum of a `BIGINT` is a `NUMERIC`),
+/// 0 for no rows: an expression of a static type, so that its query stays prepared (a
+/// literal's would be prepared again each time).
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct CountsAddedUp;
+
+impl diesel::Expression for CountsAddedUp {
+    type SqlType = BigInt;
+}
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for CountsAddedUp {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        out.push_sql("CAST(COALESCE(SUM(payment_counts.n), 0) AS BIGINT)");
+        Ok(())
+    }
+}
+
+impl diesel::expression::ValidGrouping<()> for CountsAddedUp {
+    type IsAggregate = diesel::expression::is_aggregate::Yes;
+}
+
+impl diesel::AppearsOnTable<payment_counts::table> for CountsAddedUp {}
+impl diesel::SelectableExpression<payment_counts::table> for CountsAddedUp {}
+
+/// The maintained counts matching statuses and a currency, added up.
 fn boxed_counts<'a>(
     scope: &Scope,
     filter: &'a PaymentFilter,
 ) -> payment_counts::BoxedQuery<'a, MultiBackend, BigInt> {
     let mut counts = payment_counts::table
         .filter(counts_in_scope(scope))
-        .select(payment_counts::n)
+        .select(CountsAddedUp)
         .into_boxed();
     // One status is `=`, not `IN (…)`: diesel prepares an `IN` list anew on every query.
     counts = match filter.statuses.as_deref() {
