@@ -12,10 +12,9 @@
 //! kept only if the check passes. So a request that touches the database never acts on,
 //! or answers for, a credential revoked before it, on any server, and it costs one tiny
 //! read (on PostgreSQL, often not even a round trip of its own) instead of a second trip
-//! to the database. A
-//! request that answers without touching the database (a 400 for its body, say) is checked
-//! before its answer leaves (`http::request_id::middleware`), and answered 401 or 403 if
-//! the credential no longer holds.
+//! to the database. A request that answers without touching the database (a 400 for its
+//! body, say) is checked before its answer leaves (`http::request_id::middleware`), and
+//! answered 401 or 403 if the credential no longer holds.
 //!
 //! Entries live a minute at most (for changes made behind cobro's back, in SQL), and only
 //! successes are kept.

@@ -134,9 +134,11 @@ impl PaymentFilter {
         }
     }
 
-    /// Whether the list is in its default order, newest first.
-    pub fn newest_first(&self) -> bool {
-        self.ordering.is_none_or(|o| o == Ordering::NEWEST_FIRST)
+    /// A dashboard's page: [`one_status_at_most`](Self::one_status_at_most), in the
+    /// default order (newest first). An index serves it without reading other rows.
+    pub fn newest_by_status(&self) -> Option<Option<PaymentStatus>> {
+        let newest_first = self.ordering.is_none_or(|o| o == Ordering::NEWEST_FIRST);
+        self.one_status_at_most().filter(|_| newest_first)
     }
 
     pub fn parse(params: &QueryParams) -> Result<Self, ApiError> {

@@ -79,10 +79,9 @@ pub async fn list(req: HttpRequest, auth: Auth, db: web::Data<Db>) -> ApiResult<
     let filter = PaymentFilter::parse(&params)?;
     let page = PageRequest::new(&req, &params)?;
     let base = base_url(&req);
-    // A page near the start, newest first, by one status at most: its index reads the
-    // page's rows and no others.
-    let bounded =
-        page.near_start() && filter.newest_first() && filter.one_status_at_most().is_some();
+    // A dashboard's page near the list's start: its index reads the page's rows and few
+    // others.
+    let bounded = page.near_start() && filter.newest_by_status().is_some();
     let list =
         move |conn: &mut DbConnection| operations::list(conn, &auth.scope, &filter, &page, &base);
     let page = if bounded {

@@ -333,7 +333,7 @@ pub fn list(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Payment>, ApiError> {
-    if let (Some(status), true) = (filter.one_status_at_most(), filter.newest_first()) {
+    if let Some(status) = filter.newest_by_status() {
         return newest_first(conn, scope, status, offset, limit);
     }
     let mut query = filtered(scope, filter);
