@@ -320,6 +320,18 @@ pub fn find(
     Ok(row.map(EventRow::view))
 }
 
+/// The events of `ids` that exist, in one statement (the webhook worker's batch).
+pub fn find_many(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    ids: &[i64],
+) -> Result<Vec<EventView>, ApiError> {
+    let rows: Vec<EventRow> = scoped(scope)
+        .filter(events::id.eq_any(ids.to_vec()))
+        .load(conn)?;
+    Ok(rows.into_iter().map(EventRow::view).collect())
+}
+
 /// An event by id, if it is about a kind of object in `readable`.
 pub fn find_readable(
     conn: &mut DbConnection,

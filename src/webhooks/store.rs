@@ -400,6 +400,14 @@ pub fn claim_due(
     until: NaiveDateTime,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, ApiError> {
+    if let DbConnection::Pg(pg) = conn {
+        // The oldest first, read in the order of the index of pending deliveries, stopping
+        // at `limit`. Without this, PostgreSQL plans by statistics, and statistics taken
+        // before a burst see almost nothing pending: it then reads every pending delivery
+        // and sorts them, on every claim (24 ms a claim with 11,000 pending, where reading
+        // in order takes under 1 ms). For this transaction only.
+        diesel::sql_query("SET LOCAL enable_sort = off").execute(pg)?;
+    }
     let due = due(conn, at, limit)?;
     if due.is_empty() {
         return Ok(due);
@@ -452,6 +460,36 @@ pub fn record_attempt(
     )
     .execute(conn)?;
     Ok(recorded == 1)
+}
+
+/// Records a 2xx (`status`) for each of `ids` that is still under the claim that ends at
+/// `claimed_until`, in one statement, and releases the claim; returns the ids recorded (the
+/// others were taken over by another worker).
+pub fn record_delivered(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    ids: &[i64],
+    status: i32,
+    claimed_until: NaiveDateTime,
+    at: NaiveDateTime,
+) -> Result<Vec<i64>, ApiError> {
+    Ok(diesel::update(
+        webhook_deliveries::table
+            .filter(deliveries_in_scope(scope))
+            .filter(webhook_deliveries::id.eq_any(ids))
+            .filter(webhook_deliveries::claimed_until.eq(claimed_until)),
+    )
+    .set((
+        webhook_deliveries::status.eq("succeeded"),
+        // The claim guards the row: no other worker recorded an attempt since it was read.
+        webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
+        webhook_deliveries::claimed_until.eq(None::<NaiveDateTime>),
+        webhook_deliveries::last_status.eq(status),
+        webhook_deliveries::last_error.eq(None::<String>),
+        webhook_deliveries::last_attempt.eq(at),
+    ))
+    .returning(webhook_deliveries::id)
+    .get_results(conn)?)
 }
 
 /// Gives back a claim whose delivery was not sent (its worker stopped first): due again at

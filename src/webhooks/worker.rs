@@ -61,7 +61,7 @@ struct Job {
     claimed_until: NaiveDateTime,
     url: String,
     secret: String,
-    event: Option<EventView>,
+    event: Option<Arc<EventView>>,
 }
 
 /// A worker running on a thread of its own.
@@ -186,9 +186,23 @@ fn dispatch(
     }
     let origin = Arc::new(Origin::job("webhooks"));
     let jobs = db.run_here(|conn| {
+        // The batch's webhooks and events, a statement per webhook and per scope (not per
+        // delivery: a drain runs at the rate of its statements).
         let mut webhooks: HashMap<i64, Option<Webhook>> = HashMap::new();
+        let mut events: HashMap<i64, Arc<EventView>> = HashMap::new();
+        let mut scopes: HashMap<(&str, bool), Vec<i64>> = HashMap::new();
+        for due in &claimed {
+            let key = (due.workspace_id.as_str(), due.test_mode);
+            scopes.entry(key).or_default().push(due.event_id);
+        }
+        for ((workspace_id, test_mode), ids) in scopes {
+            let scope = Scope::new(workspace_id.to_string(), test_mode, &origin);
+            for event in events::find_many(conn, &scope, &ids)? {
+                events.insert(event.id, Arc::new(event));
+            }
+        }
         let mut jobs = Vec::with_capacity(claimed.len());
-        for due in claimed {
+        for due in &claimed {
             let scope = Scope::new(due.workspace_id.clone(), due.test_mode, &origin);
             let webhook = match webhooks.entry(due.webhook_id) {
                 Entry::Occupied(found) => found.get().clone(),
@@ -199,14 +213,13 @@ fn dispatch(
             let Some(webhook) = webhook else {
                 continue; // deleted meanwhile, and its deliveries with it
             };
-            let event = events::find(conn, &scope, due.event_id)?;
             jobs.push(Job {
+                event: events.get(&due.event_id).cloned(),
                 scope,
-                due,
+                due: due.clone(),
                 claimed_until: until,
                 url: webhook.url,
                 secret: webhook.secret,
-                event,
             });
         }
         Ok(jobs)
@@ -286,27 +299,28 @@ fn send_one(job: &Job, settings: WorkerSettings) -> Option<Outcome> {
 }
 
 /// The recorder's loop: writes the outcomes the senders hand it, every one waiting in one
-/// transaction (each in its own savepoint, in order of webhook so that two recorders lock
-/// webhooks alike), until the senders are gone. One that fails there (a race lost on its
-/// webhook, say) is written again alone, with `write_tx`'s retries. A sender goes on to its
-/// next delivery without waiting for this write (unless `RECORDING` outcomes wait
-/// already); until it commits, the delivery is still pending and claimed, so no worker
-/// sends it again while the claim holds, it is not lost (a claim that lapses unrecorded
-/// makes it due again, and it is sent again, as after a crash), and the object's next
-/// delivery waits behind it.
+/// transaction, until the senders are gone. The outcomes of one webhook are written
+/// together, in a savepoint of their own (in order of webhook, so that two recorders lock
+/// webhooks alike): a run that fails there (a race lost on its webhook, say) is written
+/// again alone, with `write_tx`'s retries. A sender goes on to its next delivery without
+/// waiting for this write (unless `RECORDING` outcomes wait already); until it commits, the
+/// delivery is still pending and claimed, so no worker sends it again while the claim
+/// holds, it is not lost (a claim that lapses unrecorded makes it due again, and it is sent
+/// again, as after a crash), and the object's next delivery waits behind it.
 fn record_all(db: &Db, outcomes: &Receiver<(Job, Outcome)>, settings: WorkerSettings) {
     let first_retry_ms = settings.first_retry_ms;
     while let Ok(first) = outcomes.recv() {
         let mut batch = vec![first];
         batch.extend(outcomes.try_iter().take(RECORDING));
+        // Stable: a webhook's outcomes stay in the order they came.
         batch.sort_by_key(|(job, _)| job.due.webhook_id);
-        let batch = Arc::new(batch);
-        let writing = batch.clone();
+        let runs: Arc<Vec<Vec<(Job, Outcome)>>> = Arc::new(runs_by_webhook(batch));
+        let writing = runs.clone();
         let failed = db.write_here(move |conn| {
             write_tx(conn, |conn| {
                 let mut failed = Vec::new();
-                for (i, (job, outcome)) in writing.iter().enumerate() {
-                    if write_tx(conn, |conn| record(conn, job, outcome, first_retry_ms)).is_err() {
+                for (i, run) in writing.iter().enumerate() {
+                    if write_tx(conn, |conn| record(conn, run, first_retry_ms)).is_err() {
                         failed.push(i);
                     }
                 }
@@ -317,72 +331,97 @@ fn record_all(db: &Db, outcomes: &Receiver<(Job, Outcome)>, settings: WorkerSett
             Ok(failed) => failed,
             Err(err) => {
                 err.log_for("webhook recorder");
-                (0..batch.len()).collect()
+                (0..runs.len()).collect()
             }
         };
         for i in again {
-            let id = batch[i].0.due.id;
-            let batch = batch.clone();
+            let webhook_id = runs[i][0].0.due.webhook_id;
+            let runs = runs.clone();
             let alone = db.write_here(move |conn| {
-                let (job, outcome) = &batch[i];
-                write_tx(conn, |conn| record(conn, job, outcome, first_retry_ms))
+                write_tx(conn, |conn| record(conn, &runs[i], first_retry_ms))
             });
             if let Err(err) = alone {
-                err.log_for(&format!("webhook delivery {id}"));
+                err.log_for(&format!("webhook {webhook_id}'s deliveries"));
             }
         }
     }
 }
 
-/// Writes an attempt's outcome to the delivery and to its webhook's run of failures.
+/// A batch sorted by webhook, cut into one run of outcomes per webhook.
+fn runs_by_webhook(batch: Vec<(Job, Outcome)>) -> Vec<Vec<(Job, Outcome)>> {
+    let mut runs: Vec<Vec<(Job, Outcome)>> = Vec::new();
+    for outcome in batch {
+        match runs.last_mut() {
+            Some(run) if run[0].0.due.webhook_id == outcome.0.due.webhook_id => run.push(outcome),
+            _ => runs.push(vec![outcome]),
+        }
+    }
+    runs
+}
+
+/// Writes the outcomes of one webhook's attempts (`run`, in the order they came) to their
+/// deliveries, then to the webhook's run of failures. The 2xx of one claim and status are
+/// written in one statement: a drain runs at the rate of its statements.
 fn record(
     conn: &mut DbConnection,
-    job: &Job,
-    outcome: &Outcome,
+    run: &[(Job, Outcome)],
     first_retry_ms: u64,
 ) -> Result<(), ApiError> {
-    let (scope, due) = (&job.scope, &job.due);
-    let at = now();
-    let mut delivery = due.clone();
-    delivery.attempts += 1;
-    delivery.last_attempt = Some(at);
-    let failure = match outcome {
-        Outcome::Delivered(status) => {
-            delivery.status = "succeeded".into();
-            delivery.last_status = Some(i32::from(*status));
-            delivery.last_error = None;
-            None
-        }
-        Outcome::Refused(status) => {
-            delivery.last_status = Some(i32::from(*status));
-            delivery.last_error = Some(format!("HTTP {status}"));
-            Some(i32::from(*status))
-        }
-        Outcome::Unreachable(why) => {
-            delivery.last_status = None;
-            delivery.last_error = Some(why.chars().take(500).collect());
-            Some(0)
-        }
+    let Some((first, _)) = run.first() else {
+        return Ok(());
     };
-    if failure.is_some() {
-        if at - delivery.created >= GIVE_UP_AFTER {
-            delivery.status = "failed".into();
-        } else {
-            delivery.next_attempt = domain::next_attempt(at, delivery.attempts, first_retry_ms);
+    let (scope, webhook_id) = (&first.scope, first.due.webhook_id);
+    let at = now();
+    // The deliveries, then their webhook (the order in which the API deletes or re-enables
+    // a webhook takes them).
+    let mut delivered: HashMap<(u16, NaiveDateTime), Vec<i64>> = HashMap::new();
+    for (job, outcome) in run {
+        if let Outcome::Delivered(status) = outcome {
+            let claim = (*status, job.claimed_until);
+            delivered.entry(claim).or_default().push(job.due.id);
         }
     }
-    // The delivery, then its webhook (the order in which the API deletes or re-enables a
-    // webhook takes them), locked: its run of failures is read as the last outcome recorded
-    // by any worker left it (a success read beside another worker's uncommitted failure
-    // would otherwise change nothing, and three failures apart would disable it).
-    if !store::record_attempt(conn, scope, &delivery, job.claimed_until)? {
-        log::warn!("webhook delivery {}: its claim was taken over", delivery.id);
+    let mut recorded = std::collections::HashSet::new();
+    for ((status, claimed_until), ids) in delivered {
+        let status = i32::from(status);
+        recorded.extend(store::record_delivered(
+            conn,
+            scope,
+            &ids,
+            status,
+            claimed_until,
+            at,
+        )?);
+    }
+    // What each attempt recorded means for the webhook, in order: None for a 2xx, else the
+    // failure's status (0: no answer).
+    let mut failures = Vec::with_capacity(run.len());
+    for (job, outcome) in run {
+        let failure = match outcome {
+            Outcome::Delivered(_) => recorded.contains(&job.due.id).then_some(None),
+            _ => {
+                let (delivery, failure) = failed_attempt(&job.due, outcome, at, first_retry_ms);
+                store::record_attempt(conn, scope, &delivery, job.claimed_until)?
+                    .then_some(Some(failure))
+            }
+        };
+        match failure {
+            Some(failure) => failures.push(failure),
+            None => log::warn!("webhook delivery {}: its claim was taken over", job.due.id),
+        }
+    }
+    if failures.is_empty() {
         return Ok(());
     }
-    let Some(webhook) = store::find_locked(conn, scope, due.webhook_id)? else {
+    // Locked: its run of failures is read as the last outcome recorded by any worker left
+    // it (a success read beside another worker's uncommitted failure would otherwise change
+    // nothing, and three failures apart would disable it).
+    let Some(webhook) = store::find_locked(conn, scope, webhook_id)? else {
         return Ok(()); // deleted meanwhile, and its deliveries with it
     };
-    let next = after_attempt(&webhook, failure, at);
+    let next = failures.into_iter().fold(webhook.clone(), |next, failure| {
+        after_attempt(&next, failure, at)
+    });
     if next != webhook && !store::save(conn, scope, &webhook, &next)? {
         return Err(ApiError::Contention);
     }
@@ -390,6 +429,37 @@ fn record(
         super::operations::audit(conn, scope, "webhook.disabled", &next)?;
     }
     Ok(())
+}
+
+/// A delivery after an attempt that failed (`outcome` is no 2xx), and the failure's status
+/// for its webhook's run (0: no answer): due again later, or failed once it is too old.
+fn failed_attempt(
+    due: &DeliveryRow,
+    outcome: &Outcome,
+    at: NaiveDateTime,
+    first_retry_ms: u64,
+) -> (DeliveryRow, i32) {
+    let mut delivery = due.clone();
+    delivery.attempts += 1;
+    delivery.last_attempt = Some(at);
+    let failure = match outcome {
+        Outcome::Delivered(status) | Outcome::Refused(status) => {
+            delivery.last_status = Some(i32::from(*status));
+            delivery.last_error = Some(format!("HTTP {status}"));
+            i32::from(*status)
+        }
+        Outcome::Unreachable(why) => {
+            delivery.last_status = None;
+            delivery.last_error = Some(why.chars().take(500).collect());
+            0
+        }
+    };
+    if at - delivery.created >= GIVE_UP_AFTER {
+        delivery.status = "failed".into();
+    } else {
+        delivery.next_attempt = domain::next_attempt(at, delivery.attempts, first_retry_ms);
+    }
+    (delivery, failure)
 }
 
 /// A webhook after an attempt: a success ends its run of failures; the third failure in a
