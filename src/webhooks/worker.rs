@@ -335,13 +335,25 @@ fn record_all(db: &Db, outcomes: &Receiver<(Job, Outcome)>, settings: WorkerSett
             }
         };
         for i in again {
-            let webhook_id = runs[i][0].0.due.webhook_id;
-            let runs = runs.clone();
+            let writing = runs.clone();
             let alone = db.write_here(move |conn| {
-                write_tx(conn, |conn| record(conn, &runs[i], first_retry_ms))
+                write_tx(conn, |conn| record(conn, &writing[i], first_retry_ms))
             });
-            if let Err(err) = alone {
-                err.log_for(&format!("webhook {webhook_id}'s deliveries"));
+            if alone.is_ok() {
+                continue;
+            }
+            // Then outcome by outcome, so that one that cannot be written loses its own
+            // record only (its claim lapses and it is sent again), not its webhook's run.
+            for j in 0..runs[i].len() {
+                let id = runs[i][j].0.due.id;
+                let writing = runs.clone();
+                let one = db.write_here(move |conn| {
+                    let one = std::slice::from_ref(&writing[i][j]);
+                    write_tx(conn, |conn| record(conn, one, first_retry_ms))
+                });
+                if let Err(err) = one {
+                    err.log_for(&format!("webhook delivery {id}"));
+                }
             }
         }
     }
@@ -381,24 +393,21 @@ fn record(
             delivered.entry(claim).or_default().push(job.due.id);
         }
     }
+    // By claim too: an outcome of a claim that lapsed may wait beside the next claim's.
     let mut recorded = std::collections::HashSet::new();
     for ((status, claimed_until), ids) in delivered {
         let status = i32::from(status);
-        recorded.extend(store::record_delivered(
-            conn,
-            scope,
-            &ids,
-            status,
-            claimed_until,
-            at,
-        )?);
+        let ids = store::record_delivered(conn, scope, &ids, status, claimed_until, at)?;
+        recorded.extend(ids.into_iter().map(|id| (id, claimed_until)));
     }
     // What each attempt recorded means for the webhook, in order: None for a 2xx, else the
     // failure's status (0: no answer).
     let mut failures = Vec::with_capacity(run.len());
     for (job, outcome) in run {
         let failure = match outcome {
-            Outcome::Delivered(_) => recorded.contains(&job.due.id).then_some(None),
+            Outcome::Delivered(_) => recorded
+                .contains(&(job.due.id, job.claimed_until))
+                .then_some(None),
             _ => {
                 let (delivery, failure) = failed_attempt(&job.due, outcome, at, first_retry_ms);
                 store::record_attempt(conn, scope, &delivery, job.claimed_until)?

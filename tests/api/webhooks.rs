@@ -200,6 +200,44 @@ both! {
         assert_eq!((delivered["attempts"].as_i64(), receiver.hits().len()), (Some(3), 3));
     }
 
+    fn outcomes_recorded_together_keep_each_attempt(app) {
+        // Four deliveries waiting, sent at once by the worker's senders and answered
+        // together (300 ms each), so that their outcomes reach the recorder in one batch:
+        // two refused, then delivered on their retry, two delivered at once.
+        let Some(quiet) = server_with(app.backend(), |s| s.webhook_allow_private = true) else { return };
+        let quiet = app.on(quiet);
+        let receiver = Receiver::start();
+        let hook = quiet.post("/webhooks/", json!({"url": receiver.url, "events": ["payment.created"]})).expect(201).body;
+        for _ in 0..4 {
+            quiet.create_payment(json!({}));
+        }
+        receiver.answer_after(Duration::from_millis(300));
+        receiver.fail_next(&[500, 500]);
+        let Some(app) = delivering(&app) else { return };
+        let deliveries = format!("/webhooks/{}/deliveries/", hook["id"]);
+        let deadline = Instant::now() + WAIT;
+        let all = loop {
+            let all = app.get(&deliveries).expect(200).body;
+            if all["results"].as_array().unwrap().iter().all(|d| d["status"] == "succeeded") {
+                break all;
+            }
+            assert!(Instant::now() < deadline, "not all delivered: {all}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut attempts: Vec<i64> = all["results"].as_array().unwrap().iter().map(|d| {
+            assert_eq!(d["last_status"], 200, "{d}");
+            d["attempts"].as_i64().unwrap()
+        }).collect();
+        attempts.sort();
+        assert_eq!(attempts, [1, 1, 2, 2], "{all}");
+        assert_eq!(receiver.hits().len(), 6, "each sent once more after its refusal, no more");
+        // Two failures, whatever else was recorded beside them, do not disable it.
+        let webhook = app.get(&format!("/webhooks/{}/", hook["id"])).expect(200).body;
+        assert_eq!(webhook["enabled"], true, "{webhook}");
+        let trail = app.get(&format!("/events/?type=webhook.disabled&object_id={}", hook["id"])).body;
+        assert_eq!(trail["count"], 0, "{trail}");
+    }
+
     fn three_identical_failures_disable_until_enabled_again(app) {
         let Some(app) = delivering(&app) else { return };
         let receiver = Receiver::start();
