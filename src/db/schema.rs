@@ -134,7 +134,7 @@ diesel::joinable!(console_sessions -> users (user_id));
 diesel::joinable!(memberships -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(memberships, users, workspaces, console_sessions);
 
-diesel::allow_tables_to_appear_in_same_query!(payments, payment_metadata);
+diesel::allow_tables_to_appear_in_same_query!(payments, payment_metadata, payment_counts);
 
 diesel::table! {
     payment_counts (workspace_id, test_mode, status, currency, slot) {

@@ -70,20 +70,52 @@ impl PageRequest {
         count: i64,
         load: impl FnOnce(i64, i64) -> Result<Vec<T>, ApiError>,
     ) -> Result<Page<T>, ApiError> {
-        let last = ((count + self.size - 1) / self.size).max(1);
-        let page = match self.page {
-            PageNumber::Last => last,
-            PageNumber::Number(n) if n <= last => n,
-            PageNumber::Number(_) => return Err(ApiError::InvalidPage),
-        };
+        let page = self.number_in(count)?;
         let results = load((page - 1) * self.size, self.size)?;
+        Ok(self.page(page, count, results))
+    }
+
+    /// The offset of a numbered page, known before anything is counted (None for `last`):
+    /// for a read that loads the page and counts in one statement, then [`counted`].
+    ///
+    /// [`counted`]: PageRequest::counted
+    pub fn offset(&self) -> Option<i64> {
+        match self.page {
+            PageNumber::Number(n) => Some((n - 1).saturating_mul(self.size)),
+            PageNumber::Last => None,
+        }
+    }
+
+    /// The page at [`offset`](PageRequest::offset), loaded with `count`, how many match in
+    /// all, counted in the same read (0 when the read had no rows: then none match, or the
+    /// page is past the end, which it is either way unless it is the first).
+    pub fn counted<T>(&self, count: i64, results: Vec<T>) -> Result<Page<T>, ApiError> {
+        let page = self.number_in(count)?;
+        Ok(self.page(page, count, results))
+    }
+
+    /// The page asked for, of a list of `count`: DRF's 404 "Invalid page." past the end.
+    fn number_in(&self, count: i64) -> Result<i64, ApiError> {
+        let last = self.last(count);
+        match self.page {
+            PageNumber::Last => Ok(last),
+            PageNumber::Number(n) if n <= last => Ok(n),
+            PageNumber::Number(_) => Err(ApiError::InvalidPage),
+        }
+    }
+
+    fn last(&self, count: i64) -> i64 {
+        ((count + self.size - 1) / self.size).max(1)
+    }
+
+    fn page<T>(&self, page: i64, count: i64, results: Vec<T>) -> Page<T> {
         let link = |n: i64| format!("{}?{}", self.url, self.params.with("page", &n.to_string()));
-        Ok(Page {
+        Page {
             count,
-            next: (page < last).then(|| link(page + 1)),
+            next: (page < self.last(count)).then(|| link(page + 1)),
             previous: (page > 1).then(|| link(page - 1)),
             results,
-        })
+        }
     }
 }
 

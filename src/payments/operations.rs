@@ -189,6 +189,13 @@ pub fn list(
     page: &PageRequest,
     base_url: &str,
 ) -> Result<Page<PaymentView>, ApiError> {
+    if let (Some(status), Some(offset)) = (filter.newest_by_status(), page.offset()) {
+        // A dashboard's page: its rows and its count in one read.
+        let (payments, count) =
+            store::newest_first_counted(conn, scope, status, offset, page.size)?;
+        let views = payments.into_iter().map(|p| p.into_view(base_url));
+        return page.counted(count, views.collect());
+    }
     let count = store::count(conn, scope, filter)?;
     page.fetch(count, |offset, limit| {
         let payments = store::list(conn, scope, filter, offset, limit)?;

@@ -399,6 +399,45 @@ fn newest_first(
     rows.into_iter().map(PaymentRow::into_payment).collect()
 }
 
+/// [`newest_first`] with how many payments match in all (0 when the page has no rows), in
+/// one statement: each row carries the count (`payment_counts` added up, as [`count`]), and
+/// a check owed rides in it. A page is then one round trip instead of two.
+pub fn newest_first_counted(
+    conn: &mut DbConnection,
+    scope: &Scope,
+    status: Option<PaymentStatus>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Payment>, i64), ApiError> {
+    let page = payments::table
+        .filter(in_scope(scope))
+        .order_by((payments::created.desc(), payments::id.desc()))
+        .offset(offset)
+        .limit(limit);
+    let counts = payment_counts::table
+        .filter(counts_in_scope(scope))
+        .select(CountsAddedUp);
+    let mut rows: Vec<(PaymentRow, Option<i64>)> = match status {
+        None => {
+            let page = page.select((payments::all_columns, counts.single_value()));
+            crate::read_checked!(conn, page, |q, c| q.load(c))
+        }
+        Some(status) => {
+            let status = status.as_str();
+            let counts = counts.filter(payment_counts::status.eq(status));
+            let page = page
+                .filter(payments::status.eq(status))
+                .select((payments::all_columns, counts.single_value()));
+            crate::read_checked!(conn, page, |q, c| q.load(c))
+        }
+    }?;
+    // In the page's order whatever the credential check's wrapping did to it.
+    rows.sort_by_key(|(row, _)| std::cmp::Reverse((row.created, row.id)));
+    let count = rows.first().and_then(|(_, count)| *count).unwrap_or(0);
+    let payments = rows.into_iter().map(|(row, _)| row.into_payment());
+    Ok((payments.collect::<Result<_, _>>()?, count))
+}
+
 /// How many payments match `filter`. Without filters, or with only status and currency,
 /// this adds up the maintained counts (a few rows, whatever the table's size; triggers on
 /// `payments` keep them, see the migration `count_triggers`); other filters count the
