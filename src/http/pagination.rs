@@ -72,7 +72,7 @@ impl PageRequest {
     ) -> Result<Page<T>, ApiError> {
         let page = self.number_in(count)?;
         let results = load((page - 1) * self.size, self.size)?;
-        Ok(self.page(page, count, results))
+        Ok(self.answer(page, count, results))
     }
 
     /// The offset of a numbered page, known before anything is counted (None for `last`):
@@ -91,7 +91,7 @@ impl PageRequest {
     /// page is past the end, which it is either way unless it is the first).
     pub fn counted<T>(&self, count: i64, results: Vec<T>) -> Result<Page<T>, ApiError> {
         let page = self.number_in(count)?;
-        Ok(self.page(page, count, results))
+        Ok(self.answer(page, count, results))
     }
 
     /// The page asked for, of a list of `count`: DRF's 404 "Invalid page." past the end.
@@ -108,7 +108,8 @@ impl PageRequest {
         ((count + self.size - 1) / self.size).max(1)
     }
 
-    fn page<T>(&self, page: i64, count: i64, results: Vec<T>) -> Page<T> {
+    /// Page `page` of a list of `count`, with its links.
+    fn answer<T>(&self, page: i64, count: i64, results: Vec<T>) -> Page<T> {
         let link = |n: i64| format!("{}?{}", self.url, self.params.with("page", &n.to_string()));
         Page {
             count,

@@ -213,7 +213,14 @@ both! {
         }
         receiver.answer_after(Duration::from_millis(300));
         receiver.fail_next(&[500, 500]);
-        let Some(app) = delivering(&app) else { return };
+        // Retries a second later, not 100 ms: a retry that reached the receiver before
+        // another delivery's first attempt (a sender held up on a loaded machine) would
+        // take the second 500 itself.
+        let Some(app) = server_with(app.backend(), |s| {
+            s.webhook_worker = true;
+            s.webhook_allow_private = true;
+            s.webhook_first_retry_ms = 1_000;
+        }).map(|server| app.on(server)) else { return };
         let deliveries = format!("/webhooks/{}/deliveries/", hook["id"]);
         let deadline = Instant::now() + WAIT;
         let all = loop {
